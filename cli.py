@@ -1,0 +1,212 @@
+"""The ``eda`` command line: run workers, publish and watch events, declare the topology."""
+
+import functools
+import json
+import signal
+import sys
+
+import click
+
+from eda import logs
+from eda.errors import ConfigError, ContractError, EdaError
+from eda.settings import SPECS, Settings, redact_url
+
+COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
+WORKER = ("state_dir", "payment_gateway_url", "prefetch", "concurrency", "retry_delays", "shutdown_timeout",
+          "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window")
+
+
+def settings_options(*names):
+    """Add one option per setting (with its ``EDA_*`` variable) and pass the built Settings as ``settings``."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names}
+            settings = Settings.from_env(**values)
+            logs.configure(settings.log_format, settings.log_level)
+            return command(*args, settings=settings, **kwargs)
+
+        for name in reversed(names):
+            spec = SPECS[name]
+            default = redact_url(str(spec.default)) if spec.secret else spec.default
+            wrapper = click.option(
+                spec.option, name, envvar=spec.env, show_envvar=True, default=None,
+                type=click.Choice(spec.choices, case_sensitive=False) if spec.choices else None,
+                help=spec.help + (f" [default: {default}]" if default not in (None, "") else ""),
+            )(wrapper)
+        return wrapper
+
+    return decorate
+
+
+class Group(click.Group):
+    """Shows expected errors as one line on stderr with their exit code, never as a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdaError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="eda")
+def main():
+    """eda: event-driven workers on RabbitMQ.
+
+    Every setting is an option and an EDA_* environment variable; pass the broker URL through
+    EDA_BROKER_URL or --broker-url-file so that `ps` never shows its password.
+    """
+
+
+@main.command(short_help="Run named workers until stopped.")
+@click.argument("names", nargs=-1)
+@settings_options(*COMMON, *WORKER)
+def worker(names, settings):
+    """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT."""
+    from workers import registry
+    from workers.runtime import Runner
+
+    if not names:
+        raise ConfigError(f"name at least one worker to run; known workers: {', '.join(registry.discover())}")
+    classes = [registry.get(name) for name in dict.fromkeys(names)]
+    sys.exit(Runner(classes, settings).run())
+
+
+@main.command(short_help="Validate and publish events, confirmed.")
+@click.argument("event")
+@click.option("--data", help="The event's data as a JSON object.")
+@click.option("--file", "file", type=click.File("r"), help="JSON lines of data, one event each ('-' for stdin).")
+@click.option("--correlation-id", help="Correlation id of the events (default: each event's own id).")
+@click.option("--source", default="eda/cli", show_default=True, help="CloudEvents source attribute.")
+@settings_options(*COMMON)
+def publish(event, data, file, correlation_id, source, settings):
+    """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it."""
+    from producers.batch import events_from_input, publish_confirmed
+
+    if (data is None) == (file is None):
+        raise ConfigError("give the event's data with exactly one of --data JSON or --file PATH")
+    events = events_from_input(event, data=data, lines=file, source=source, correlation_id=correlation_id)
+    publish_confirmed(settings, events, on_confirmed=lambda e: click.echo(e.id),
+                      progress=file is not None and sys.stderr.isatty())
+
+
+@main.group()
+def topology():
+    """Exchanges and queues."""
+
+
+@topology.command("declare")
+@settings_options(*COMMON, "retry_delays")
+def topology_declare(settings):
+    """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
+    from eda.connection import open_connection
+    from eda.topology import Topology
+    from workers import registry
+
+    conn = open_connection(settings)
+    try:
+        channel = conn.channel()
+        topo = Topology(settings.namespace, settings.retry_delays_ms)
+        topo.declare_exchanges(channel)
+        click.echo(f"exchange {topo.events.name} (topic), {topo.dlx.name} (direct)")
+        for name, cls in registry.discover().items():
+            queue = topo.declare_worker(channel, name, cls.event_types())
+            click.echo(f"queue {queue.name} <- {', '.join(cls.event_types())}")
+    finally:
+        conn.release()
+
+
+@main.command()
+def events():
+    """List the event contracts: name, routing key, fields (* required) and consumers."""
+    from contracts import CONTRACTS
+    from workers import registry
+
+    rows = [("EVENT", "ROUTING KEY", "CONSUMED BY", "FIELDS")]
+    for c in CONTRACTS:
+        fields = ", ".join(f"{name}{'*' if required else ''}" for name, required in c.fields)
+        rows.append((c.name, c.type, ",".join(registry.consumers_of(c.type)) or "-", fields))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[3])
+
+
+@main.command()
+@click.argument("pattern", default="#")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as one line of JSON.")
+@click.option("--count", type=click.IntRange(min=1), help="Exit after this many events.")
+@click.option("--timeout", type=float, help="Exit after this many seconds.")
+@settings_options(*COMMON)
+def tail(pattern, as_json, count, timeout, settings):
+    """Show events matching a topic PATTERN (default '#') live, through a temporary queue."""
+    from eda.connection import open_connection
+    from eda.tail import Tail, describe
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    conn = open_connection(settings)
+    watcher = Tail(conn, settings.namespace, pattern)
+    click.echo(f"tailing {settings.namespace}.events with pattern {pattern!r} (Ctrl-C to stop)", err=True)
+    seen = 0
+    try:
+        for wire in watcher.events(timeout=timeout, until=lambda: bool(stop)):
+            click.echo(json.dumps(wire, separators=(",", ":")) if as_json else describe(wire))
+            sys.stdout.flush()
+            seen += 1
+            if count and seen >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.close()
+        conn.release()
+
+
+@main.command()
+@click.option("--embedded", is_flag=True, help="Run in one process on kombu's in-memory transport.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the flow to finish.")
+@settings_options(*COMMON)
+def demo(embedded, timeout, settings):
+    """Run the whole order flow: the three workers, sample orders, a live view and a summary."""
+    from eda.demo import run_demo
+
+    sys.exit(run_demo(settings, embedded=embedded, timeout=timeout))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--decline-over", default="10000", show_default=True, help="Decline charges above this amount.")
+@click.option("--latency", default=0.0, show_default=True, help="Seconds each answer takes.")
+@click.option("--failure-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of requests answered 503.")
+@click.option("--down", is_flag=True, help="Answer every request 503.")
+def gateway(host, port, decline_over, latency, failure_rate, down):
+    """Serve a simulated payment gateway on the gateway's HTTP JSON API."""
+    from decimal import Decimal, InvalidOperation
+
+    from eda.gateway import Simulation, serve
+
+    try:
+        limit = Decimal(decline_over)
+    except InvalidOperation:
+        raise ConfigError(f"--decline-over: not a number: {decline_over!r}") from None
+    try:
+        server = serve(Simulation(limit, latency, failure_rate, down), host, port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
+    click.echo(f"payment gateway simulation on http://{host}:{server.server_address[1]}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

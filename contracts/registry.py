@@ -1,0 +1,80 @@
+"""The table of contracts: each event's CLI name, routing key (= CloudEvents type) and data schema."""
+
+from dataclasses import dataclass, field
+
+from marshmallow import RAISE, Schema, ValidationError
+
+from contracts import events
+from eda.errors import ContractError, UnknownEvent
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One event type. Its schema instance is made once: schema construction is costly."""
+
+    name: str
+    type: str
+    schema_class: type
+    description: str
+    version: int = 1
+    schema: Schema = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "schema", self.schema_class())
+
+    def load(self, data, *, strict=False) -> dict:
+        """Validate wire data into Python values; ``strict`` also rejects unknown fields (CLI input)."""
+        if not isinstance(data, dict):
+            raise ContractError(f"{self.type}: data must be a JSON object")
+        try:
+            return self.schema.load(data, unknown=RAISE if strict else None)
+        except ValidationError as exc:
+            raise ContractError(f"{self.type}: invalid data: {describe(exc.messages)}", exc.messages) from None
+
+    def dump(self, data: dict) -> dict:
+        """Python values (snake_case, Decimal) into wire data (camelCase, "100.00")."""
+        return self.schema.dump(data)
+
+    @property
+    def fields(self) -> list[tuple[str, bool]]:
+        """(wire name, required) of each top-level field."""
+        return [(f.data_key or n, f.required) for n, f in self.schema.fields.items()]
+
+
+def describe(messages, prefix="") -> str:
+    """Flatten marshmallow's nested error messages into ``field: reason; other.0.sku: reason``."""
+    parts = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            parts.append(describe(value, f"{prefix}{key}."))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        parts.append(f"{prefix.rstrip('.')}: {' '.join(messages)}" if prefix else " ".join(messages))
+    else:
+        parts.extend(describe(m, prefix) for m in messages)
+    return "; ".join(parts)
+
+
+CONTRACTS = (
+    Contract("order-placed", "order.placed", events.OrderPlaced, "A customer placed an order."),
+    Contract("payment-succeeded", "payment.succeeded", events.PaymentSucceeded, "An order was charged."),
+    Contract("payment-failed", "payment.failed", events.PaymentFailed, "The gateway declined an order."),
+    Contract("stock-replenished", "stock.replenished", events.StockReplenished, "Stock of a SKU arrived."),
+    Contract("inventory-reserved", "inventory.reserved", events.InventoryReserved,
+             "Every item of a paid order is reserved."),
+    Contract("inventory-depleted", "inventory.depleted", events.InventoryDepleted,
+             "A SKU's stock fell to or below the threshold."),
+    Contract("order-cancelled", "order.cancelled", events.OrderCancelled, "An order was cancelled."),
+    Contract("payment-refunded", "payment.refunded", events.PaymentRefunded, "A charged order was refunded."),
+    Contract("order-shipped", "order.shipped", events.OrderShipped, "An order left the warehouse."),
+)
+
+_BY_KEY = {c.name: c for c in CONTRACTS} | {c.type: c for c in CONTRACTS}
+
+
+def get(name_or_type: str) -> Contract:
+    """The contract for a CLI name (``order-placed``) or type (``order.placed``)."""
+    try:
+        return _BY_KEY[name_or_type]
+    except KeyError:
+        known = ", ".join(c.name for c in CONTRACTS)
+        raise UnknownEvent(f"unknown event {name_or_type!r}; known events: {known}") from None

@@ -1,0 +1,57 @@
+"""The one error tree of eda. An expected error carries the one-line message a user sees."""
+
+
+class EdaError(Exception):
+    """Base of every error eda raises on purpose; ``str(err)`` is the message for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(EdaError):
+    """A setting or CLI argument is wrong."""
+
+    exit_code = 2
+
+
+class UnknownWorker(ConfigError):
+    """No worker is registered under that name."""
+
+
+class UnknownEvent(ConfigError):
+    """No contract is registered under that event name or type."""
+
+
+class ContractError(EdaError):
+    """An event does not follow its contract (not JSON, not a CloudEvent, data invalid)."""
+
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+class BrokerUnavailable(EdaError):
+    """The broker cannot be reached, or the connection to it was lost."""
+
+    exit_code = 3
+
+
+class PublishError(EdaError):
+    """The broker did not take responsibility for an event (nack, return, lost connection)."""
+
+    exit_code = 4
+
+
+class Unroutable(PublishError):
+    """An event was routed to no queue (returned by the broker under ``mandatory``)."""
+
+
+class HandlerError(EdaError):
+    """Base for errors a handler raises on purpose."""
+
+
+class PermanentError(HandlerError):
+    """Raised by a handler when retrying cannot help: the event goes to the DLQ at once."""
+
+
+class GatewayError(EdaError):
+    """The payment gateway failed technically (5xx, timeout, refused): counted by the breaker."""

@@ -1,0 +1,166 @@
+"""The payment gateway: its HTTP JSON API, a client for it, and a simulation of it.
+
+``eda gateway`` serves ``Simulation`` over HTTP; the payment worker talks to any gateway on this API
+through ``HttpGateway``, or to ``Simulation`` in process when no URL is configured. Technical
+failures (5xx, timeouts, refused connections) raise GatewayError, which the circuit breaker counts;
+a decline (402) is a business answer and returns normally.
+"""
+
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from eda.errors import GatewayError
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A gateway's answer to a charge or refund."""
+
+    status: str  # "succeeded" or "declined"
+    id: str | None = None  # paymentId or refundId
+    reason: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+class Simulation:
+    """A gateway that declines amounts over a limit and can be slow, flaky or down."""
+
+    def __init__(self, decline_over=Decimal("10000"), latency: float = 0.0, failure_rate: float = 0.0,
+                 down: bool = False):
+        self.decline_over = Decimal(decline_over)
+        self.latency = latency
+        self.failure_rate = failure_rate
+        self.down = down
+        self._answers = {}  # idempotency key -> (http status, body): a repeated key gets the first answer
+        self._lock = threading.Lock()
+        self.charges = 0  # how many charges were really made (not replayed); tests read it
+
+    def handle(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
+        """Answer one request as the HTTP API would: (status code, JSON body)."""
+        if self.latency:
+            time.sleep(self.latency)
+        if self.down or (self.failure_rate and random.random() < self.failure_rate):
+            return 503, {"status": "error", "reason": "gateway unavailable"}
+        if path not in ("/charges", "/refunds"):
+            return 404, {"status": "error", "reason": "not found"}
+        with self._lock:
+            if key and key in self._answers:
+                return self._answers[key]
+            answer = self._charge(body) if path == "/charges" else self._refund(body)
+            if key:
+                self._answers[key] = answer
+            return answer
+
+    def _charge(self, body) -> tuple[int, dict]:
+        try:
+            amount = Decimal(str(body["amount"]))
+        except Exception:
+            return 400, {"status": "error", "reason": "amount is missing or not a number"}
+        if amount > self.decline_over:
+            return 402, {"status": "declined", "reason": f"amount over the limit of {self.decline_over}"}
+        self.charges += 1
+        return 201, {"paymentId": f"pay_{uuid.uuid4().hex[:16]}", "status": "succeeded"}
+
+    def _refund(self, body) -> tuple[int, dict]:
+        return 201, {"refundId": f"ref_{uuid.uuid4().hex[:16]}", "status": "succeeded"}
+
+
+def _answer(status: int, body: dict, what: str) -> Answer:
+    if status == 201:
+        return Answer("succeeded", body.get("paymentId") or body.get("refundId"))
+    if status == 402:
+        return Answer("declined", reason=body.get("reason", "declined"))
+    raise GatewayError(f"{what}: gateway answered {status} {body.get('reason', '')}".strip())
+
+
+class Gateway:
+    """The client interface the payment worker uses; ``request`` is what differs per transport."""
+
+    def request(self, path: str, body: dict, key: str) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def charge(self, order_id: str, amount: Decimal, currency: str) -> Answer:
+        body = {"orderId": order_id, "amount": str(amount), "currency": currency}
+        return _answer(*self.request("/charges", body, order_id), what=f"charge of order {order_id}")
+
+    def refund(self, order_id: str, payment_id: str, amount: Decimal) -> Answer:
+        body = {"orderId": order_id, "paymentId": payment_id, "amount": str(amount)}
+        return _answer(*self.request("/refunds", body, f"refund-{order_id}"), what=f"refund of order {order_id}")
+
+
+class InProcessGateway(Gateway):
+    def __init__(self, simulation: Simulation):
+        self.simulation = simulation
+
+    def request(self, path, body, key):
+        return self.simulation.handle(path, body, key)
+
+
+class HttpGateway(Gateway):
+    """A gateway on the HTTP JSON API at ``base_url``."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, path, body, key):
+        req = urllib.request.Request(
+            self.base_url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Idempotency-Key": key},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                payload = json.loads(exc.read() or b"{}")
+            except ValueError:
+                payload = {}
+            return exc.code, payload
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise GatewayError(f"gateway at {self.base_url} unreachable: {reason}") from None
+
+
+def serve(simulation: Simulation, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
+    """An HTTP server for ``simulation``; call ``serve_forever`` on it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                self._send(400, {"status": "error", "reason": "body is not JSON"})
+                return
+            self._send(*simulation.handle(self.path, body, self.headers.get("Idempotency-Key")))
+
+        def do_GET(self):
+            if self.path == "/health":
+                self._send(503 if simulation.down else 200, {"status": "down" if simulation.down else "ok"})
+            else:
+                self._send(404, {"status": "error", "reason": "not found"})
+
+        def _send(self, status, payload):
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt, *args):  # requests are not worth a line each on stderr
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)

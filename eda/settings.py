@@ -1,0 +1,166 @@
+"""The one settings object, built from ``EDA_*`` variables and CLI options in one place.
+
+Each setting is declared once in ``SPECS``: its environment variable, default and help. The CLI turns
+the specs into click options (so ``--help`` shows both), and ``Settings.from_env`` reads the same
+variables for code that runs without the CLI.
+"""
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from eda.errors import ConfigError
+from eda.names import parse_delay
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named on the command line and in the environment."""
+
+    name: str
+    env: str
+    default: object
+    help: str
+    choices: tuple = ()
+    secret: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (
+        Spec("broker_url", "EDA_BROKER_URL", DEFAULT_BROKER_URL,
+             "AMQP URL of the broker; prefer the variable or --broker-url-file, which ps does not show.",
+             secret=True),
+        Spec("broker_url_file", "EDA_BROKER_URL_FILE", None,
+             "File holding the broker URL (a docker or systemd secret); wins over the URL."),
+        Spec("namespace", "EDA_NAMESPACE", "eda", "Prefix of every exchange and queue name."),
+        Spec("state_dir", "EDA_STATE_DIR", None,
+             "Where workers keep their state [default: $XDG_STATE_HOME/eda or ~/.local/state/eda]."),
+        Spec("payment_gateway_url", "EDA_PAYMENT_GATEWAY_URL", None,
+             "Base URL of the payment gateway; unset, the payment worker simulates it in process."),
+        Spec("log_format", "EDA_LOG_FORMAT", "json", "Log lines as JSON, or text for people.",
+             choices=("json", "text")),
+        Spec("log_level", "EDA_LOG_LEVEL", "INFO", "Least severe level logged.",
+             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        Spec("prefetch", "EDA_PREFETCH", 100, "Deliveries held unacked per worker (at least the concurrency)."),
+        Spec("concurrency", "EDA_CONCURRENCY", 4, "Handlers running at once per worker."),
+        Spec("retry_delays", "EDA_RETRY_DELAYS", "1s,5s,30s,2m,10m",
+             "Delays between attempts of a failing event, comma-separated; empty: no retries."),
+        Spec("shutdown_timeout", "EDA_SHUTDOWN_TIMEOUT", 30.0,
+             "Seconds running handlers get to finish after SIGTERM or SIGINT."),
+        Spec("breaker_fail_max", "EDA_BREAKER_FAIL_MAX", 5,
+             "Gateway failures in a row that open the circuit breaker."),
+        Spec("breaker_reset_timeout", "EDA_BREAKER_RESET_TIMEOUT", 30.0,
+             "Seconds the breaker stays open before it probes the gateway again."),
+        Spec("gateway_timeout", "EDA_GATEWAY_TIMEOUT", 5.0, "Seconds one payment gateway call may take."),
+        Spec("stock_threshold", "EDA_STOCK_THRESHOLD", 5,
+             "Inventory publishes inventory.depleted when a SKU's stock falls to or below this."),
+        Spec("reconnect_window", "EDA_RECONNECT_WINDOW", 60.0,
+             "Seconds a worker keeps trying to reach a lost broker before it exits non-zero."),
+    )
+}
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = f"{parts.username}:***" if parts.username else ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "eda"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a producer or worker is configured with; immutable once built."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    broker_url_file: str | None = None
+    namespace: str = "eda"
+    state_dir: Path | None = None
+    payment_gateway_url: str | None = None
+    log_format: str = "json"
+    log_level: str = "INFO"
+    prefetch: int = 100
+    concurrency: int = 4
+    retry_delays: str = "1s,5s,30s,2m,10m"
+    shutdown_timeout: float = 30.0
+    breaker_fail_max: int = 5
+    breaker_reset_timeout: float = 30.0
+    gateway_timeout: float = 5.0
+    stock_threshold: int = 5
+    reconnect_window: float = 60.0
+
+    def __post_init__(self):
+        # Values arrive as strings from the environment: coerce and check them here, once.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            spec = SPECS[f.name]
+            if value is None or (value == "" and f.name != "retry_delays"):
+                object.__setattr__(self, f.name, spec.default)
+                continue
+            kind = type(spec.default) if spec.default is not None else str
+            if kind in (int, float) and not isinstance(value, kind):
+                try:
+                    value = kind(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{spec.option} ({spec.env}): not a number: {value!r}") from None
+                object.__setattr__(self, f.name, value)
+            if spec.choices and str(value).lower() not in [c.lower() for c in spec.choices]:
+                raise ConfigError(f"{spec.option} ({spec.env}): {value!r} is not one of {', '.join(spec.choices)}")
+        if self.broker_url_file:
+            try:
+                url = Path(self.broker_url_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"--broker-url-file: cannot read {self.broker_url_file}: {exc.strerror}") from None
+            object.__setattr__(self, "broker_url", url)
+        object.__setattr__(self, "state_dir", Path(self.state_dir) if self.state_dir else _default_state_dir())
+        object.__setattr__(self, "log_format", self.log_format.lower())
+        object.__setattr__(self, "log_level", self.log_level.upper())
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency (EDA_CONCURRENCY): must be at least 1")
+        if self.prefetch < 1:
+            raise ConfigError("--prefetch (EDA_PREFETCH): must be at least 1")
+        self.retry_delays_ms  # parse now, so a bad value fails at start and not at the first failure
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        """Settings from ``EDA_*`` variables, with explicit values (e.g. CLI options) winning."""
+        environ = os.environ if environ is None else environ
+        values = {name: environ.get(spec.env) for name, spec in SPECS.items()}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def effective_prefetch(self) -> int:
+        return max(self.prefetch, self.concurrency)
+
+    @property
+    def retry_delays_ms(self) -> tuple[int, ...]:
+        text = self.retry_delays.strip()
+        if not text:
+            return ()
+        try:
+            return tuple(parse_delay(part) for part in text.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--retry-delays (EDA_RETRY_DELAYS): {exc}") from None
+
+    @property
+    def safe_broker_url(self) -> str:
+        return redact_url(self.broker_url)

@@ -1,0 +1,1 @@
+"""Producers: confirmed publishing of events (``Publisher``) and the sample order producer."""

@@ -1,0 +1,166 @@
+"""Publishing with publisher confirms, pipelined: many events in flight, each settled by the broker.
+
+An event counts as published only once the broker acked it. A nack, or a ``basic.return`` of a
+``mandatory`` event that no queue took, settles it with an error that names the event. Callbacks run
+on the thread that drains the connection, which is the only thread that touches it.
+"""
+
+import socket
+import time
+from collections import deque
+
+from amqp.basic_message import Message as AmqpMessage
+from kombu import Producer
+
+from contracts.envelope import CONTENT_TYPE, Event, encode
+from eda.connection import is_amqp
+from eda.errors import BrokerUnavailable, PublishError, Unroutable
+
+DEFAULT_WINDOW = 1000
+
+
+def event_properties(event: Event) -> dict:
+    """The AMQP properties the wire contract fixes for an event."""
+    return {
+        "content_type": CONTENT_TYPE,
+        "content_encoding": "utf-8",
+        "delivery_mode": 2,
+        "message_id": event.id,
+        "type": event.type,
+        "correlation_id": event.correlation_id,
+        "timestamp": int(time.time()),
+        "app_id": event.source,
+    }
+
+
+class Publisher:
+    """Confirmed publishing on a channel of its own; ``send`` never blocks for a confirm."""
+
+    def __init__(self, connection, window: int = DEFAULT_WINDOW):
+        self.connection = connection
+        self.window = window
+        self.channel = connection.channel()
+        self._amqp = is_amqp(connection)
+        self._pending = {}  # confirm sequence number -> (label, callback), in publish order
+        self._returned = {}  # message_id -> deque of reasons, filled by basic.return before the ack
+        self._seq = 0
+        if self._amqp:
+            self.channel.confirm_select()
+            self.channel.events["basic_ack"].add(self._on_ack)
+            self.channel.events["basic_nack"].add(self._on_nack)
+            self.channel.events["basic_return"].add(self._on_return)
+        else:
+            self._producer = Producer(self.channel)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def send(self, exchange: str, routing_key: str, body: bytes, properties: dict, *, headers=None,
+             mandatory=False, label="event", callback=None) -> None:
+        """Publish one message; ``callback(error_or_None)`` runs once the broker settled it."""
+        if not self._amqp:  # in-memory transport: delivery is synchronous, nothing to confirm
+            self._producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers or {},
+                                   **properties)
+            if callback:
+                callback(None)
+            return
+        props = dict(properties)
+        props.pop("content_encoding", None)
+        message = AmqpMessage(body, application_headers=headers or {}, **props)
+        self._seq += 1
+        self._pending[self._seq] = (label, callback, properties.get("message_id"))
+        self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=mandatory)
+
+    def send_event(self, event: Event, exchange: str, *, body=None, mandatory=False, callback=None) -> None:
+        """Publish an event with the routing key and properties the wire contract fixes."""
+        body = encode(event) if body is None else body
+        self.send(exchange, event.type, body, event_properties(event), mandatory=mandatory,
+                  label=f"{event.type} {event.id}", callback=callback)
+
+    # Broker answers, called from drain_events on the I/O thread.
+
+    def _settle(self, tag: int, multiple: bool, error_for) -> None:
+        if multiple:
+            tags = []
+            for t in self._pending:  # in publish order: stop at the first tag past the ack
+                if t > tag:
+                    break
+                tags.append(t)
+        else:
+            tags = [tag] if tag in self._pending else []
+        for t in tags:
+            label, callback, message_id = self._pending.pop(t)
+            error = error_for(label)
+            reasons = self._returned.get(message_id)
+            if reasons:
+                error = Unroutable(f"{label}: {reasons.popleft()}")
+                if not reasons:
+                    del self._returned[message_id]
+            if callback:
+                callback(error)
+
+    def _on_ack(self, tag, multiple):
+        self._settle(tag, multiple, lambda label: None)
+
+    def _on_nack(self, tag, multiple):
+        self._settle(tag, multiple, lambda label: PublishError(f"{label}: the broker refused it (nack)"))
+
+    def _on_return(self, exc, exchange, routing_key, message):
+        reason = f"routed to no queue (exchange {exchange!r}, routing key {routing_key!r})"
+        self._returned.setdefault(message.properties.get("message_id"), deque()).append(reason)
+
+    def fail_all(self, error: Exception) -> None:
+        """Settle everything in flight with ``error`` (the connection is gone)."""
+        pending, self._pending = self._pending, {}
+        self._returned.clear()
+        for label, callback, _ in pending.values():
+            if callback:
+                callback(error)
+
+    def wait(self, timeout: float = 30.0, until: int = 0) -> None:
+        """Drain the connection until at most ``until`` publishes are unsettled (for callers that own
+        the connection, like ``eda publish``); raise BrokerUnavailable past ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(self._pending) > until:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerUnavailable(f"the broker confirmed nothing for {timeout:.0f}s")
+            try:
+                self.connection.drain_events(timeout=min(remaining, 1.0))
+            except socket.timeout:
+                continue
+            except self.connection.connection_errors as exc:
+                self.fail_all(BrokerUnavailable(f"lost the broker connection: {exc}"))
+                raise BrokerUnavailable(f"lost the broker connection while waiting for confirms: {exc}") from None
+
+    def publish_events(self, events, exchange: str, *, mandatory=True, timeout: float = 30.0,
+                       on_confirmed=None) -> None:
+        """Publish many events within the confirm window; raise the first error once all are settled.
+
+        ``on_confirmed(event)`` runs for each event the broker confirmed, in publish order."""
+        errors = []
+
+        def settled_for(event):
+            def settled(error):
+                if error:
+                    errors.append(error)
+                elif on_confirmed:
+                    on_confirmed(event)
+            return settled
+
+        for event in events:
+            self.send_event(event, exchange, mandatory=mandatory, callback=settled_for(event))
+            if len(self._pending) >= self.window:
+                self.wait(timeout, until=self.window // 2)
+            if errors:
+                break
+        self.wait(timeout)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:  # closing a channel of a dead connection is not worth an error
+            pass

@@ -1,0 +1,1 @@
+"""Named workers (``payment``, ``inventory``, ``shipping``) and the runtime that runs them."""

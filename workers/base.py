@@ -1,0 +1,88 @@
+"""How a worker is declared: a ``Worker`` subclass with a name and one ``@handles`` method per type.
+
+    class Shipping(Worker):
+        name = "shipping"
+
+        @handles("inventory.reserved")
+        def ship(self, event, ctx):
+            ctx.publish("order.shipped", {"order_id": event.data["order_id"], ...})
+
+A handler gets the validated event and a context to publish reactions with. Reactions are sent,
+with publisher confirms, only after the handler returned, and the handled event is acked after that.
+"""
+
+import logging
+
+from contracts import registry
+from contracts.envelope import Event, encode
+from eda.settings import Settings
+
+
+def handles(event_type: str):
+    """Mark a method as the handler of one event type (routing key or CLI name)."""
+    event_type = registry.get(event_type).type
+
+    def mark(method):
+        method.eda_handles = event_type
+        return method
+
+    return mark
+
+
+class Context:
+    """What a handler may do besides computing: publish reactions to the event it handles."""
+
+    __slots__ = ("event", "source", "reactions")
+
+    def __init__(self, event: Event, source: str):
+        self.event = event
+        self.source = source
+        self.reactions: list[tuple[Event, bytes]] = []
+
+    def publish(self, event_type: str, data: dict) -> Event:
+        """Queue a reaction: same correlation id, the handled event as its cause.
+
+        It is encoded here, on the handler's thread, so a reaction that cannot be encoded fails the
+        handler (and so the event) rather than the thread that owns the connection."""
+        reaction = self.event.reaction(registry.get(event_type).type, data, self.source)
+        self.reactions.append((reaction, encode(reaction)))
+        return reaction
+
+
+class Worker:
+    """Base of every named worker. Subclasses set ``name`` and mark handlers with ``@handles``."""
+
+    name: str = ""
+    description: str = ""
+    handlers: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        found = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                event_type = getattr(value, "eda_handles", None)
+                if event_type:
+                    found[event_type] = attr
+        cls.handlers = found
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.source = f"eda/{self.name}"
+        self.log = logging.getLogger(f"eda.worker.{self.name}")
+
+    @classmethod
+    def event_types(cls) -> list[str]:
+        return sorted(cls.handlers)
+
+    def setup(self) -> None:
+        """Open what the handlers need (stores, gateway clients); runs once before consuming."""
+
+    def teardown(self) -> None:
+        """Close what ``setup`` opened; runs once after the last handler finished."""
+
+    def handle(self, event: Event) -> Context:
+        """Run the handler of the event's type; return the context holding its reactions."""
+        ctx = Context(event, self.source)
+        getattr(self, self.handlers[event.type])(event, ctx)
+        return ctx

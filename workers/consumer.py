@@ -1,0 +1,148 @@
+"""One named worker's consumption: its channel, queue, bounded concurrency and backlog.
+
+Everything here runs on the I/O thread except ``_execute``, which runs the user's handler (in the
+pool when concurrency > 1) and hands the outcome back without touching the connection.
+"""
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from kombu import Consumer
+
+from contracts.envelope import decode
+from eda.errors import ContractError
+from workers.base import Worker
+
+
+class Delivery:
+    """A message taken from the broker, with the event decoded from it and where it came from."""
+
+    __slots__ = ("message", "consumer", "event", "session")
+
+    def __init__(self, message, consumer, event, session):
+        self.message, self.consumer, self.event, self.session = message, consumer, event, session
+
+
+class Outcome:
+    """What handling a delivery gave: reactions to publish, or the error it raised."""
+
+    __slots__ = ("delivery", "reactions", "error", "seconds")
+
+    def __init__(self, delivery, reactions, error, seconds):
+        self.delivery, self.reactions, self.error, self.seconds = delivery, reactions, error, seconds
+
+
+class WorkerConsumer:
+    """Feeds one worker's handlers from its queue, never more than ``concurrency`` at once."""
+
+    def __init__(self, worker: Worker, runner):
+        self.worker = worker
+        self.runner = runner
+        self.concurrency = worker.settings.concurrency
+        self.accepted = frozenset(worker.handlers)
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"eda-{worker.name}") \
+            if self.concurrency > 1 else None
+        self.in_flight = 0
+        self.backlog = deque()  # delivered but not started: given back to the broker on pause or stop
+        self.consumer = None
+        self.session = None
+        self.queue_name = ""
+        self.paused_until = None
+        self.stopped = False
+
+    def start(self, connection, topology, session) -> None:
+        """Declare the worker's topology on a fresh channel and start consuming."""
+        self.session = session
+        self.in_flight = 0  # handlers of a lost session still run, but their deliveries are gone
+        channel = connection.channel()
+        queue = topology.declare_worker(channel, self.worker.name, self.accepted)
+        self.queue_name = queue.name
+        self.consumer = Consumer(channel, queues=[queue], on_message=self.on_message,
+                                 prefetch_count=self.worker.settings.effective_prefetch,
+                                 tag_prefix=f"eda-{self.worker.name}-")
+        self.consumer.consume()
+        self.backlog.clear()
+        self.paused_until = None
+
+    def on_message(self, message) -> None:
+        """Called by kombu on the I/O thread for each delivery."""
+        try:
+            event = decode(message.body, self.accepted)
+        except ContractError as exc:
+            # A poison message: dead-letter it at once (never retried) and go on with the next.
+            self.runner.fail(Delivery(message, self, None, self.session), exc)
+            return
+        delivery = Delivery(message, self, event, self.session)
+        if self.stopped:
+            message.reject(requeue=True)  # arrived while stopping: not started, so given back
+        elif self.in_flight < self.concurrency and self.paused_until is None:
+            self._start(delivery)
+        else:
+            self.backlog.append(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        self.in_flight += 1
+        if self.pool is None:
+            self.runner.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
+        else:
+            self.pool.submit(self._run_in_pool, delivery)
+
+    def _run_in_pool(self, delivery: Delivery) -> None:
+        self.runner.hand_back(self._execute(delivery))
+
+    def _execute(self, delivery: Delivery) -> Outcome:
+        started = time.perf_counter()
+        try:
+            ctx = self.worker.handle(delivery.event)
+        except Exception as exc:  # any handler error is the event's failure, handled by the runner
+            return Outcome(delivery, (), exc, time.perf_counter() - started)
+        return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
+
+    def finished(self, delivery: Delivery) -> None:
+        """A handler finished: its slot is free (``pump`` fills it)."""
+        if delivery.session is self.session:
+            self.in_flight -= 1
+
+    def pump(self) -> None:
+        """Start waiting deliveries while slots are free; the I/O loop calls it after settling outcomes."""
+        while self.backlog and self.in_flight < self.concurrency and self.paused_until is None:
+            self._start(self.backlog.popleft())
+
+    def pause(self, seconds: float) -> None:
+        """Stop taking deliveries for a while (circuit open) and give back what has not started."""
+        if self.paused_until is None:
+            self.consumer.cancel()
+            self.give_back()
+        self.paused_until = time.monotonic() + seconds
+
+    def resume_if_due(self) -> bool:
+        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+            self.paused_until = None
+            self.consumer.consume()
+            return True
+        return False
+
+    def stop(self) -> None:
+        """Stop taking deliveries and give back the unstarted ones; running handlers go on."""
+        self.stopped = True
+        if self.consumer is not None and self.paused_until is None:
+            try:
+                self.consumer.cancel()
+            except Exception:  # a dead channel has no consumer to cancel
+                pass
+        self.paused_until = None
+        self.give_back()
+
+    def give_back(self) -> None:
+        while self.backlog:
+            delivery = self.backlog.popleft()
+            delivery.message.reject(requeue=True)
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight == 0
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)

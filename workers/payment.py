@@ -1,0 +1,95 @@
+"""The payment worker: charges placed orders through the gateway and refunds cancelled ones.
+
+Effects happen once, reactions at least once: an order's charge is recorded (and the gateway gets the
+order id as idempotency key), so a redelivered ``order.placed`` re-publishes the recorded answer
+instead of charging again.
+"""
+
+import logging
+
+import pybreaker
+
+from eda.errors import PermanentError
+from eda.gateway import HttpGateway, InProcessGateway, Simulation
+from eda.store import Store
+from workers.base import Worker, handles
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (order_id TEXT PRIMARY KEY, status TEXT NOT NULL, payment_id TEXT,
+    reason TEXT, amount TEXT NOT NULL, currency TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refunds (order_id TEXT PRIMARY KEY, refund_id TEXT NOT NULL);
+"""
+
+
+class BreakerLog(pybreaker.CircuitBreakerListener):
+    """Logs the breaker's state changes: closed, open, half-open."""
+
+    def __init__(self, log: logging.Logger):
+        self.log = log
+
+    def state_change(self, cb, old_state, new_state):
+        self.log.warning("payment gateway circuit breaker %s -> %s", old_state.name if old_state else None,
+                         new_state.name, extra={"worker": "payment"})
+
+
+class Payment(Worker):
+    name = "payment"
+    description = "Charges placed orders through the payment gateway; refunds cancelled ones."
+
+    def setup(self):
+        s = self.settings
+        if s.payment_gateway_url:
+            self.gateway = HttpGateway(s.payment_gateway_url, timeout=s.gateway_timeout)
+        else:
+            self.gateway = InProcessGateway(Simulation())
+        self.breaker = pybreaker.CircuitBreaker(fail_max=s.breaker_fail_max, reset_timeout=s.breaker_reset_timeout,
+                                                listeners=[BreakerLog(self.log)], name="payment-gateway")
+        self.store = Store(s.state_dir, f"{s.namespace}.payment", SCHEMA)
+
+    def teardown(self):
+        self.store.close()
+
+    @handles("order.placed")
+    def charge(self, event, ctx):
+        order = event.data
+        charge = self._charge_of(order["order_id"])
+        if charge is None:
+            answer = self.breaker.call(self.gateway.charge, order["order_id"], order["total_amount"],
+                                       order["currency"])
+            with self.store.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO charges VALUES (?, ?, ?, ?, ?, ?)",
+                           (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
+                            order["currency"]))
+            charge = self._charge_of(order["order_id"])
+        if charge["status"] == "succeeded":
+            ctx.publish("payment.succeeded", {
+                "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
+                "currency": order["currency"], "items": order["items"]})
+        else:
+            ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
+
+    @handles("order.cancelled")
+    def refund(self, event, ctx):
+        order_id = event.data["order_id"]
+        charge = self._charge_of(order_id)
+        if charge is None or charge["status"] != "succeeded":
+            self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
+            return
+        with self.store.transaction() as db:
+            row = db.execute("SELECT refund_id FROM refunds WHERE order_id = ?", (order_id,)).fetchone()
+        if row is None:
+            answer = self.breaker.call(self.gateway.refund, order_id, charge["payment_id"], charge["amount"])
+            if not answer.succeeded:
+                raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
+            with self.store.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO refunds VALUES (?, ?)", (order_id, answer.id))
+        ctx.publish("payment.refunded", {"order_id": order_id, "payment_id": charge["payment_id"],
+                                         "amount": charge["amount"]})
+
+    def _charge_of(self, order_id: str) -> dict | None:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT status, payment_id, reason, amount, currency FROM charges WHERE order_id = ?",
+                             (order_id,)).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("status", "payment_id", "reason", "amount", "currency"), row))

@@ -1,0 +1,312 @@
+"""The worker process: one thread owns the broker connection, handlers run beside it.
+
+The I/O thread (the main thread) drains the connection, decodes deliveries, publishes reactions and
+moves failed events, and acks. Handler threads never touch the connection (py-amqp is not
+thread-safe): they put their outcome on a queue and wake the I/O thread through a pipe. An event is
+acked only after its reactions, or its copy in a retry or dead-letter queue, are confirmed.
+"""
+
+import logging
+import os
+import queue
+import select
+import signal
+import socket
+import threading
+import time
+
+from eda import names
+from eda.connection import describe_connection_error, is_amqp, open_connection
+from eda.errors import BrokerUnavailable, ConfigError, EdaError
+from eda.topology import Topology
+from producers.publisher import Publisher
+from workers import failures
+from workers.consumer import Delivery, Outcome, WorkerConsumer
+
+log = logging.getLogger("eda.worker")
+
+EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
+COPIED_PROPERTIES = ("content_type", "content_encoding", "message_id", "correlation_id", "type", "timestamp",
+                     "app_id", "priority", "reply_to", "expiration")
+
+
+def copy_properties(message) -> dict:
+    """The properties a moved copy keeps: ``message_id`` and ``correlation_id`` above all."""
+    props = {k: v for k, v in message.properties.items() if k in COPIED_PROPERTIES and v is not None}
+    props["delivery_mode"] = 2
+    return props
+
+
+class Runner:
+    """Runs one or more named workers on one connection until stopped."""
+
+    def __init__(self, worker_classes, settings, *, connect=open_connection):
+        self.settings = settings
+        self.connect = connect
+        self.topology = Topology(settings.namespace, settings.retry_delays_ms)
+        self.workers = [cls(settings) for cls in worker_classes]
+        self.consumers = [WorkerConsumer(w, self) for w in self.workers]
+        self.connection = None
+        self.publisher = None
+        self.session = None  # a new object per connection: outcomes of a lost one are dropped
+        self._outcomes = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stopping = False
+        self._deadline = None
+        self._signals = 0
+        self._next_heartbeat = 0.0
+        self.ready = threading.Event()  # set once consuming; for systemd notify and in-process use
+
+    # Lifecycle
+
+    def run(self) -> int:
+        """Consume until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+            signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for worker in self.workers:
+            worker.setup()
+        try:
+            return self._run_sessions()
+        finally:
+            for c in self.consumers:
+                c.close()
+            for worker in self.workers:
+                worker.teardown()
+            self._close_connection()
+
+    def stop(self) -> None:
+        """Begin a graceful stop: no new deliveries, running handlers finish within the timeout."""
+        if not self._stopping:
+            self._stopping = True
+            self._deadline = time.monotonic() + self.settings.shutdown_timeout
+        self._wake()
+
+    def _on_signal(self, signum, frame):
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now; unfinished events will be redelivered")
+            logging.shutdown()
+            os._exit(EXIT_FORCED)
+        log.info("%s received: finishing running handlers (up to %ss)", signal.Signals(signum).name,
+                 self.settings.shutdown_timeout)
+        self.stop()
+
+    def _run_sessions(self) -> int:
+        lost_since = None
+        backoff = 0.5
+        while True:
+            try:
+                self._open_session()
+                lost_since, backoff = None, 0.5
+                return self._loop()
+            except ConfigError:
+                raise
+            except (BrokerUnavailable, *self._connection_errors()) as exc:
+                self._drop_session()
+                if self._stopping:
+                    return EXIT_OK
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > self.settings.reconnect_window:
+                    raise BrokerUnavailable(f"the broker stayed unreachable for over "
+                                            f"{self.settings.reconnect_window:.0f}s: {self._reason(exc)}") from None
+                log.warning("broker connection lost (%s); reconnecting in %.1fs", self._reason(exc), backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _open_session(self) -> None:
+        self.connection = self.connect(self.settings)
+        self.session = object()
+        self.publisher = Publisher(self.connection)
+        for c in self.consumers:
+            try:
+                c.start(self.connection, self.topology, self.session)
+            except self.connection.channel_errors as exc:
+                raise ConfigError(f"cannot declare the queues of worker {c.worker.name!r}: {exc}") from None
+        for c in self.consumers:
+            log.info("consuming", extra={"worker": c.worker.name, "queue": c.queue_name,
+                                         "event_types": sorted(c.accepted)})
+        self.ready.set()
+
+    def _drop_session(self) -> None:
+        self.ready.clear()
+        self.session = None
+        if self.publisher is not None:
+            self.publisher.fail_all(BrokerUnavailable("connection lost"))
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:  # the connection may already be dead; nothing to clean up then
+                pass
+            self.connection = None
+
+    def _connection_errors(self) -> tuple:
+        return self.connection.connection_errors if self.connection is not None else (OSError,)
+
+    @staticmethod
+    def _reason(exc) -> str:
+        return str(exc) if isinstance(exc, EdaError) else describe_connection_error(exc)
+
+    # The I/O loop
+
+    def _loop(self) -> int:
+        amqp = is_amqp(self.connection)
+        stop_begun = False
+        while True:
+            if self._stopping:
+                if not stop_begun:
+                    stop_begun = True
+                    for c in self.consumers:
+                        c.stop()
+                if self._drained():
+                    log.info("stopped: every running handler finished and was acked")
+                    return EXIT_OK
+                if time.monotonic() > self._deadline:
+                    log.warning("shutdown timeout: exiting with handlers unfinished; they will be redelivered")
+                    logging.shutdown()
+                    os._exit(EXIT_FORCED)  # pool threads still run user code: do not wait for them
+            self._wait(amqp, timeout=1.0)
+            self._settle_outcomes()
+            for c in self.consumers:
+                if not self._stopping:
+                    c.resume_if_due()
+                c.pump()
+            now = time.monotonic()
+            if now >= self._next_heartbeat:
+                self.connection.heartbeat_check()
+                self._next_heartbeat = now + 1.0
+
+    def _wait(self, amqp: bool, timeout: float) -> None:
+        """Block until the broker or a handler thread has something, then take all of it."""
+        if amqp:
+            sock = self.connection.connection.sock
+            ready, _, _ = select.select([sock, self._wake_r], [], [], timeout)
+            if sock in ready:
+                # py-amqp reads a frame per call; drain until the socket has nothing complete left.
+                while True:
+                    try:
+                        self.connection.connection.drain_events(timeout=0)
+                    except socket.timeout:
+                        break
+        else:
+            try:
+                self.connection.drain_events(timeout=0.02)
+            except socket.timeout:
+                pass
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:  # the pipe is full: the I/O thread is waking anyway
+            pass
+
+    def _drained(self) -> bool:
+        return (all(c.idle for c in self.consumers) and self._outcomes.empty()
+                and (self.publisher is None or self.publisher.in_flight == 0))
+
+    def _sleep(self, seconds: float) -> None:
+        select.select([self._wake_r], [], [], seconds)
+
+    # Outcomes: ack, publish reactions, or move the event
+
+    def hand_back(self, outcome: Outcome) -> None:
+        """Called on a handler thread: queue the outcome for the I/O thread."""
+        self._outcomes.put(outcome)
+        self._wake()
+
+    def _settle_outcomes(self) -> None:
+        while True:
+            try:
+                outcome = self._outcomes.get_nowait()
+            except queue.Empty:
+                return
+            self.complete(outcome)
+
+    def complete(self, outcome: Outcome) -> None:
+        """Settle a handler's outcome on the I/O thread."""
+        d = outcome.delivery
+        d.consumer.finished(d)
+        if d.session is not self.session:
+            return  # its channel is gone with the old connection: the broker redelivers the event
+        if outcome.error is not None:
+            self.fail(d, outcome.error)
+            return
+        if log.isEnabledFor(logging.INFO):
+            log.info("handled %s", d.event.type, extra=self._event_fields(d, duration_ms=round(outcome.seconds * 1000, 3)))
+        if not outcome.reactions:
+            d.message.ack()
+            return
+        remaining = [len(outcome.reactions)]
+        errors = []
+
+        def settled(error):
+            # The handled event is acked only once every reaction is confirmed.
+            if error is not None:
+                errors.append(error)
+            remaining[0] -= 1
+            if remaining[0] == 0 and d.session is self.session:
+                if errors:
+                    self.fail(d, errors[0])
+                else:
+                    d.message.ack()
+
+        exchange = self.topology.events.name
+        for event, body in outcome.reactions:
+            self.publisher.send_event(event, exchange, body=body, callback=settled)
+
+    def fail(self, d: Delivery, error: BaseException) -> None:
+        """Retry the event later or dead-letter it, by a confirmed publish before the ack."""
+        message, worker = d.message, d.consumer.worker.name
+        kind = failures.classify(error)
+        if kind == failures.CIRCUIT_OPEN:
+            message.reject(requeue=True)  # not the event's fault: no attempt counted
+            log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
+                        extra={"worker": worker})
+            d.consumer.pause(self.settings.breaker_reset_timeout)
+            return
+        attempts = failures.retry_count(message.headers)
+        delay = failures.next_delay(kind, attempts, self.settings.retry_delays_ms)
+        fields = self._event_fields(d, error=f"{type(error).__name__}: {error}", attempt=attempts + 1)
+        if delay is not None:
+            exchange, routing_key = "", names.retry_queue(self.settings.namespace, worker, delay)
+            headers = failures.retry_headers(message.headers, message.delivery_info, attempts)
+            log.warning("failed; retrying in %s", names.format_delay(delay), extra=fields)
+        else:
+            exchange, routing_key = self.topology.dlx.name, d.consumer.queue_name
+            headers = failures.dead_letter_headers(message.headers, message.delivery_info, error, worker=worker,
+                                                   queue=d.consumer.queue_name, attempts=attempts)
+            log.error("dead-lettered (%s)", kind, extra=fields)
+
+        def settled(publish_error):
+            if d.session is not self.session:
+                return
+            if publish_error is None:
+                message.ack()  # the copy is safe with the broker: now the original may go
+            else:
+                log.error("could not move the event (%s); the broker will redeliver it", publish_error,
+                          extra=fields)
+                message.reject(requeue=True)
+
+        self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
+                            label=f"event {message.properties.get('message_id')}", callback=settled)
+
+    @staticmethod
+    def _event_fields(d: Delivery, **extra) -> dict:
+        info = d.message.delivery_info
+        fields = {"worker": d.consumer.worker.name, "routing_key": info.get("routing_key")}
+        if d.event is not None:
+            fields.update(event_id=d.event.id, event_type=d.event.type, correlation_id=d.event.correlation_id)
+        else:
+            fields["event_id"] = d.message.properties.get("message_id")
+        fields.update(extra)
+        return fields

@@ -1,0 +1,22 @@
+"""The shipping worker: ships every reserved order."""
+
+import hashlib
+
+from workers.base import Worker, handles
+
+
+def tracking_number(order_id: str) -> str:
+    """Derived from the order, so a redelivered reservation ships under the same number."""
+    return "1Z" + hashlib.sha256(order_id.encode()).hexdigest()[:16].upper()
+
+
+class Shipping(Worker):
+    name = "shipping"
+    description = "Ships reserved orders."
+    carrier = "UPS"
+
+    @handles("inventory.reserved")
+    def ship(self, event, ctx):
+        order_id = event.data["order_id"]
+        ctx.publish("order.shipped", {"order_id": order_id, "tracking_number": tracking_number(order_id),
+                                      "carrier": self.carrier})
