@@ -65,3 +65,16 @@ class Topology:
         queue = self.work_queue(worker, event_types)
         queue.declare(channel=channel)
         return queue
+
+    def worker_queue_names(self, worker: str) -> list[str]:
+        """Every queue name ``declare_worker`` creates for ``worker`` (for status, clean-up and tests)."""
+        return [names.work_queue(self.namespace, worker), names.dead_letter_queue(self.namespace, worker),
+                *(q.name for q in self.retry_queues(worker).values())]
+
+    def delete_worker(self, channel, worker: str) -> None:
+        for name in self.worker_queue_names(worker):
+            channel.queue_delete(name)
+
+    def delete_exchanges(self, channel) -> None:
+        channel.exchange_delete(self.events.name)
+        channel.exchange_delete(self.dlx.name)

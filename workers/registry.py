@@ -10,7 +10,6 @@ from eda.errors import UnknownWorker
 from workers.base import Worker
 
 log = logging.getLogger("eda.registry")
-_FRAMEWORK_MODULES = {"base", "registry", "runtime", "delivery", "failures"}
 
 
 def _from_package() -> list[type]:
@@ -18,7 +17,7 @@ def _from_package() -> list[type]:
 
     found = []
     for info in pkgutil.iter_modules(workers.__path__):
-        if info.name in _FRAMEWORK_MODULES or info.name.startswith("_"):
+        if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"workers.{info.name}")
         found += [v for v in vars(module).values()

@@ -22,6 +22,7 @@ from eda.topology import Topology
 from producers.publisher import Publisher
 from workers import failures
 from workers.consumer import Delivery, Outcome, WorkerConsumer
+from workers.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 
 log = logging.getLogger("eda.worker")
 
@@ -40,8 +41,9 @@ def copy_properties(message) -> dict:
 class Runner:
     """Runs one or more named workers on one connection until stopped."""
 
-    def __init__(self, worker_classes, settings, *, connect=open_connection):
+    def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=()):
         self.settings = settings
+        self.hooks = list(hooks)
         self.connect = connect
         self.topology = Topology(settings.namespace, settings.retry_delays_ms)
         self.workers = [cls(settings) for cls in worker_classes]
@@ -83,6 +85,8 @@ class Runner:
         if not self._stopping:
             self._stopping = True
             self._deadline = time.monotonic() + self.settings.shutdown_timeout
+            for hook in self.hooks:
+                hook.on_stopping(self)
         self._wake()
 
     def _on_signal(self, signum, frame):
@@ -114,6 +118,8 @@ class Runner:
                     raise BrokerUnavailable(f"the broker stayed unreachable for over "
                                             f"{self.settings.reconnect_window:.0f}s: {self._reason(exc)}") from None
                 log.warning("broker connection lost (%s); reconnecting in %.1fs", self._reason(exc), backoff)
+                for hook in self.hooks:
+                    hook.on_connection_lost(self, self._reason(exc))
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -130,6 +136,8 @@ class Runner:
             log.info("consuming", extra={"worker": c.worker.name, "queue": c.queue_name,
                                          "event_types": sorted(c.accepted)})
         self.ready.set()
+        for hook in self.hooks:
+            hook.on_ready(self)
 
     def _drop_session(self) -> None:
         self.ready.clear()
@@ -181,6 +189,8 @@ class Runner:
             if now >= self._next_heartbeat:
                 self.connection.heartbeat_check()
                 self._next_heartbeat = now + 1.0
+                for hook in self.hooks:
+                    hook.on_tick(self)
 
     def _wait(self, amqp: bool, timeout: float) -> None:
         """Block until the broker or a handler thread has something, then take all of it."""
@@ -245,6 +255,7 @@ class Runner:
             log.info("handled %s", d.event.type, extra=self._event_fields(d, duration_ms=round(outcome.seconds * 1000, 3)))
         if not outcome.reactions:
             d.message.ack()
+            self._outcome(d, OK, outcome.seconds)
             return
         remaining = [len(outcome.reactions)]
         errors = []
@@ -259,6 +270,10 @@ class Runner:
                     self.fail(d, errors[0])
                 else:
                     d.message.ack()
+                    self._outcome(d, OK, outcome.seconds)
+                    for event, _ in outcome.reactions:
+                        for hook in self.hooks:
+                            hook.on_published(d.consumer.worker.name, event.type)
 
         exchange = self.topology.events.name
         for event, body in outcome.reactions:
@@ -270,6 +285,7 @@ class Runner:
         kind = failures.classify(error)
         if kind == failures.CIRCUIT_OPEN:
             message.reject(requeue=True)  # not the event's fault: no attempt counted
+            self._outcome(d, REQUEUED, None)
             log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
                         extra={"worker": worker})
             d.consumer.pause(self.settings.breaker_reset_timeout)
@@ -292,6 +308,8 @@ class Runner:
                 return
             if publish_error is None:
                 message.ack()  # the copy is safe with the broker: now the original may go
+                self._outcome(d, RETRIED if delay is not None else REJECTED if kind == failures.CONTRACT
+                              else DEAD_LETTERED, None)
             else:
                 log.error("could not move the event (%s); the broker will redeliver it", publish_error,
                           extra=fields)
@@ -299,6 +317,10 @@ class Runner:
 
         self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
                             label=f"event {message.properties.get('message_id')}", callback=settled)
+
+    def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
+        for hook in self.hooks:
+            hook.on_outcome(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
 
     @staticmethod
     def _event_fields(d: Delivery, **extra) -> dict:

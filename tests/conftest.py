@@ -1,0 +1,147 @@
+"""Shared fixtures: a real RabbitMQ, a namespace of its own per test, `eda` processes, a test gateway.
+
+The broker is EDA_TEST_BROKER_URL where set, else one answering on localhost:5672, else a
+testcontainers RabbitMQ where Docker works. Under CI=true a missing broker fails the run.
+"""
+
+import os
+import threading
+import uuid
+from urllib.parse import urlsplit
+
+import kombu
+import pytest
+
+from eda.gateway import Simulation, serve
+from eda.topology import Topology
+from tests.support import Broker, EdaProcess, environment, port_open
+from workers import registry
+
+LOCAL_BROKER = "amqp://guest:guest@localhost:5672//"
+TEST_RETRY_DELAYS = "200ms,400ms"
+
+
+def _testcontainers_broker():
+    try:
+        from testcontainers.rabbitmq import RabbitMqContainer
+    except ImportError:
+        from testcontainers.community.rabbitmq import RabbitMqContainer
+    container = RabbitMqContainer("rabbitmq:3.13-alpine")
+    container.start()
+    host, port = container.get_container_host_ip(), container.get_exposed_port(container.port)
+    return container, f"amqp://{container.username}:{container.password}@{host}:{port}//"
+
+
+@pytest.fixture(scope="session")
+def broker_url():
+    url = os.environ.get("EDA_TEST_BROKER_URL")
+    if url:
+        yield url
+        return
+    if port_open("localhost", 5672):
+        yield LOCAL_BROKER
+        return
+    try:
+        container, url = _testcontainers_broker()
+    except Exception as exc:  # no Docker here either
+        message = f"no RabbitMQ: set EDA_TEST_BROKER_URL, run one on localhost:5672, or run Docker ({exc})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield url
+    container.stop()
+
+
+@pytest.fixture
+def namespace(broker_url):
+    """A namespace of the test's own; everything the workers declare in it is deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    yield name
+    conn = kombu.Connection(broker_url)
+    try:
+        channel = conn.channel()
+        for delays in ((), (200, 400), (1000, 5000, 30000, 120000, 600000)):
+            topology = Topology(name, delays)
+            for worker in registry.discover():
+                topology.delete_worker(channel, worker)
+        Topology(name).delete_exchanges(channel)
+    finally:
+        conn.release()
+
+
+@pytest.fixture
+def env(broker_url, namespace, tmp_path):
+    """The environment an `eda` process of this test runs with."""
+    return environment(EDA_BROKER_URL=broker_url, EDA_NAMESPACE=namespace, EDA_STATE_DIR=tmp_path / "state",
+                       EDA_LOG_FORMAT="json", EDA_LOG_LEVEL="INFO", EDA_RETRY_DELAYS=TEST_RETRY_DELAYS,
+                       EDA_SHUTDOWN_TIMEOUT=10, PYTHONUNBUFFERED=1)
+
+
+class Eda:
+    """Runs `eda` commands the way a user does, in the test's environment."""
+
+    def __init__(self, env):
+        self.env = env
+        self.processes: list[EdaProcess] = []
+
+    def start(self, *args, **env) -> EdaProcess:
+        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}})
+        self.processes.append(proc)
+        return proc
+
+    def worker(self, *names, **env) -> EdaProcess:
+        """Start `eda worker NAMES...` and wait until each named worker is consuming."""
+        return self.start("worker", *names, **env).wait_ready()
+
+    def run(self, *args, timeout=60.0, **env):
+        """Run a command to its end; returns (exit code, stdout + stderr lines)."""
+        proc = self.start(*args, **env)
+        code = proc.wait(timeout)
+        return code, proc.output
+
+    def stop_all(self):
+        for proc in self.processes:
+            proc.stop()
+
+
+@pytest.fixture
+def eda(env):
+    runner = Eda(env)
+    yield runner
+    runner.stop_all()
+
+
+@pytest.fixture
+def broker(broker_url, namespace):
+    b = Broker(broker_url, namespace)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def gateway():
+    """A payment gateway simulation on HTTP that the test controls (``gateway.simulation.down = True``)."""
+    simulation = Simulation()
+    server = serve(simulation, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.simulation = simulation
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def order(order_id=None, amount="100.00", items=(("SKU-1", 1),), **extra) -> dict:
+    """The data of an order.placed event, as a user would write it."""
+    return {"orderId": order_id or f"ord-{uuid.uuid4().hex[:8]}", "userId": "user-1", "totalAmount": amount,
+            "items": [{"sku": sku, "quantity": qty, "unitPrice": "10.00"} for sku, qty in items], **extra}
+
+
+@pytest.fixture
+def make_order():
+    return order
+
+
+def broker_host(url: str) -> str:
+    return urlsplit(url).hostname or "localhost"

@@ -1,0 +1,190 @@
+"""Test helpers: `eda` CLI processes with their log lines, and a look into the broker with plain kombu."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import kombu
+from kombu import Exchange, Queue
+
+
+def eda_command() -> list[str]:
+    """The installed `eda` console script of this interpreter (what a user runs)."""
+    script = Path(sys.executable).parent / "eda"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def wait_until(condition, timeout=15.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class EdaProcess:
+    """A running `eda ...` process; its output is read line by line, JSON log lines parsed."""
+
+    def __init__(self, args, env):
+        self.args = args
+        self.proc = subprocess.Popen(eda_command() + list(args), env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def records(self) -> list[dict]:
+        out = []
+        for line in list(self.lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
+    def wait_for_log(self, predicate, timeout=15.0, what="a log line"):
+        def found():
+            if self.proc.poll() is not None and not any(predicate(r) for r in self.records):
+                raise AssertionError(f"eda {' '.join(self.args)} exited {self.proc.returncode} before {what}:\n"
+                                     + self.output)
+            return next((r for r in self.records if predicate(r)), None)
+
+        return wait_until(found, timeout, message=what)
+
+    def wait_ready(self, timeout=15.0):
+        """Wait until every named worker logged that it is consuming."""
+        names = [a for a in self.args[1:] if not a.startswith("-")]
+        for name in names:
+            self.wait_for_log(lambda r, n=name: r.get("message") == "consuming" and r.get("worker") == n,
+                              timeout, what=f"worker {name} consuming")
+        return self
+
+    def count(self, predicate) -> int:
+        return sum(1 for r in self.records if predicate(r))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def send(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def handled(event_type=None, worker=None):
+    """A predicate on log records: an event handled (and acked) by a worker."""
+    return lambda r: (str(r.get("message", "")).startswith("handled")
+                      and (event_type is None or r.get("event_type") == event_type)
+                      and (worker is None or r.get("worker") == worker))
+
+
+class Spy:
+    """A temporary queue bound to the events exchange: what was really published on the wire."""
+
+    def __init__(self, conn: kombu.Connection, namespace: str, pattern="#"):
+        self.channel = conn.channel()
+        exchange = Exchange(f"{namespace}.events", type="topic", durable=True)
+        exchange.declare(channel=self.channel)
+        self.queue = Queue(f"{namespace}.spy.{uuid.uuid4().hex[:6]}", exchange=exchange, routing_key=pattern,
+                           exclusive=True, auto_delete=True, durable=False)
+        self.queue(self.channel).declare()
+        self.seen: list[kombu.Message] = []
+
+    def _poll(self):
+        while True:
+            message = self.channel.basic_get(self.queue.name, no_ack=True)
+            if message is None:
+                return
+            self.seen.append(message)
+
+    @property
+    def events(self) -> list[dict]:
+        self._poll()
+        return [json.loads(m.body) for m in self.seen]
+
+    def of_type(self, event_type) -> list[dict]:
+        return [e for e in self.events if e.get("type") == event_type]
+
+    def wait_for(self, event_type, count=1, timeout=15.0, where=lambda e: True) -> list[dict]:
+        return wait_until(lambda: (lambda found: found if len(found) >= count else None)(
+            [e for e in self.of_type(event_type) if where(e)]), timeout, message=f"{count} × {event_type}")
+
+    def message_of(self, event_id) -> kombu.Message:
+        self._poll()
+        return next(m for m in self.seen if m.properties.get("message_id") == event_id)
+
+
+class Broker:
+    """Plain kombu access to the test broker, to look at queues and publish as another client would."""
+
+    def __init__(self, url: str, namespace: str):
+        self.url = url
+        self.namespace = namespace
+        self.conn = kombu.Connection(url)
+        self.conn.connect()
+        self.channel = self.conn.channel()
+
+    def depth(self, queue: str) -> int:
+        return self.channel.queue_declare(queue, passive=True).message_count
+
+    def exists(self, queue: str) -> bool:
+        try:
+            with self.conn.channel() as ch:
+                ch.queue_declare(queue, passive=True)
+            return True
+        except self.conn.channel_errors:
+            return False
+
+    def peek(self, queue: str) -> list:
+        """Every message in ``queue``, left in place (taken unacked, then given back)."""
+        with self.conn.channel() as ch:
+            messages = []
+            while (m := ch.basic_get(queue, no_ack=False)) is not None:
+                messages.append(m)
+            ch.basic_recover(requeue=True)
+        return messages
+
+    def spy(self, pattern="#") -> Spy:
+        return Spy(self.conn, self.namespace, pattern)
+
+    def close(self):
+        self.conn.release()
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def environment(**values) -> dict:
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in values.items()})
+    return env
