@@ -58,6 +58,7 @@ class Tail:
 
     def close(self) -> None:
         try:
+            self.consumer.cancel()  # before the delete, or the broker cancels it under a closing channel
             self.queue(self.channel).delete()
             self.channel.close()
         except Exception:  # the broker deletes the exclusive queue with the connection anyway

@@ -1,0 +1,107 @@
+"""`eda publish`: validated, confirmed, and a clear one-line error for everything that goes wrong."""
+
+import json
+import time
+
+import pytest
+
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def payment_queue(eda, broker, namespace):
+    """The payment worker's queue declared (by `eda topology declare`) but no worker consuming it."""
+    code, output = eda.run("topology", "declare")
+    assert code == 0, output
+    return f"{namespace}.payment"
+
+
+def test_a_valid_event_is_published_with_the_wire_contract_properties(eda, broker, payment_queue, make_order):
+    spy = broker.spy()
+    order = make_order(amount=100)
+    code, output = eda.run("publish", "order-placed", "--data", json.dumps(order), "--correlation-id", "corr-1")
+    assert code == 0, output
+    event_id = output.strip().splitlines()[-1]
+    event = spy.wait_for("order.placed")[0]
+    assert event["id"] == event_id
+    assert event["specversion"] == "1.0" and event["source"] == "eda/cli"
+    assert event["datacontenttype"] == "application/json" and event["time"].endswith("Z")
+    assert event["correlationid"] == "corr-1"
+    assert event["data"]["totalAmount"] == "100.00" and event["data"]["currency"] == "USD"
+    props = spy.message_of(event_id).properties
+    assert props["content_type"] == "application/cloudevents+json"
+    assert props["delivery_mode"] == 2
+    assert props["message_id"] == event_id and props["type"] == "order.placed"
+    assert props["correlation_id"] == "corr-1" and props["app_id"] == "eda/cli"
+    assert abs(props["timestamp"] - time.time()) < 600  # seconds since the epoch, as AMQP has it
+    assert wait_until(lambda: broker.depth(payment_queue) == 1)
+
+
+def test_a_file_of_events_prints_every_confirmed_id(eda, broker, payment_queue, make_order, tmp_path):
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join(json.dumps(make_order()) for _ in range(25)) + "\n")
+    code, output = eda.run("publish", "order-placed", "--file", str(path))
+    assert code == 0, output
+    ids = output.split()
+    assert len(ids) == 25 and len(set(ids)) == 25
+    assert wait_until(lambda: broker.depth(payment_queue) == 25)
+
+
+def test_one_invalid_line_publishes_nothing_from_the_file(eda, broker, payment_queue, make_order, tmp_path):
+    bad = make_order()
+    del bad["userId"]
+    bad["items"][0]["quantity"] = 0
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join([json.dumps(make_order()), json.dumps(bad), "not json", json.dumps(make_order())]))
+    code, output = eda.run("publish", "order-placed", "--file", str(path))
+    assert code != 0
+    assert "line 2" in output and "userId" in output and "items.0.quantity" in output
+    assert "line 3: not JSON" in output
+    assert "Traceback" not in output
+    assert broker.depth(payment_queue) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["order-placed", "--data", "{nope"], "--data: not JSON"),
+    (["order-placed", "--data", '{"orderId": "1"}'], "userId: Missing data for required field"),
+    (["order-placed", "--data", '{"orderId": "1", "userId": "u", "totalAmount": "ten", "items": [{"sku": "A", '
+      '"quantity": 1}]}'], "totalAmount: Not a valid amount"),
+    (["order-placed", "--data", '{"orderId": "1", "userId": "u", "totalAmount": 1, "currency": "dollars", '
+      '"items": [{"sku": "A", "quantity": 1}]}'], "currency: Must be a three-letter currency code"),
+    (["no-such-event", "--data", "{}"], "unknown event 'no-such-event'"),
+    (["order-placed"], "exactly one of --data JSON or --file PATH"),
+])
+def test_bad_input_is_one_clear_line_and_a_non_zero_exit(eda, broker, payment_queue, args, message):
+    code, output = eda.run("publish", *args)
+    assert code != 0
+    assert message in output
+    assert output.startswith("error: ") and len(output.strip().splitlines()) == 1
+    assert broker.depth(payment_queue) == 0
+
+
+def test_an_event_no_queue_takes_is_an_error_not_a_success(eda, make_order):
+    # No worker queue is declared in this namespace: the broker returns the event.
+    code, output = eda.run("publish", "order-placed", "--data", json.dumps(make_order()))
+    assert code == 4
+    assert "routed to no queue" in output and "eda topology declare" in output
+
+
+def test_an_unreachable_broker_fails_fast_without_showing_the_password(eda, make_order):
+    started = time.monotonic()
+    code, output = eda.run("publish", "order-placed", "--data", json.dumps(make_order()),
+                           EDA_BROKER_URL="amqp://guest:s3cret-pw@127.0.0.1:1//", timeout=30)
+    assert code == 3
+    assert "cannot reach the broker at amqp://guest:***@127.0.0.1:1//" in output
+    assert "s3cret-pw" not in output
+    assert time.monotonic() - started < 20
+
+
+def test_the_broker_url_can_come_from_a_file(eda, broker, payment_queue, broker_url, make_order, tmp_path):
+    secret = tmp_path / "broker-url"
+    secret.write_text(broker_url + "\n")
+    code, output = eda.run("publish", "order-placed", "--data", json.dumps(make_order()),
+                           EDA_BROKER_URL="amqp://wrong:wrong@127.0.0.1:1//", EDA_BROKER_URL_FILE=str(secret))
+    assert code == 0, output
+    assert wait_until(lambda: broker.depth(payment_queue) == 1)
