@@ -45,11 +45,23 @@ class Simulation:
         self._answers = {}  # idempotency key -> (http status, body): a repeated key gets the first answer
         self._lock = threading.Lock()
         self.charges = 0  # how many charges were really made (not replayed); tests read it
+        self.in_flight = 0
+        self.peak_in_flight = 0  # the most requests served at once: shows callers' concurrency
 
     def handle(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
         """Answer one request as the HTTP API would: (status code, JSON body)."""
-        if self.latency:
-            time.sleep(self.latency)
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            return self._answer(path, body, key)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
         if self.down or (self.failure_rate and random.random() < self.failure_rate):
             return 503, {"status": "error", "reason": "gateway unavailable"}
         if path not in ("/charges", "/refunds"):

@@ -9,6 +9,7 @@ import logging
 
 import pybreaker
 
+from eda.breaker import Breaker
 from eda.errors import PermanentError
 from eda.gateway import HttpGateway, InProcessGateway, Simulation
 from eda.store import Store
@@ -42,7 +43,7 @@ class Payment(Worker):
             self.gateway = HttpGateway(s.payment_gateway_url, timeout=s.gateway_timeout)
         else:
             self.gateway = InProcessGateway(Simulation())
-        self.breaker = pybreaker.CircuitBreaker(fail_max=s.breaker_fail_max, reset_timeout=s.breaker_reset_timeout,
+        self.breaker = Breaker(fail_max=s.breaker_fail_max, reset_timeout=s.breaker_reset_timeout,
                                                 listeners=[BreakerLog(self.log)], name="payment-gateway")
         self.store = Store(s.state_dir, f"{s.namespace}.payment", SCHEMA)
 
