@@ -4,7 +4,9 @@ The broker is EDA_TEST_BROKER_URL where set, else one answering on localhost:567
 testcontainers RabbitMQ where Docker works. Under CI=true a missing broker fails the run.
 """
 
+import json
 import os
+import tempfile
 import threading
 import uuid
 from urllib.parse import urlsplit
@@ -98,6 +100,17 @@ class Eda:
         proc = self.start(*args, **env)
         code = proc.wait(timeout)
         return code, proc.output
+
+    def publish(self, event, *data: dict, args=(), **env) -> list[str]:
+        """`eda publish EVENT` of each data dict (as a file of JSON lines); the ids the broker confirmed."""
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as lines:
+            lines.write("\n".join(json.dumps(d) for d in data))
+            lines.flush()
+            code, output = self.run("publish", event, "--file", lines.name, *args, **env)
+        assert code == 0, output
+        ids = [line for line in output.splitlines() if line and not line.startswith(("{", "error"))]
+        assert len(ids) == len(data), output
+        return ids
 
     def stop_all(self):
         for proc in self.processes:

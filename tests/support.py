@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import kombu
+from amqp.basic_message import Message as AmqpMessage
 from kombu import Exchange, Queue
 
 
@@ -172,6 +173,16 @@ class Broker:
     def spy(self, pattern="#") -> Spy:
         return Spy(self.conn, self.namespace, pattern)
 
+    def publish(self, routing_key: str, body, *, exchange=None, headers=None, **properties) -> None:
+        """Publish as any other AMQP client would, confirmed and mandatory; a dict body is sent as JSON."""
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+        properties.setdefault("delivery_mode", 2)
+        with self.conn.channel() as ch:
+            ch.basic_publish_confirm(AmqpMessage(body, application_headers=headers or {}, **properties),
+                                     exchange=f"{self.namespace}.events" if exchange is None else exchange,
+                                     routing_key=routing_key, mandatory=True)
+
     def close(self):
         self.conn.release()
 
@@ -188,3 +199,39 @@ def environment(**values) -> dict:
     env = dict(os.environ)
     env.update({k: str(v) for k, v in values.items()})
     return env
+
+
+class Accounting:
+    """Where every published event ended: processed, or in a DLQ with its reason. None may be missing.
+
+    An event counts as processed when a reaction on the wire names it as its cause or, for events whose
+    handling publishes nothing, when a worker logged it handled (the log line comes before the ack, so a
+    reaction is the stronger proof and is required by default)."""
+
+    def __init__(self, event_ids, *, spy: Spy, broker: Broker, dlqs=(), processes=(), reacts=True):
+        self.event_ids = list(event_ids)
+        self.spy, self.broker, self.dlqs, self.processes, self.reacts = spy, broker, dlqs, processes, reacts
+
+    def processed(self) -> set:
+        if self.reacts:
+            return {e.get("causationid") for e in self.spy.events} & set(self.event_ids)
+        logged = {r.get("event_id") for p in self.processes for r in p.records if handled()(r)}
+        return logged & set(self.event_ids)
+
+    def dead(self) -> set:
+        ids = set()
+        for queue in self.dlqs:
+            ids |= {m.properties.get("message_id") for m in self.broker.peek(queue)}
+        return ids & set(self.event_ids)
+
+    def missing(self) -> set:
+        return set(self.event_ids) - self.processed() - self.dead()
+
+    def wait_all_accounted(self, timeout=30.0) -> None:
+        """Wait until no event is missing; fail naming how many and which are not accounted for."""
+        try:
+            wait_until(lambda: not self.missing(), timeout, interval=0.2, message="every event accounted for")
+        except AssertionError:
+            missing = sorted(self.missing())
+            raise AssertionError(f"{len(missing)} of {len(self.event_ids)} events neither processed nor "
+                                 f"dead-lettered: {missing[:10]}") from None
