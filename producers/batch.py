@@ -8,38 +8,38 @@ import json
 import click
 
 from contracts import registry
-from contracts.envelope import new_event
-from eda.connection import open_connection
 from eda.errors import ContractError, Unroutable
-from eda.topology import Topology
-from producers.publisher import Publisher
+from producers.producer import Producer, build_event
 
 MAX_REPORTED = 20
 
 
-def _load(contract, text: str, where: str) -> dict:
+def _parse(text: str, where: str):
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
         raise ContractError(f"{where}: not JSON: {exc}") from None
+
+
+def _build(event_name, text, where, source, correlation_id):
     try:
-        return contract.load(data, strict=True)
+        return build_event(event_name, _parse(text, where), source, correlation_id)
     except ContractError as exc:
-        raise ContractError(f"{where}: {exc}", exc.fields) from None
+        message = str(exc)
+        raise ContractError(message if message.startswith(where) else f"{where}: {message}", exc.fields) from None
 
 
 def events_from_input(event_name: str, *, data=None, lines=None, source="eda/cli", correlation_id=None) -> list:
     """Validated events of one type from a JSON string or an iterable of JSON lines."""
-    contract = registry.get(event_name)
-    attrs = {"correlation_id": correlation_id} if correlation_id else {}
+    registry.get(event_name)  # an unknown event fails before any input is read
     if data is not None:
-        return [new_event(contract.type, _load(contract, data, "--data"), source, **attrs)]
+        return [_build(event_name, data, "--data", source, correlation_id)]
     events, problems = [], []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            events.append(new_event(contract.type, _load(contract, line, f"line {number}"), source, **attrs))
+            events.append(_build(event_name, line, f"line {number}", source, correlation_id))
         except ContractError as exc:
             problems.append(str(exc))
     if problems:
@@ -52,21 +52,16 @@ def events_from_input(event_name: str, *, data=None, lines=None, source="eda/cli
 
 def publish_confirmed(settings, events, *, on_confirmed=None, progress=False) -> None:
     """Publish ``events`` with pipelined confirms; return once the broker confirmed every one."""
-    conn = open_connection(settings)
-    try:
-        publisher = Publisher(conn)
-        topology = Topology(settings.namespace)
-        topology.declare_exchanges(publisher.channel)
-        if progress:
+    with Producer(settings, mandatory=True) as producer:
+        try:
+            if not progress:
+                producer.publish_events(events, on_confirmed=on_confirmed)
+                return
             with click.progressbar(length=len(events), label="publishing", file=click.get_text_stream("stderr")) as bar:
                 def confirmed(event):
                     bar.update(1)
                     if on_confirmed:
                         on_confirmed(event)
-                publisher.publish_events(events, topology.events.name, on_confirmed=confirmed)
-        else:
-            publisher.publish_events(events, topology.events.name, on_confirmed=on_confirmed)
-    except Unroutable as exc:
-        raise Unroutable(f"{exc}; start a worker that consumes it, or run `eda topology declare`") from None
-    finally:
-        conn.release()
+                producer.publish_events(events, on_confirmed=confirmed)
+        except Unroutable as exc:
+            raise Unroutable(f"{exc}; start a worker that consumes it, or run `eda topology declare`") from None

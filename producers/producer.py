@@ -1,0 +1,83 @@
+"""The producer API for applications: validate an event against its contract and publish it confirmed.
+
+    from eda.settings import Settings
+    from producers.producer import Producer
+
+    with Producer(Settings.from_env(), source="shop/web") as producer:
+        event = producer.publish("order-placed", {"orderId": "1", "userId": "u1", ...})
+
+``publish`` returns once the broker confirmed the event (and a queue took it); it raises a
+ContractError for invalid data and a PublishError or BrokerUnavailable otherwise. One Producer may be
+shared by threads: a lock keeps its connection to one thread at a time.
+"""
+
+import threading
+
+from contracts import registry
+from contracts.envelope import Event, new_event
+from eda.connection import open_connection
+from eda.settings import Settings
+from eda.topology import Topology
+from producers.publisher import Publisher
+
+
+def build_event(event_name: str, data, source: str, correlation_id: str | None = None) -> Event:
+    """An event from wire-form data (camelCase, as JSON has it), validated strictly (unknown fields too)."""
+    contract = registry.get(event_name)
+    attrs = {"correlation_id": correlation_id} if correlation_id else {}
+    return new_event(contract.type, contract.load(data, strict=True), source, **attrs)
+
+
+class Producer:
+    def __init__(self, settings: Settings, source: str = "eda/producer", *, mandatory: bool = True,
+                 timeout: float = 30.0):
+        self.settings = settings
+        self.source = source
+        self.mandatory = mandatory
+        self.timeout = timeout
+        self.exchange = Topology(settings.namespace).events.name
+        self._lock = threading.Lock()
+        self._conn = None
+        self._publisher = None
+
+    def _ready_publisher(self) -> Publisher:
+        if self._publisher is None:
+            self._conn = open_connection(self.settings)
+            self._publisher = Publisher(self._conn)
+            Topology(self.settings.namespace).declare_exchanges(self._publisher.channel)
+        return self._publisher
+
+    def publish(self, event_name: str, data: dict, correlation_id: str | None = None) -> Event:
+        """Validate, publish and wait for the broker's confirm; return the published event."""
+        event = build_event(event_name, data, self.source, correlation_id)
+        self.publish_events([event])
+        return event
+
+    def publish_events(self, events, on_confirmed=None) -> None:
+        """Publish built events with pipelined confirms; return once every one is confirmed."""
+        with self._lock:
+            publisher = self._ready_publisher()
+            try:
+                publisher.publish_events(events, self.exchange, mandatory=self.mandatory, timeout=self.timeout,
+                                         on_confirmed=on_confirmed)
+            except Exception:
+                self._reset()  # a connection in an unknown state is not reused
+                raise
+
+    def _reset(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.release()
+            except Exception:  # already broken; nothing to release
+                pass
+        self._conn = self._publisher = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
