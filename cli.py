@@ -66,13 +66,15 @@ def main():
 @settings_options(*COMMON, *WORKER)
 def worker(names, settings):
     """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT."""
+    from eda.systemd import SystemdHooks
     from workers import registry
     from workers.runtime import Runner
 
     if not names:
         raise ConfigError(f"name at least one worker to run; known workers: {', '.join(registry.discover())}")
     classes = [registry.get(name) for name in dict.fromkeys(names)]
-    sys.exit(Runner(classes, settings).run())
+    hooks = [SystemdHooks()]  # notifies systemd where NOTIFY_SOCKET is set (Type=notify units)
+    sys.exit(Runner(classes, settings, hooks=hooks).run())
 
 
 @main.command(short_help="Validate and publish events, confirmed.")
