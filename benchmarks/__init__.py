@@ -1,0 +1,1 @@
+"""eda's benchmark suite: eda beside raw kombu on the same broker (run ``python -m benchmarks``)."""

@@ -1,0 +1,144 @@
+"""End-to-end latency: order.placed published at a steady rate, order.shipped seen on the wire.
+
+The load generator and the probe share one connection in this process, so both timestamps come
+from one clock: a publish is timed when it is handed to the socket, a shipment when its delivery is
+read. Workers run in processes of their own: `eda worker payment inventory shipping` (in-process
+simulated gateway), or three raw kombu relay processes for the baseline.
+"""
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from benchmarks.bench import Bench, eda_worker, order_event, stop, wait_for
+from contracts.envelope import Event
+from eda.connection import open_connection
+from producers.publisher import Publisher
+from workers import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+HOPS = (("order.placed", "payment.succeeded"), ("payment.succeeded", "inventory.reserved"),
+        ("inventory.reserved", "order.shipped"))
+WORKERS = ("payment", "inventory", "shipping")
+WARMUP_SECONDS = 1.0
+
+
+def percentile(values, p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Probe:
+    """Publishes orders on schedule and times each order's shipment by its correlation id."""
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.conn = open_connection(bench.settings)
+        self.publisher = Publisher(self.conn)
+        self.channel = self.conn.connection.channel()  # raw py-amqp: no kombu Message per delivery
+        queue = f"{bench.namespace}.probe"
+        self.channel.queue_declare(queue, exclusive=True, auto_delete=True)
+        self.channel.queue_bind(queue, bench.topology.events.name, "order.shipped")
+        self.sent, self.latencies = {}, {}
+        self.channel.basic_consume(queue, callback=self._shipped, no_ack=True)
+
+    def _shipped(self, message):
+        seen = time.perf_counter()
+        key = orjson.loads(message.body)["correlationid"]
+        if key in self.sent and key not in self.latencies:
+            self.latencies[key] = seen - self.sent[key]
+
+    def send(self, event: Event) -> None:
+        self.publisher.send_event(event, self.bench.topology.events.name, mandatory=True)
+        self.sent[event.id] = time.perf_counter()
+
+    def pump(self, timeout: float) -> None:
+        try:
+            self.conn.drain_events(timeout=max(timeout, 0))
+        except socket.timeout:
+            pass
+
+    def run(self, rate: float, seconds: float, grace: float = 10.0) -> dict:
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for i in range(total):
+            due = started + i / rate
+            while (now := time.perf_counter()) < due:
+                self.pump(due - now)
+            self.send(order_event(i))
+        deadline = time.perf_counter() + grace
+        while len(self.latencies) < total and time.perf_counter() < deadline:
+            self.pump(0.05)
+        measured = [v * 1000 for k, v in self.latencies.items() if self.sent[k] - started >= WARMUP_SECONDS]
+        if not measured:
+            raise RuntimeError(f"no order shipped of {total} sent")
+        return {"rate": rate, "seconds": seconds, "sent": total, "shipped": len(self.latencies),
+                "p50_ms": percentile(measured, 50), "p99_ms": percentile(measured, 99), "max_ms": max(measured)}
+
+    def warm_up(self, timeout: float = 20.0) -> None:
+        """Send single orders until one is shipped: every worker and the stock are ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = order_event(-1)
+            self.send(event)
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                self.pump(0.05)
+                if event.id in self.latencies:
+                    self.sent.clear()
+                    self.latencies.clear()
+                    return
+        raise TimeoutError("no order shipped while warming up")
+
+    def close(self) -> None:
+        self.conn.release()
+
+
+def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
+    """Three real workers in one `eda worker` process, as the README runs them."""
+    with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
+        for name in WORKERS:
+            bench.worker_queue(name, registry.get(name).handlers)
+        proc = eda_worker(WORKERS, bench.worker_env(state))
+        try:
+            wait_for(lambda: all(bench.consumers(f"{bench.namespace}.{w}") for w in WORKERS), 30, "the eda workers")
+            probe = Probe(bench)
+            try:
+                probe.publisher.send_event(Event("stock.replenished", {"sku": "SKU-1", "quantity": 10**9},
+                                                 "eda/bench"), bench.topology.events.name, mandatory=True)
+                probe.warm_up()
+                return probe.run(rate, seconds)
+            finally:
+                probe.close()
+        finally:
+            stop(proc)
+            for name in WORKERS:  # their queues would fill up with the baseline's orders
+                bench.topology.delete_worker(bench.channel, name)
+
+
+def raw_latency(bench: Bench, rate: float, seconds: float) -> dict:
+    """The same flow through three plain kombu relays, one process per hop, a confirm per publish."""
+    procs = []
+    try:
+        for key, next_key in HOPS:
+            bench.queue(f"relay.{key}", key)
+            procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.relay", bench.namespace, key, next_key],
+                                          cwd=ROOT))
+        wait_for(lambda: all(bench.consumers(f"{bench.namespace}.relay.{k}") for k, _ in HOPS), 30,
+                 "the relays")
+        probe = Probe(bench)
+        try:
+            probe.warm_up()
+            return probe.run(rate, seconds)
+        finally:
+            probe.close()
+    finally:
+        for proc in procs:
+            stop(proc)
+        for key, _ in HOPS:
+            bench.channel.queue_delete(f"{bench.namespace}.relay.{key}")

@@ -1,0 +1,104 @@
+"""The benchmark's table: one row per measure, raw kombu beside eda, the ratio and the issue's target."""
+
+import json
+from pathlib import Path
+
+
+def _row(item, unit, raw, eda, target=None, higher_is_better=True, bound=None):
+    ratio = (eda / raw) if raw and eda is not None else None
+    met = None
+    if bound is not None:  # an absolute target on eda's figure (latency, memory)
+        met = eda is not None and eda < bound
+    elif target is not None and ratio is not None:
+        met = ratio >= target if higher_is_better else ratio <= target
+    return {"item": item, "unit": unit, "raw_kombu": raw, "eda": eda, "ratio": ratio,
+            "target": target_text(target, bound, unit), "met": met}
+
+
+def target_text(target, bound, unit) -> str:
+    if bound is not None:
+        return f"< {bound:g} {unit}"
+    return f"≥ {target:g}×" if target is not None else ""
+
+
+def rows(r: dict) -> list[dict]:
+    """The table from the raw results; a measure that was not run is left out."""
+    out = []
+    if "publish" in r:
+        p = r["publish"]
+        out.append(_row("publish: eda bulk confirmed vs kombu no confirms", "events/s", p["raw_no_confirms"],
+                        p["eda_pipelined_confirms"], 0.5))
+        out.append(_row("publish: eda bulk confirmed vs kombu confirm per event", "events/s",
+                        p["raw_confirm_per_event"], p["eda_pipelined_confirms"], 5))
+    if "consume" in r:
+        c = r["consume"]
+        out.append(_row("consume: eda no-op worker, concurrency 1", "events/s", c["raw"], c["eda_concurrency_1"], 0.7))
+        out.append(_row(f"consume: eda no-op worker, concurrency {c['default_concurrency']} (default)", "events/s",
+                        c["raw"], c["eda_default"]))
+    if "react" in r:
+        out.append(_row("react: shipping worker (defaults) vs kombu confirm per reaction", "events/s",
+                        r["react"]["raw"], r["react"]["eda"], 1))
+    if "latency" in r:
+        lat = r["latency"]
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            out.append(_row(f"latency order.placed -> order.shipped, {key[:-3]} at {lat['eda']['rate']:g}/s",
+                            "ms", lat["raw"][key], lat["eda"][key], bound=25 if key == "p99_ms" else None))
+    if "decode" in r:
+        d = r["decode"]
+        out.append(_row("decode + validation of order.placed (kombu: json decode only)", "µs/event",
+                        d["kombu_json_decode_us"], d["eda_decode_us"]))
+    if "memory" in r:
+        m = r["memory"]
+        out.append(_row("`eda worker shipping` RSS idle", "MB", None, m["idle_mb"]))
+        out.append(_row(f"`eda worker shipping` RSS after {m['events']:,} events", "MB", None, m["after_mb"]))
+        out.append(_row(f"RSS growth from the first {m['warm_events']:,} events to the last", "MB", None,
+                        m["growth_after_warmup_mb"], bound=5))
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _met(row) -> str:
+    return {True: "yes", False: "NO", None: ""}[row["met"]]
+
+
+def table(out: list[dict]) -> list[list[str]]:
+    header = ["measure", "unit", "raw kombu", "eda", "eda / raw", "target", "met"]
+    body = [[r["item"], r["unit"], _fmt(r["raw_kombu"]), _fmt(r["eda"]),
+             f"{r['ratio']:.2f}" if r["ratio"] is not None else "–", r["target"], _met(r)] for r in out]
+    return [header, *body]
+
+
+def text(out: list[dict]) -> str:
+    cells = table(out)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def markdown(out: list[dict], machine: dict, params: dict) -> str:
+    cells = table(out)
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    about = (f"{machine['nproc']} cores ({machine['cpu']}), Python {machine['python']}, "
+             f"RabbitMQ {machine['rabbitmq']} on loopback, kombu {machine['kombu']}")
+    run = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f"Machine: {about}.  \nRun: {run}.\n\n" + "\n".join(lines) + "\n"
+
+
+def write(directory: Path, results: dict, machine: dict, params: dict) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    out = rows(results)
+    json_path, md_path = directory / "latest.json", directory / "latest.md"
+    json_path.write_text(json.dumps({"machine": machine, "params": params, "results": results, "rows": out},
+                                    indent=2) + "\n")
+    md_path.write_text(markdown(out, machine, params))
+    return json_path, md_path

@@ -1,0 +1,120 @@
+"""Run the benchmark suite: eda beside raw kombu on the configured broker, in one run.
+
+    python -m benchmarks [--n N] [--quick] [--only publish,consume,...] [--out DIR]
+
+The broker is EDA_BROKER_URL (else EDA_TEST_BROKER_URL, else localhost). Everything runs in a
+namespace of its own that is deleted afterwards. Results go to DIR/latest.json and DIR/latest.md.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import eda_side, latency, memory, micro, raw, report
+from benchmarks.bench import Bench, order_event, reserved_event
+
+ITEMS = ("publish", "consume", "react", "latency", "decode", "memory")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, help="events per throughput measure [10000; 2000 with --quick]")
+    p.add_argument("--quick", action="store_true", help="smaller runs: a check, not figures to quote")
+    p.add_argument("--rate", type=float, default=500.0, help="orders per second of the latency run [500]")
+    p.add_argument("--seconds", type=float, help="duration of the latency run [20; 5 with --quick]")
+    p.add_argument("--memory-events", type=int, help="events through the memory run [100000; 10000 with --quick]")
+    p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {','.join(ITEMS)}")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"where latest.json/.md go [{RESULTS}]")
+    args = p.parse_args(argv)
+    args.n = args.n or (2000 if args.quick else 10000)
+    args.seconds = args.seconds or (5.0 if args.quick else 20.0)
+    args.memory_events = args.memory_events or (10000 if args.quick else 100_000)
+    args.only = [item.strip() for item in args.only.split(",") if item.strip()]
+    unknown = set(args.only) - set(ITEMS)
+    if unknown:
+        p.error(f"unknown items: {', '.join(sorted(unknown))}")
+    return args
+
+
+def step(what: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
+def measure(bench: Bench, args) -> dict:
+    n, results = args.n, {}
+    if "publish" in args.only:
+        events = [order_event(i) for i in range(n)]
+        sink = bench.queue("sink-publish", "order.placed").name
+        step("publish: raw kombu, no confirms")
+        no_confirms = raw.publish(bench, events, confirm=False)
+        bench.channel.queue_purge(sink)
+        step("publish: raw kombu, a confirm per event")
+        per_event = raw.publish(bench, events, confirm=True)
+        bench.channel.queue_purge(sink)
+        step("publish: eda, pipelined confirms")
+        pipelined = eda_side.publish(bench, events)
+        bench.channel.queue_delete(sink)
+        results["publish"] = {"n": n, "raw_no_confirms": no_confirms, "raw_confirm_per_event": per_event,
+                              "eda_pipelined_confirms": pipelined}
+    if "consume" in args.only:
+        def preload(queue):
+            bench.preload(queue, order_event, n)
+        step("consume: raw kombu")
+        raw_queue = bench.queue("raw-consume").name
+        preload(raw_queue)
+        raw_rate = raw.consume(bench, raw_queue, n)
+        step("consume: eda no-op worker, concurrency 1")
+        c1 = eda_side.consume(bench, preload, n, concurrency=1)
+        step("consume: eda no-op worker, default concurrency")
+        default = eda_side.consume(bench, preload, n, concurrency=bench.settings.concurrency)
+        bench.topology.delete_worker(bench.channel, eda_side.NoOp.name)
+        results["consume"] = {"n": n, "raw": raw_rate, "eda_concurrency_1": c1, "eda_default": default,
+                              "default_concurrency": bench.settings.concurrency}
+    if "react" in args.only:
+        sink = bench.queue("sink-react", "order.shipped").name
+        step("react: raw kombu, a confirm per reaction")
+        raw_queue = bench.queue("raw-react").name
+        bench.preload(raw_queue, reserved_event, n)
+        raw_rate = raw.react(bench, raw_queue, n)
+        bench.channel.queue_purge(sink)
+        step("react: eda shipping worker, defaults")
+        eda_rate = eda_side.react(bench, lambda queue: bench.preload(queue, reserved_event, n), n)
+        bench.topology.delete_worker(bench.channel, "shipping")
+        bench.channel.queue_delete(sink)
+        results["react"] = {"n": n, "raw": raw_rate, "eda": eda_rate}
+    if "latency" in args.only:
+        step(f"latency: eda workers, {args.rate:g} orders/s for {args.seconds:g}s")
+        eda_lat = latency.eda_latency(bench, args.rate, args.seconds)
+        step(f"latency: raw kombu relays, {args.rate:g} orders/s for {args.seconds:g}s")
+        raw_lat = latency.raw_latency(bench, args.rate, args.seconds)
+        results["latency"] = {"eda": eda_lat, "raw": raw_lat}
+    if "decode" in args.only:
+        step("decode + validation cost")
+        results["decode"] = micro.decode_cost(max(n, 2000))
+    if "memory" in args.only:
+        step(f"memory: `eda worker shipping` through {args.memory_events:,} events")
+        results["memory"] = memory.worker_memory(bench, args.memory_events)
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    bench = Bench()
+    print(f"eda benchmarks on {bench.settings.safe_broker_url}, namespace {bench.namespace}", file=sys.stderr)
+    try:
+        machine = bench.machine()
+        results = measure(bench, args)
+    finally:
+        bench.cleanup()
+    params = {"n": args.n, "rate": args.rate, "seconds": args.seconds, "memory_events": args.memory_events,
+              "quick": args.quick}
+    print(report.text(report.rows(results)))
+    paths = report.write(args.out, results, machine, params)
+    print("written: " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
