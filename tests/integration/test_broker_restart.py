@@ -1,0 +1,110 @@
+"""A broker that goes away under a running worker: `rabbitmqctl stop_app` / `start_app` on the test broker.
+
+These tests stop the broker's app, so they need rabbitmqctl on the broker's own machine. Outside CI they
+skip without it; under CI=true they fail instead, so a CI run never counts a skip as a pass.
+"""
+
+import os
+import shutil
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support import Accounting, Broker, handled, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class BrokerApp:
+    """The RabbitMQ application of the local node, stopped and started with rabbitmqctl."""
+
+    def __init__(self, rabbitmqctl: str):
+        self.rabbitmqctl = rabbitmqctl
+        self.stopped = False
+
+    def _run(self, *args):
+        done = subprocess.run([self.rabbitmqctl, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}"
+
+    def stop(self):
+        self.stopped = True
+        self._run("stop_app")
+
+    def start(self):
+        self._run("start_app")
+        self._run("await_startup")
+        self.stopped = False
+
+
+@pytest.fixture
+def broker_app(broker_url, namespace):
+    """Control of the test broker's app; it is always started again, whatever the test did."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    host = urlsplit(broker_url).hostname
+    problem = (None if rabbitmqctl and host in ("localhost", "127.0.0.1", "::1")
+               else f"cannot stop the broker at {host} from here: rabbitmqctl "
+                    f"{'found' if rabbitmqctl else 'missing'}, broker {'local' if host == 'localhost' else 'remote'}")
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    app = BrokerApp(rabbitmqctl)
+    try:
+        yield app
+    finally:
+        if app.stopped:
+            app.start()
+
+
+def connection_lost(r):
+    return str(r.get("message", "")).startswith("broker connection lost")
+
+
+def consuming(r):
+    return r.get("message") == "consuming"
+
+
+def test_a_worker_rides_out_a_broker_restart(eda, broker_app, broker_url, namespace, gateway, make_order):
+    # Given a payment worker with orders in its queue, some of them being charged on a slow gateway
+    gateway.simulation.latency = 0.2
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_CONCURRENCY=2)
+    before = eda.publish("order-placed", *(make_order() for _ in range(10)))
+    worker.wait_for_log(handled("order.placed"))
+    # When the broker stops under it, and comes back
+    broker_app.stop()
+    worker.wait_for_log(connection_lost, what="the worker noticing the broker is gone")
+    broker_app.start()
+    # Then it reconnects by itself and consumes again
+    wait_until(lambda: worker.count(consuming) >= 2, message="the worker consuming again")
+    broker = Broker(broker_url, namespace)
+    try:
+        spy = broker.spy("payment.*")
+        gateway.simulation.latency = 0
+        # and processes what is published afterwards, without a restart
+        after = eda.publish("order-placed", *(make_order() for _ in range(5)))
+        Accounting(after, spy=spy, broker=broker, dlqs=[f"{namespace}.payment.dlq"]).wait_all_accounted()
+        # and the orders it held when the broker stopped were not lost: all charged, none twice
+        wait_until(lambda: gateway.simulation.charges == len(before) + len(after), message="every order charged")
+        worker.wait_for_log(lambda r: handled("order.placed")(r) and r.get("event_id") == before[-1])
+        assert broker.depth(f"{namespace}.payment") == 0
+        assert broker.depth(f"{namespace}.payment.dlq") == 0
+    finally:
+        broker.close()
+    assert worker.proc.poll() is None
+    assert gateway.simulation.charges == len(before) + len(after)
+
+
+def test_a_worker_whose_broker_stays_away_exits_non_zero(eda, broker_app):
+    # Given a worker that waits for a lost broker for 2 seconds at most
+    worker = eda.worker("shipping", EDA_RECONNECT_WINDOW=2)
+    # When the broker stops and stays stopped
+    broker_app.stop()
+    # Then the worker gives up with a clear message and a non-zero exit, for its supervisor to act on
+    code = worker.wait(timeout=30)
+    broker_app.start()
+    assert code == 3, worker.output
+    assert worker.count(connection_lost) >= 1
+    assert "error: the broker stayed unreachable for over 2s" in worker.output
+    assert "Traceback" not in worker.output
+    assert "guest:guest" not in worker.output
