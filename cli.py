@@ -13,7 +13,8 @@ from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
 WORKER = ("state_dir", "payment_gateway_url", "prefetch", "concurrency", "retry_delays", "shutdown_timeout",
-          "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window")
+          "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window",
+          "queue_type", "delivery_limit")
 
 
 def settings_options(*names):
@@ -101,7 +102,7 @@ def topology():
 
 
 @topology.command("declare")
-@settings_options(*COMMON, "retry_delays")
+@settings_options(*COMMON, "retry_delays", "queue_type", "delivery_limit")
 def topology_declare(settings):
     """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
     from eda.connection import open_connection
@@ -111,7 +112,7 @@ def topology_declare(settings):
     conn = open_connection(settings)
     try:
         channel = conn.channel()
-        topo = Topology(settings.namespace, settings.retry_delays_ms)
+        topo = Topology.from_settings(settings)
         topo.declare_exchanges(channel)
         click.echo(f"exchange {topo.events.name} (topic), {topo.dlx.name} (direct)")
         for name, cls in registry.discover().items():

@@ -21,6 +21,10 @@ class UnknownEvent(ConfigError):
     """No contract is registered under that event name or type."""
 
 
+class QueueMismatch(ConfigError):
+    """A queue exists with other arguments than eda declares (e.g. classic where quorum is asked for)."""
+
+
 class ContractError(EdaError):
     """An event does not follow its contract (not JSON, not a CloudEvent, data invalid)."""
 

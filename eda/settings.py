@@ -64,6 +64,11 @@ SPECS = {
              "Inventory publishes inventory.depleted when a SKU's stock falls to or below this."),
         Spec("reconnect_window", "EDA_RECONNECT_WINDOW", 60.0,
              "Seconds a worker keeps trying to reach a lost broker before it exits non-zero."),
+        Spec("queue_type", "EDA_QUEUE_TYPE", "classic",
+             "RabbitMQ type of the work queues; quorum adds a delivery limit against crash loops.",
+             choices=("classic", "quorum")),
+        Spec("delivery_limit", "EDA_DELIVERY_LIMIT", 20,
+             "Quorum work queues dead-letter an event delivered this many times (a crash loop)."),
     )
 }
 
@@ -103,6 +108,8 @@ class Settings:
     gateway_timeout: float = 5.0
     stock_threshold: int = 5
     reconnect_window: float = 60.0
+    queue_type: str = "classic"
+    delivery_limit: int = 20
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
@@ -130,10 +137,13 @@ class Settings:
         object.__setattr__(self, "state_dir", Path(self.state_dir) if self.state_dir else _default_state_dir())
         object.__setattr__(self, "log_format", self.log_format.lower())
         object.__setattr__(self, "log_level", self.log_level.upper())
+        object.__setattr__(self, "queue_type", self.queue_type.lower())
         if self.concurrency < 1:
             raise ConfigError("--concurrency (EDA_CONCURRENCY): must be at least 1")
         if self.prefetch < 1:
             raise ConfigError("--prefetch (EDA_PREFETCH): must be at least 1")
+        if self.delivery_limit < 1:
+            raise ConfigError("--delivery-limit (EDA_DELIVERY_LIMIT): must be at least 1")
         self.retry_delays_ms  # parse now, so a bad value fails at start and not at the first failure
 
     @classmethod

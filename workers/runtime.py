@@ -45,7 +45,7 @@ class Runner:
         self.settings = settings
         self.hooks = list(hooks)
         self.connect = connect
-        self.topology = Topology(settings.namespace, settings.retry_delays_ms)
+        self.topology = Topology.from_settings(settings)
         self.workers = [cls(settings) for cls in worker_classes]
         self.consumers = [WorkerConsumer(w, self) for w in self.workers]
         self.connection = None
