@@ -25,6 +25,10 @@ class QueueMismatch(ConfigError):
     """A queue exists with other arguments than eda declares (e.g. classic where quorum is asked for)."""
 
 
+class NotFound(EdaError):
+    """What a command works on is not on the broker: a queue not declared, an event not in a queue."""
+
+
 class ContractError(EdaError):
     """An event does not follow its contract (not JSON, not a CloudEvent, data invalid)."""
 

@@ -1,0 +1,215 @@
+"""Dead-letter queue tooling: each worker's dead events with their reasons, replayed or purged.
+
+Events are taken with ``basic_get`` and not acked: looking at them gives them back, and a replay acks
+each one only after its copy on the work queue is confirmed, so a crash at any point leaves a
+duplicate, never a loss.
+"""
+
+import json
+import sys
+from contextlib import contextmanager, nullcontext
+
+import click
+
+from eda import names
+from eda.connection import open_connection
+from eda.errors import NotFound, PublishError
+from producers.publisher import Publisher
+from workers import failures
+from workers.runtime import copy_properties
+
+PROGRESS_MIN = 100  # a replay moving fewer events than this shows no progress bar
+
+
+def _event_id_and_type(message) -> tuple:
+    """The event's id and type from its AMQP properties, or from a CloudEvent body without them."""
+    props = message.properties
+    event_id, event_type = props.get("message_id"), props.get("type")
+    if event_id is None or event_type is None:
+        try:
+            body = json.loads(message.body)
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, dict):
+            event_id = event_id or body.get("id")
+            event_type = event_type or body.get("type")
+    return event_id, event_type
+
+
+def dead_event(message) -> dict:
+    """What a dead-lettered message says: which event, and why, when and after how many retries it died.
+
+    A copy dead-lettered by the broker itself (a reject, a quorum queue's delivery limit) carries no
+    ``eda-*`` reason; its ``x-death`` reason is shown instead."""
+    headers = message.headers or {}
+    event_id, event_type = _event_id_and_type(message)
+    exception_type, exception_message = headers.get("eda-exception-type"), headers.get("eda-exception-message")
+    if exception_type is None and headers.get("x-death"):
+        death = headers["x-death"][0]
+        exception_type = "dead-lettered by the broker"
+        exception_message = f"{death.get('reason')} in {death.get('queue')}"
+    return {
+        "id": event_id,
+        "type": event_type,
+        "correlation_id": message.properties.get("correlation_id"),
+        "exception_type": exception_type,
+        "exception_message": exception_message,
+        "failed_at": headers.get("eda-failed-at"),
+        "retry_count": failures.retry_count(headers),
+        "worker": headers.get("eda-worker"),
+        "original_routing_key": headers.get(failures.ORIGINAL_ROUTING_KEY),
+        "stacktrace": headers.get("eda-exception-stacktrace"),
+        "body": message.body.decode("utf-8", "replace") if isinstance(message.body, bytes) else message.body,
+    }
+
+
+def describe(dead: dict) -> str:
+    """Two lines for people: the event, then the reason it is dead."""
+    when = f"failed at {dead['failed_at']}" if dead["failed_at"] else "failed"
+    reason = ": ".join(str(x) for x in (dead["exception_type"], dead["exception_message"]) if x) or "unknown"
+    return (f"{dead['id'] or '-'}  {dead['type'] or '-'}  {when} after {dead['retry_count']} retries\n"
+            f"    {reason}")
+
+
+def count(n: int, what: str = "event") -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def as_json(dead: dict) -> str:
+    return json.dumps(dead, separators=(",", ":"), default=str)
+
+
+class DeadLetters:
+    """One namespace's DLQs, on a connection the caller owns."""
+
+    def __init__(self, connection, namespace: str):
+        self.connection = connection
+        self.namespace = namespace
+
+    def depth(self, queue: str) -> int | None:
+        """Events ready in ``queue``, or None when it is not declared (the 404 closes only this channel)."""
+        with self.connection.channel() as channel:
+            try:
+                return channel.queue_declare(queue, passive=True).message_count
+            except self.connection.channel_errors:
+                return None
+
+    def depths(self, workers) -> list[tuple[str, str, int | None]]:
+        """(worker, DLQ name, depth or None) for each worker."""
+        return [(w, q, self.depth(q)) for w in workers for q in [names.dead_letter_queue(self.namespace, w)]]
+
+    def _require(self, queue: str, hint: str) -> int:
+        depth = self.depth(queue)
+        if depth is None:
+            raise NotFound(f"queue {queue!r} is not declared in namespace {self.namespace!r}; {hint}")
+        return depth
+
+    def _take(self, channel, queue: str, available: int, limit=None, event_id=None):
+        """Yield, unacked, up to ``limit`` of the ``available`` events, or those with ``event_id``; the
+        others stay unacked until the channel closes, which gives them back in place.
+
+        Counting from the depth seen first keeps a replay from taking back what fails again meanwhile."""
+        taken = 0
+        for _ in range(available):
+            if limit is not None and taken >= limit:
+                return
+            message = channel.basic_get(queue, no_ack=False)
+            if message is None:
+                break
+            if event_id is None or _event_id_and_type(message)[0] == event_id:
+                taken += 1
+                yield message
+        if event_id is not None and not taken:
+            raise NotFound(f"no event with id {event_id!r} in {queue!r}")
+
+    def show(self, worker: str, limit=None) -> tuple[list[dict], int]:
+        """The first ``limit`` dead events of ``worker`` and the DLQ's depth; every event stays in place."""
+        queue = names.dead_letter_queue(self.namespace, worker)
+        available = self._require(queue, "nothing was dead-lettered there")
+        with self.connection.channel() as channel:  # closing it gives back every event taken
+            return [dead_event(m) for m in self._take(channel, queue, available, limit)], available
+
+    def _queues(self, worker: str) -> tuple[str, str, int]:
+        """The worker's DLQ, its work queue (both must exist) and the DLQ's depth."""
+        dlq, work = names.dead_letter_queue(self.namespace, worker), names.work_queue(self.namespace, worker)
+        available = self._require(dlq, "nothing was dead-lettered there")
+        self._require(work, f"start `eda worker {worker}` or run `eda topology declare` first")
+        return dlq, work, available
+
+    def preview(self, worker: str, *, limit=None, event_id=None) -> list[dict]:
+        """What ``replay`` with the same arguments would move; nothing moves."""
+        dlq, _, available = self._queues(worker)
+        with self.connection.channel() as channel:
+            return [dead_event(m) for m in self._take(channel, dlq, available, limit, event_id)]
+
+    def replay(self, worker: str, *, limit=None, event_id=None, progress=False) -> int:
+        """Move dead events back to the worker's own queue, cleaned of their failure record; return how many.
+
+        Published to the default exchange with the work queue's name as routing key, so only this
+        worker gets them; each DLQ message is acked once its copy is confirmed."""
+        dlq, work, available = self._queues(worker)
+        total = 1 if event_id else min(available, limit or available)
+        with self.connection.channel() as channel:  # whatever is not acked goes back to the DLQ on close
+            taken = self._take(channel, dlq, available, limit, event_id)
+            moved, errors = self._move(channel, taken, work, total if progress and total >= PROGRESS_MIN else 0)
+        if errors:
+            raise PublishError(f"replayed {count(moved)}; the others stay in {dlq}: {errors[0]}")
+        return moved
+
+    def _move(self, channel, messages, queue: str, progress_length: int) -> tuple[int, list]:
+        """Publish each message to ``queue`` with confirms, acking it on ``channel`` once confirmed."""
+        publisher = Publisher(self.connection)
+        moved, errors = [0], []
+        bar = click.progressbar(length=progress_length, label="replaying", file=sys.stderr) if progress_length \
+            else nullcontext()
+
+        def settled_for(message):
+            def settled(error):
+                if error is not None:
+                    errors.append(error)
+                    return  # not acked: it goes back to the DLQ
+                channel.basic_ack(message.delivery_tag)  # the copy is safe with the broker
+                moved[0] += 1
+                if progress_length:
+                    bar.update(1)
+            return settled
+
+        try:
+            with bar:
+                for message in messages:
+                    publisher.send("", queue, message.body, copy_properties(message),
+                                   headers=failures.cleaned_headers(message.headers), mandatory=True,
+                                   label=f"event {message.properties.get('message_id')}",
+                                   callback=settled_for(message))
+                    if publisher.in_flight >= publisher.window:
+                        publisher.wait(until=publisher.window // 2)
+                    if errors:
+                        break
+                publisher.wait()
+        finally:
+            publisher.close()
+        return moved[0], errors
+
+    def purge(self, worker: str) -> int:
+        """Delete every dead event of ``worker`` for good; return how many."""
+        queue = names.dead_letter_queue(self.namespace, worker)
+        self._require(queue, "nothing to purge")
+        with self.connection.channel() as channel:
+            return channel.queue_purge(queue)
+
+
+@contextmanager
+def open_dead_letters(settings):
+    """The namespace's DLQs on a connection of their own, released afterwards."""
+    connection = open_connection(settings)
+    try:
+        yield DeadLetters(connection, settings.namespace)
+    finally:
+        connection.release()
+
+
+def depth_table(rows) -> list[str]:
+    """``eda dlq list`` for people: worker, DLQ and depth in aligned columns."""
+    cells = [("WORKER", "QUEUE", "DEPTH")] + [(w, q, "not declared" if d is None else str(d)) for w, q, d in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(2)]
+    return ["  ".join((r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2])) for r in cells]

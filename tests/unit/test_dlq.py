@@ -1,0 +1,46 @@
+"""What `eda dlq` makes of a dead-lettered message: the event, its reason, and the depth table."""
+
+import json
+
+from amqp.basic_message import Message
+
+from eda.dlq import as_json, dead_event, depth_table, describe
+
+REASON = {"eda-exception-type": "GatewayError", "eda-exception-message": "gateway answered 503",
+          "eda-exception-stacktrace": "Traceback ...", "eda-failed-at": "2026-01-02T03:04:05.678Z",
+          "eda-retry-count": 3, "eda-worker": "payment", "eda-original-routing-key": "order.placed"}
+
+
+def test_a_dead_copy_by_eda_says_which_event_died_why_when_and_after_how_many_retries():
+    message = Message(b'{"id": "e1"}', application_headers=REASON, message_id="e1", type="order.placed",
+                      correlation_id="c1")
+    dead = dead_event(message)
+    assert {k: dead[k] for k in ("id", "type", "correlation_id", "exception_type", "exception_message",
+                                 "failed_at", "retry_count", "worker", "original_routing_key")} == {
+        "id": "e1", "type": "order.placed", "correlation_id": "c1", "exception_type": "GatewayError",
+        "exception_message": "gateway answered 503", "failed_at": "2026-01-02T03:04:05.678Z", "retry_count": 3,
+        "worker": "payment", "original_routing_key": "order.placed"}
+    assert describe(dead) == ("e1  order.placed  failed at 2026-01-02T03:04:05.678Z after 3 retries\n"
+                              "    GatewayError: gateway answered 503")
+    assert json.loads(as_json(dead))["body"] == '{"id": "e1"}'
+
+
+def test_id_and_type_come_from_a_cloudevent_body_when_the_properties_lack_them():
+    dead = dead_event(Message(json.dumps({"id": "e2", "type": "order.placed"}).encode()))
+    assert (dead["id"], dead["type"], dead["retry_count"]) == ("e2", "order.placed", 0)
+
+
+def test_a_copy_dead_lettered_by_the_broker_shows_its_x_death_reason():
+    death = {"reason": "delivery_limit", "queue": "shop.payment", "count": 1}
+    dead = dead_event(Message(b"\xff not json", application_headers={"x-death": [death]}))
+    assert describe(dead) == ("-  -  failed after 0 retries\n"
+                              "    dead-lettered by the broker: delivery_limit in shop.payment")
+    assert dead["body"] == "\ufffd not json"
+
+
+def test_the_depth_table_aligns_columns_and_says_when_a_dlq_is_not_declared():
+    assert depth_table([("inventory", "shop.inventory.dlq", None), ("payment", "shop.payment.dlq", 12)]) == [
+        "WORKER     QUEUE               DEPTH",
+        "inventory  shop.inventory.dlq  not declared",
+        "payment    shop.payment.dlq    12",
+    ]
