@@ -8,6 +8,7 @@ duplicate, never a loss.
 import json
 import sys
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 
 import click
 
@@ -19,6 +20,13 @@ from workers import failures
 from workers.runtime import copy_properties
 
 PROGRESS_MIN = 100  # a replay moving fewer events than this shows no progress bar
+BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")
+
+
+def replay_headers(headers) -> dict:
+    """A replayed copy's headers: eda's failure record and attempt count gone, and the broker's own
+    dead-letter history too (a quorum queue's delivery limit leaves only that)."""
+    return {k: v for k, v in failures.cleaned_headers(headers).items() if not k.startswith(BROKER_DEATH_HEADERS)}
 
 
 def _event_id_and_type(message) -> tuple:
@@ -44,17 +52,20 @@ def dead_event(message) -> dict:
     headers = message.headers or {}
     event_id, event_type = _event_id_and_type(message)
     exception_type, exception_message = headers.get("eda-exception-type"), headers.get("eda-exception-message")
+    failed_at = headers.get("eda-failed-at")
     if exception_type is None and headers.get("x-death"):
         death = headers["x-death"][0]
         exception_type = "dead-lettered by the broker"
         exception_message = f"{death.get('reason')} in {death.get('queue')}"
+        when = death.get("time")  # py-amqp decodes the AMQP timestamp as a naive UTC datetime
+        failed_at = failed_at or (f"{when.isoformat()}Z" if isinstance(when, datetime) else None)
     return {
         "id": event_id,
         "type": event_type,
         "correlation_id": message.properties.get("correlation_id"),
         "exception_type": exception_type,
         "exception_message": exception_message,
-        "failed_at": headers.get("eda-failed-at"),
+        "failed_at": failed_at,
         "retry_count": failures.retry_count(headers),
         "worker": headers.get("eda-worker"),
         "original_routing_key": headers.get(failures.ORIGINAL_ROUTING_KEY),
@@ -178,7 +189,7 @@ class DeadLetters:
             with bar:
                 for message in messages:
                     publisher.send("", queue, message.body, copy_properties(message),
-                                   headers=failures.cleaned_headers(message.headers), mandatory=True,
+                                   headers=replay_headers(message.headers), mandatory=True,
                                    label=f"event {message.properties.get('message_id')}",
                                    callback=settled_for(message))
                     if publisher.in_flight >= publisher.window:

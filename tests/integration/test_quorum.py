@@ -6,6 +6,7 @@ import pytest
 from amqp.exceptions import PreconditionFailed
 
 from eda.topology import Topology
+from tests.support import wait_until
 from workers.payment import Payment
 
 pytestmark = pytest.mark.integration
@@ -55,3 +56,32 @@ def test_declaring_an_existing_classic_queue_as_quorum_fails_in_one_line(eda, br
         assert "Traceback" not in output
     # and the classic queue is untouched
     assert broker.depth(f"{namespace}.payment") == 0
+
+
+def test_a_crash_loop_on_a_quorum_queue_ends_in_the_dlq_and_is_replayed_once_fixed(eda, broker, namespace,
+                                                                                    make_order):
+    # Given quorum queues with a delivery limit of 2, and an order whose consumer crashes on it each time
+    code, output = eda.run("topology", "declare", "--queue-type=quorum", "--delivery-limit=2")
+    assert code == 0, output
+    work, dlq = f"{namespace}.payment", f"{namespace}.payment.dlq"
+    [order_id] = eda.publish("order-placed", make_order())
+    for _ in range(3):
+        with broker.conn.channel() as crashing:  # takes the event and dies: the broker gets it back
+            assert crashing.basic_get(work, no_ack=False) is not None
+    # Then the broker dead-letters it to the worker's DLQ, and `dlq show` says why
+    wait_until(lambda: broker.depth(dlq) == 1, message="the crash-looping order in the DLQ")
+    assert broker.depth(work) == 0
+    code, output = eda.run("dlq", "show", "payment")
+    assert code == 0, output
+    assert f"{order_id}  order.placed  failed at " in output
+    assert f"dead-lettered by the broker: delivery_limit in {work}" in output
+    # When it is replayed, then its copy carries no dead-letter history
+    code, output = eda.run("dlq", "replay", "payment")
+    assert (code, output) == (0, "replayed 1 event to worker payment")
+    [copy] = broker.peek(work)
+    assert copy.properties["message_id"] == order_id
+    assert not [h for h in copy.headers if h.startswith(("x-death", "x-first-death", "x-last-death"))], copy.headers
+    # and a healthy worker on the same queue charges it
+    spy = broker.spy("payment.*")
+    eda.worker("payment", "--queue-type=quorum", "--delivery-limit=2")
+    assert spy.wait_for("payment.succeeded")[0]["causationid"] == order_id

@@ -1,10 +1,11 @@
 """What `eda dlq` makes of a dead-lettered message: the event, its reason, and the depth table."""
 
 import json
+from datetime import datetime
 
 from amqp.basic_message import Message
 
-from eda.dlq import as_json, dead_event, depth_table, describe
+from eda.dlq import as_json, dead_event, depth_table, describe, replay_headers
 
 REASON = {"eda-exception-type": "GatewayError", "eda-exception-message": "gateway answered 503",
           "eda-exception-stacktrace": "Traceback ...", "eda-failed-at": "2026-01-02T03:04:05.678Z",
@@ -30,12 +31,20 @@ def test_id_and_type_come_from_a_cloudevent_body_when_the_properties_lack_them()
     assert (dead["id"], dead["type"], dead["retry_count"]) == ("e2", "order.placed", 0)
 
 
-def test_a_copy_dead_lettered_by_the_broker_shows_its_x_death_reason():
-    death = {"reason": "delivery_limit", "queue": "shop.payment", "count": 1}
+def test_a_copy_dead_lettered_by_the_broker_shows_its_x_death_reason_and_time():
+    death = {"reason": "delivery_limit", "queue": "shop.payment", "count": 1, "time": datetime(2026, 1, 2, 3, 4, 5)}
     dead = dead_event(Message(b"\xff not json", application_headers={"x-death": [death]}))
-    assert describe(dead) == ("-  -  failed after 0 retries\n"
+    assert describe(dead) == ("-  -  failed at 2026-01-02T03:04:05Z after 0 retries\n"
                               "    dead-lettered by the broker: delivery_limit in shop.payment")
     assert dead["body"] == "\ufffd not json"
+
+
+def test_a_replayed_copy_loses_the_failure_record_of_eda_and_of_the_broker_and_keeps_the_rest():
+    headers = {**REASON, "eda-original-exchange": "shop.events", "eda-original-queue": "shop.payment",
+               "eda-host": "h", "x-death": [{"reason": "rejected"}], "x-first-death-reason": "rejected",
+               "x-last-death-queue": "shop.payment", "x-delivery-count": 3, "traceparent": "00-abc-def-01"}
+    assert replay_headers(headers) == {"traceparent": "00-abc-def-01"}
+    assert replay_headers(None) == {}
 
 
 def test_the_depth_table_aligns_columns_and_says_when_a_dlq_is_not_declared():
