@@ -75,7 +75,7 @@ class WorkerConsumer:
             return
         delivery = Delivery(message, self, event, self.session)
         if self.stopped:
-            message.reject(requeue=True)  # arrived while stopping: not started, so given back
+            self.runner.give_back(delivery)  # arrived while stopping: not started, so given back
         elif self.in_flight < self.concurrency and self.paused_until is None:
             self._start(delivery)
         else:
@@ -111,10 +111,12 @@ class WorkerConsumer:
 
     def pause(self, seconds: float) -> None:
         """Stop taking deliveries for a while (circuit open) and give back what has not started."""
-        if self.paused_until is None:
+        first = self.paused_until is None
+        # Paused before the cancel: deliveries that arrive while it completes wait in the backlog.
+        self.paused_until = time.monotonic() + seconds
+        if first:
             self.consumer.cancel()
             self.give_back()
-        self.paused_until = time.monotonic() + seconds
 
     def resume_if_due(self) -> bool:
         if self.paused_until is not None and time.monotonic() >= self.paused_until:
@@ -136,8 +138,7 @@ class WorkerConsumer:
 
     def give_back(self) -> None:
         while self.backlog:
-            delivery = self.backlog.popleft()
-            delivery.message.reject(requeue=True)
+            self.runner.give_back(self.backlog.popleft())
 
     @property
     def idle(self) -> bool:

@@ -85,6 +85,12 @@ def dead_letter_headers(headers, delivery_info, error: BaseException, *, worker:
     }
 
 
+def given_back_headers(headers) -> dict:
+    """Headers for an event returned unhandled to its queue: as they were, less the broker's delivery count
+    of the old copy (a quorum queue counts the new copy's deliveries afresh)."""
+    return {k: v for k, v in (headers or {}).items() if k != "x-delivery-count"}
+
+
 def cleaned_headers(headers) -> dict:
     """Headers for a replayed event: the failure record removed and the attempt count reset."""
     return {k: v for k, v in (headers or {}).items() if k not in FAILURE_HEADERS and k != RETRY_COUNT}

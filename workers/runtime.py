@@ -284,10 +284,11 @@ class Runner:
         message, worker = d.message, d.consumer.worker.name
         kind = failures.classify(error)
         if kind == failures.CIRCUIT_OPEN:
-            message.reject(requeue=True)  # not the event's fault: no attempt counted
+            self.give_back(d)  # not the event's fault: no attempt counted
             self._outcome(d, REQUEUED, None)
-            log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
-                        extra={"worker": worker})
+            if d.consumer.paused_until is None:
+                log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
+                            extra={"worker": worker})
             d.consumer.pause(self.settings.breaker_reset_timeout)
             return
         attempts = failures.retry_count(message.headers)
@@ -316,6 +317,26 @@ class Runner:
                 message.reject(requeue=True)
 
         self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
+                            label=f"event {message.properties.get('message_id')}", callback=settled)
+
+    def give_back(self, d: Delivery) -> None:
+        """Return an event not handled (circuit open, pausing, stopping) to its queue, by a confirmed copy
+        and then the ack: a requeue would spend one of a quorum queue's ``x-delivery-limit`` deliveries,
+        and a long gateway outage would then dead-letter events that never failed."""
+        message = d.message
+        if self.publisher is None or d.session is not self.session:
+            return  # the connection is gone: the broker redelivers the event anyway
+
+        def settled(publish_error):
+            if d.session is not self.session:
+                return
+            if publish_error is None:
+                message.ack()
+            else:
+                message.reject(requeue=True)
+
+        self.publisher.send("", d.consumer.queue_name, message.body, copy_properties(message),
+                            headers=failures.given_back_headers(message.headers),
                             label=f"event {message.properties.get('message_id')}", callback=settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:

@@ -104,3 +104,8 @@ def test_a_replayed_copy_loses_the_failure_record_and_the_attempt_count():
     dead = failures.dead_letter_headers({"trace": "t-1"}, DELIVERY, raised(KeyError("k")), worker="w", queue="q",
                                         attempts=3)
     assert failures.cleaned_headers(dead) == {"trace": "t-1"}
+
+
+def test_an_event_given_back_keeps_its_headers_but_not_the_old_copys_delivery_count():
+    headers = {"eda-retry-count": 1, "x-delivery-count": 4, "trace": "t-1"}
+    assert failures.given_back_headers(headers) == {"eda-retry-count": 1, "trace": "t-1"}
