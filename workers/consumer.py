@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from kombu import Consumer
 
 from contracts.envelope import decode
+from eda.connection import is_amqp
 from eda.errors import ContractError
+from workers.amqp_consumer import AmqpConsumer
 from workers.base import Worker
 
 
@@ -58,9 +60,12 @@ class WorkerConsumer:
         channel = connection.channel()
         queue = topology.declare_worker(channel, self.worker.name, self.accepted)
         self.queue_name = queue.name
-        self.consumer = Consumer(channel, queues=[queue], on_message=self.on_message,
-                                 prefetch_count=self.worker.settings.effective_prefetch,
-                                 tag_prefix=f"eda-{self.worker.name}-")
+        prefetch, tag_prefix = self.worker.settings.effective_prefetch, f"eda-{self.worker.name}-"
+        if is_amqp(connection):  # py-amqp directly: no kombu Message per delivery, acks batched
+            self.consumer = AmqpConsumer(channel, queue.name, prefetch, tag_prefix, self.on_message)
+        else:  # kombu's in-memory transport (`eda demo --embedded`)
+            self.consumer = Consumer(channel, queues=[queue], on_message=self.on_message,
+                                     prefetch_count=prefetch, tag_prefix=tag_prefix)
         self.consumer.consume()
         self.backlog.clear()
         self.paused_until = None
@@ -139,6 +144,12 @@ class WorkerConsumer:
     def give_back(self) -> None:
         while self.backlog:
             self.runner.give_back(self.backlog.popleft())
+
+    def flush_acks(self) -> None:
+        """Send the acks held since the last turn of the I/O loop (amqp transport only)."""
+        acks = getattr(self.consumer, "acks", None)
+        if acks is not None:
+            acks.flush()
 
     @property
     def idle(self) -> bool:

@@ -53,6 +53,7 @@ class Runner:
         self.session = None  # a new object per connection: outcomes of a lost one are dropped
         self._outcomes = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_pending = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._stopping = False
@@ -185,6 +186,7 @@ class Runner:
                 if not self._stopping:
                     c.resume_if_due()
                 c.pump()
+                c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
             now = time.monotonic()
             if now >= self._next_heartbeat:
                 self.connection.heartbeat_check()
@@ -197,6 +199,8 @@ class Runner:
         if amqp:
             sock = self.connection.connection.sock
             ready, _, _ = select.select([sock, self._wake_r], [], [], timeout)
+            if self._wake_r in ready:
+                self._take_wake_ups()
             if sock in ready:
                 # py-amqp reads a frame per call; drain until the socket has nothing complete left.
                 while True:
@@ -209,10 +213,15 @@ class Runner:
                 self.connection.drain_events(timeout=0.02)
             except socket.timeout:
                 pass
+            self._take_wake_ups()
+
+    def _take_wake_ups(self) -> None:
         try:
             os.read(self._wake_r, 4096)
         except BlockingIOError:
             pass
+        # Cleared before the outcomes are taken: an outcome queued after this wakes the loop again.
+        self._wake_pending = False
 
     def _wake(self) -> None:
         try:
@@ -232,7 +241,9 @@ class Runner:
     def hand_back(self, outcome: Outcome) -> None:
         """Called on a handler thread: queue the outcome for the I/O thread."""
         self._outcomes.put(outcome)
-        self._wake()
+        if not self._wake_pending:  # one wake-up byte per turn of the I/O loop is enough
+            self._wake_pending = True
+            self._wake()
 
     def _settle_outcomes(self) -> None:
         while True:
