@@ -9,7 +9,9 @@ import socket
 import time
 from collections import deque
 
+from amqp import spec
 from amqp.basic_message import Message as AmqpMessage
+from amqp.exceptions import RecoverableConnectionError
 from kombu import Producer
 
 from contracts.envelope import CONTENT_TYPE, Event, encode
@@ -21,9 +23,13 @@ DEFAULT_WINDOW = 1000
 
 def event_properties(event: Event) -> dict:
     """The AMQP properties the wire contract fixes for an event."""
+    return {"content_encoding": "utf-8", **_amqp_properties(event)}
+
+
+def _amqp_properties(event: Event) -> dict:
+    # Without content_encoding: py-amqp would otherwise decode the body to str for every consumer.
     return {
         "content_type": CONTENT_TYPE,
-        "content_encoding": "utf-8",
         "delivery_mode": 2,
         "message_id": event.id,
         "type": event.type,
@@ -31,6 +37,11 @@ def event_properties(event: Event) -> dict:
         "timestamp": int(time.time()),
         "app_id": event.source,
     }
+
+
+def _text(label) -> str:
+    """What names a publish in an error: its label, or the type and id of the event it is."""
+    return f"{label.type} {label.id}" if isinstance(label, Event) else label
 
 
 class Publisher:
@@ -67,16 +78,28 @@ class Publisher:
             return
         props = dict(properties)
         props.pop("content_encoding", None)
-        message = AmqpMessage(body, application_headers=headers or {}, **props)
-        self._seq += 1
-        self._pending[self._seq] = (label, callback, properties.get("message_id"))
-        self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=mandatory)
+        self._publish(exchange, routing_key, body, props, headers, mandatory, label, callback,
+                      properties.get("message_id"))
 
     def send_event(self, event: Event, exchange: str, *, body=None, mandatory=False, callback=None) -> None:
         """Publish an event with the routing key and properties the wire contract fixes."""
         body = encode(event) if body is None else body
-        self.send(exchange, event.type, body, event_properties(event), mandatory=mandatory,
-                  label=f"{event.type} {event.id}", callback=callback)
+        if not self._amqp:
+            self.send(exchange, event.type, body, event_properties(event), mandatory=mandatory, callback=callback)
+        else:  # the label is the event itself, made into text only if the broker refuses it
+            self._publish(exchange, event.type, body, _amqp_properties(event), None, mandatory, event, callback,
+                          event.id)
+
+    def _publish(self, exchange, routing_key, body, props, headers, mandatory, label, callback, message_id):
+        message = AmqpMessage(body, application_headers=headers or {}, **props)
+        self._seq += 1
+        self._pending[self._seq] = (label, callback, message_id)
+        # basic.publish sent as py-amqp's basic_publish does, without the non-blocking read it makes
+        # first: that read dispatches deliveries from inside a publish (recursing when the publish
+        # is itself made from a delivery's callback) and costs a syscall per event.
+        if not self.channel.connection:
+            raise RecoverableConnectionError("basic_publish: connection closed")
+        self.channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, mandatory, False), message)
 
     # Broker answers, called from drain_events on the I/O thread.
 
@@ -92,9 +115,9 @@ class Publisher:
         for t in tags:
             label, callback, message_id = self._pending.pop(t)
             error = error_for(label)
-            reasons = self._returned.get(message_id)
+            reasons = self._returned.get(message_id) if self._returned else None
             if reasons:
-                error = Unroutable(f"{label}: {reasons.popleft()}")
+                error = Unroutable(f"{_text(label)}: {reasons.popleft()}")
                 if not reasons:
                     del self._returned[message_id]
             if callback:
@@ -104,7 +127,7 @@ class Publisher:
         self._settle(tag, multiple, lambda label: None)
 
     def _on_nack(self, tag, multiple):
-        self._settle(tag, multiple, lambda label: PublishError(f"{label}: the broker refused it (nack)"))
+        self._settle(tag, multiple, lambda label: PublishError(f"{_text(label)}: the broker refused it (nack)"))
 
     def _on_return(self, exc, exchange, routing_key, message):
         reason = f"routed to no queue (exchange {exchange!r}, routing key {routing_key!r})"
@@ -114,7 +137,7 @@ class Publisher:
         """Settle everything in flight with ``error`` (the connection is gone)."""
         pending, self._pending = self._pending, {}
         self._returned.clear()
-        for label, callback, _ in pending.values():
+        for _, callback, _ in pending.values():
             if callback:
                 callback(error)
 

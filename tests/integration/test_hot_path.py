@@ -1,0 +1,48 @@
+"""The fast consume path on a real broker: a burst of waiting events, batched acks, reactions confirmed.
+
+A worker takes up to its prefetch of deliveries at once; these tests check that every one is handled,
+its reaction published and the event acked, whatever the concurrency.
+"""
+
+import json
+import signal
+
+import pytest
+
+from tests.support import handled, wait_until
+
+pytestmark = pytest.mark.integration
+
+BURST = 300
+
+
+@pytest.fixture
+def shipping_backlog(eda, broker, namespace, tmp_path):
+    """BURST inventory.reserved events waiting in the shipping worker's queue, no worker running."""
+    code, output = eda.run("topology", "declare")
+    assert code == 0, output
+    path = tmp_path / "reserved.jsonl"
+    path.write_text("".join(json.dumps({"orderId": f"ord-{i}", "items": [{"sku": "SKU-1", "quantity": 1}]}) + "\n"
+                            for i in range(BURST)))
+    code, output = eda.run("publish", "inventory-reserved", "--file", str(path))
+    assert code == 0, output
+    queue = f"{namespace}.shipping"
+    assert wait_until(lambda: broker.depth(queue) == BURST)
+    return queue
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_backlog_is_shipped_acked_and_nothing_is_left(eda, broker, shipping_backlog, concurrency):
+    # Given a backlog of reserved orders and a spy on the wire
+    spy = broker.spy("order.shipped")
+    # When the shipping worker drains it
+    worker = eda.worker("shipping", EDA_CONCURRENCY=concurrency)
+    shipped = spy.wait_for("order.shipped", count=BURST, timeout=60)
+    # Then every order is shipped once, each event is handled, and after a graceful stop the queue is
+    # empty: every delivery was acked (an unacked one would be back in the queue)
+    assert sorted(e["data"]["orderId"] for e in shipped) == sorted(f"ord-{i}" for i in range(BURST))
+    wait_until(lambda: worker.count(handled("inventory.reserved", "shipping")) == BURST)
+    worker.send(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output
+    assert broker.depth(shipping_backlog) == 0
+    assert "Traceback" not in worker.output
