@@ -4,10 +4,11 @@ The envelope is checked by hand rather than with a schema: it is a handful of at
 runs once per event on the hot path. The data is validated by its event's marshmallow contract.
 """
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+import orjson
 
 from contracts import registry
 from eda.errors import ContractError
@@ -71,7 +72,7 @@ def to_wire(event: Event) -> dict:
 
 
 def encode(event: Event) -> bytes:
-    return json.dumps(to_wire(event), separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(to_wire(event))
 
 
 _REQUIRED = ("id", "source", "type")
@@ -83,7 +84,7 @@ def decode(body: bytes, accepted_types=None) -> Event:
     ``accepted_types`` limits the types a worker takes: anything else is a contract failure too.
     """
     try:
-        wire = json.loads(body)
+        wire = orjson.loads(body)  # about 3x faster than json.loads; str or bytes
     except (UnicodeDecodeError, ValueError) as exc:
         raise ContractError(f"body is not UTF-8 JSON: {exc}") from None
     if not isinstance(wire, dict):
