@@ -14,6 +14,7 @@ from eda.errors import ConfigError
 
 PROCESSED_RETENTION_SECONDS = 7 * 24 * 3600
 PROCESSED_MAX_ROWS = 1_000_000
+PRUNE_EVERY = 10_000  # commits between two prunings of the record
 
 
 class Store:
@@ -47,20 +48,31 @@ class Store:
                 raise
             self._db.execute("COMMIT")
             self._writes += 1
-            if self._writes % 10_000 == 0:
-                self._prune()
+            if self._writes % PRUNE_EVERY == 0:
+                self.prune()
 
     def first_time(self, db, event_id: str) -> bool:
         """Record ``event_id`` as processed inside ``db``'s transaction; False when it already was."""
         cur = db.execute("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)", (event_id, time.time()))
         return cur.rowcount == 1
 
-    def _prune(self) -> None:
-        """Keep the processed-event record to days of retention and a bounded size."""
-        self._db.execute("DELETE FROM processed WHERE at < ?", (time.time() - PROCESSED_RETENTION_SECONDS,))
+    def was_processed(self, event_id: str) -> bool:
+        """Whether the record of processed events holds ``event_id``."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM processed WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    def record_processed(self, event_id: str) -> None:
+        """Add ``event_id`` to the record of processed events (kept for days, bounded in size)."""
+        with self.transaction() as db:
+            self.first_time(db, event_id)
+
+    def prune(self, retention: float = PROCESSED_RETENTION_SECONDS, max_rows: int = PROCESSED_MAX_ROWS) -> None:
+        """Keep the processed-event record to days of retention and a bounded size (the newest kept).
+        ``transaction`` calls it every ``PRUNE_EVERY`` commits, under its lock."""
+        self._db.execute("DELETE FROM processed WHERE at < ?", (time.time() - retention,))
         self._db.execute(
             "DELETE FROM processed WHERE event_id IN (SELECT event_id FROM processed ORDER BY at DESC "
-            "LIMIT -1 OFFSET ?)", (PROCESSED_MAX_ROWS,))
+            "LIMIT -1 OFFSET ?)", (max_rows,))
 
     def close(self) -> None:
         self._db.close()

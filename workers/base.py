@@ -55,6 +55,9 @@ class Worker:
     name: str = ""
     description: str = ""
     handlers: dict[str, str] = {}
+    # True for a worker without idempotency of its own: the runtime records the ids of the events it
+    # processed (under EDA_STATE_DIR) and acks a redelivered one without running the handler again.
+    record_processed: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

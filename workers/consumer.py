@@ -13,6 +13,7 @@ from kombu import Consumer
 from contracts.envelope import decode
 from eda.connection import is_amqp
 from eda.errors import ContractError
+from eda.store import Store
 from workers.amqp_consumer import AmqpConsumer
 from workers.base import Worker
 
@@ -52,6 +53,10 @@ class WorkerConsumer:
         self.queue_name = ""
         self.paused_until = None
         self.stopped = False
+        settings = worker.settings
+        # Workers without idempotency of their own get a record of the events they processed.
+        self.processed = Store(settings.state_dir, f"{settings.namespace}.{worker.name}") \
+            if worker.record_processed else None
 
     def start(self, connection, topology, session) -> None:
         """Declare the worker's topology on a fresh channel and start consuming."""
@@ -79,7 +84,9 @@ class WorkerConsumer:
             self.runner.fail(Delivery(message, self, None, self.session), exc)
             return
         delivery = Delivery(message, self, event, self.session)
-        if self.stopped:
+        if self.processed is not None and self.processed.was_processed(event.id):
+            self.runner.skip_processed(delivery)
+        elif self.stopped:
             self.runner.give_back(delivery)  # arrived while stopping: not started, so given back
         elif self.in_flight < self.concurrency and self.paused_until is None:
             self._start(delivery)
@@ -103,6 +110,12 @@ class WorkerConsumer:
         except Exception as exc:  # any handler error is the event's failure, handled by the runner
             return Outcome(delivery, (), exc, time.perf_counter() - started)
         return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
+
+    def record(self, delivery: Delivery) -> None:
+        """The event's work is done and its reactions confirmed: remember it (before the ack), so that a
+        redelivery is recognised. A crash before this line gives a duplicate, never a lost reaction."""
+        if self.processed is not None:
+            self.processed.record_processed(delivery.event.id)
 
     def finished(self, delivery: Delivery) -> None:
         """A handler finished: its slot is free (``pump`` fills it)."""
@@ -158,3 +171,5 @@ class WorkerConsumer:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.processed is not None:
+            self.processed.close()

@@ -265,6 +265,7 @@ class Runner:
         if log.isEnabledFor(logging.INFO):
             log.info("handled %s", d.event.type, extra=self._event_fields(d, duration_ms=round(outcome.seconds * 1000, 3)))
         if not outcome.reactions:
+            d.consumer.record(d)
             d.message.ack()
             self._outcome(d, OK, outcome.seconds)
             return
@@ -280,6 +281,7 @@ class Runner:
                 if errors:
                     self.fail(d, errors[0])
                 else:
+                    d.consumer.record(d)
                     d.message.ack()
                     self._outcome(d, OK, outcome.seconds)
                     for event, _ in outcome.reactions:
@@ -329,6 +331,12 @@ class Runner:
 
         self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
                             label=f"event {message.properties.get('message_id')}", callback=settled)
+
+    def skip_processed(self, d: Delivery) -> None:
+        """Ack an event the worker's record says it processed already (a redelivery, or a duplicate)."""
+        log.info("already processed: acked without handling it again", extra=self._event_fields(d))
+        d.message.ack()
+        self._outcome(d, OK, None)
 
     def give_back(self, d: Delivery) -> None:
         """Return an event not handled (circuit open, pausing, stopping) to its queue, by a confirmed copy

@@ -14,6 +14,7 @@ class Shipping(Worker):
     name = "shipping"
     description = "Ships reserved orders."
     carrier = "UPS"
+    record_processed = True  # a redelivered reservation is recognised and not shipped again
 
     @handles("inventory.reserved")
     def ship(self, event, ctx):

@@ -159,3 +159,26 @@ def test_the_same_payment_succeeded_twice_reserves_stock_once(eda, broker, make_
     worker.wait_for_log(lambda r: handled("payment.succeeded")(r), what="both handled")
     assert [e["data"]["remaining"] for e in spy.wait_for("inventory.depleted", count=2)] == [1, 1]
     assert spy.of_type("order.cancelled") == []
+
+
+def test_the_same_inventory_reserved_twice_is_shipped_once(eda, broker):
+    # Given a shipping worker (no idempotency of its own: the runtime keeps its record of processed events)
+    worker = eda.worker("shipping")
+    spy = broker.spy("order.shipped")
+    event_id = str(uuid.uuid4())
+    body = {"specversion": "1.0", "id": event_id, "source": "inventory-elsewhere", "type": "inventory.reserved",
+            "datacontenttype": "application/json",
+            "data": {"orderId": "ord-s", "items": [{"sku": "SKU-S", "quantity": 1}]}}
+    broker.publish("inventory.reserved", body, message_id=event_id)
+    spy.wait_for("order.shipped")
+    # When it stops, starts again and the same event arrives once more
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    again = eda.worker("shipping")
+    broker.publish("inventory.reserved", body, message_id=event_id)
+    # Then it is recognised and acked without shipping the order a second time
+    again.wait_for_log(lambda r: str(r.get("message", "")).startswith("already processed")
+                       and r.get("event_id") == event_id)
+    assert len(spy.of_type("order.shipped")) == 1
+    assert not any(handled()(r) for r in again.records)
+    wait_until(lambda: broker.depth(f"{broker.namespace}.shipping") == 0, message="the duplicate acked")
