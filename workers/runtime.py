@@ -27,6 +27,7 @@ from workers.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
+MOVE_FAILED_PAUSE = 1.0  # seconds a worker stops taking deliveries after the broker refused a move
 COPIED_PROPERTIES = ("content_type", "content_encoding", "message_id", "correlation_id", "type", "timestamp",
                      "app_id", "priority", "reply_to", "expiration")
 
@@ -325,12 +326,16 @@ class Runner:
                 self._outcome(d, RETRIED if delay is not None else REJECTED if kind == failures.CONTRACT
                               else DEAD_LETTERED, None)
             else:
-                log.error("could not move the event (%s); the broker will redeliver it", publish_error,
-                          extra=fields)
+                # Mandatory: a copy that no queue took (a retry queue or DLQ deleted) is not a move.
+                log.error("could not move the event (%s); it goes back to its queue and the worker pauses "
+                          "for %ss", publish_error, MOVE_FAILED_PAUSE, extra=fields)
                 message.reject(requeue=True)
+                if not self._stopping:
+                    d.consumer.pause(MOVE_FAILED_PAUSE)  # not a hot loop of redeliveries
 
         self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
-                            label=f"event {message.properties.get('message_id')}", callback=settled)
+                            mandatory=True, label=f"event {message.properties.get('message_id')}",
+                            callback=settled)
 
     def skip_processed(self, d: Delivery) -> None:
         """Ack an event the worker's record says it processed already (a redelivery, or a duplicate)."""
@@ -355,7 +360,7 @@ class Runner:
                 message.reject(requeue=True)
 
         self.publisher.send("", d.consumer.queue_name, message.body, copy_properties(message),
-                            headers=failures.given_back_headers(message.headers),
+                            headers=failures.given_back_headers(message.headers), mandatory=True,
                             label=f"event {message.properties.get('message_id')}", callback=settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 
+from eda.topology import Topology
 from tests.support import handled, wait_until
 
 pytestmark = pytest.mark.integration
@@ -142,4 +143,21 @@ def test_contract_failures_go_straight_to_the_dlq_and_the_worker_goes_on(eda, br
     # and the valid order after them is paid by the same, still running worker
     [paid] = spy.wait_for("payment.succeeded")
     assert paid["causationid"] == order_id
+    assert worker.proc.poll() is None
+
+
+def test_an_event_whose_dlq_is_gone_is_kept_until_the_dlq_is_back(eda, broker, namespace):
+    # Given a payment worker whose DLQ was deleted under it
+    worker = eda.worker("payment")
+    dlq = f"{namespace}.payment.dlq"
+    broker.channel.queue_delete(dlq)
+    # When a poison message must be dead-lettered
+    broker.publish("order.placed", b"not json", message_id="poison-1")
+    # Then the move fails loudly instead of dropping the message
+    worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("could not move the event"))
+    # and once the DLQ is declared again, the message reaches it
+    Topology(namespace).dead_letter_queue("payment").declare(channel=broker.channel)
+    [dead] = wait_until(lambda: broker.peek(dlq), timeout=20, message="the poison message in the DLQ")
+    assert dead.properties["message_id"] == "poison-1"
+    assert dead.headers["eda-exception-type"] == "ContractError"
     assert worker.proc.poll() is None
