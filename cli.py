@@ -214,6 +214,38 @@ def events():
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[3])
 
 
+@main.group()
+def contracts():
+    """The event contracts as documents: JSON Schema and AsyncAPI."""
+
+
+@contracts.command("show")
+@click.argument("event")
+def contracts_show(event):
+    """The JSON Schema of EVENT's CloudEvent: the envelope with the schema of its data inside."""
+    from contracts import get
+    from contracts.export import event_schema
+
+    click.echo(json.dumps(event_schema(get(event)), indent=2))
+
+
+@contracts.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonschema", "asyncapi"]), default="jsonschema",
+              show_default=True, help="JSON Schema of every event, or an AsyncAPI 3.0 document of the bus.")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="Write to this file [default: stdout].")
+@settings_options("namespace")
+def contracts_export(fmt, output, settings):
+    """Export every contract as one JSON document (the namespace names the exchange and queues)."""
+    from contracts.export import asyncapi_document, jsonschema_document
+    from workers import registry
+
+    if fmt == "jsonschema":
+        doc = jsonschema_document()
+    else:
+        doc = asyncapi_document(settings.namespace, registry.discover())
+    output.write(json.dumps(doc, indent=2) + "\n")
+
+
 @main.command()
 @click.argument("pattern", default="#")
 @click.option("--json", "as_json", is_flag=True, help="Print each event as one line of JSON.")

@@ -8,6 +8,8 @@ from contracts import events
 from contracts.fastload import GiveUp, compile_load
 from eda.errors import ContractError, UnknownEvent
 
+CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -18,6 +20,7 @@ class Contract:
     schema_class: type
     description: str
     version: int = 1
+    published_by: tuple[str, ...] = (CLIENTS,)  # worker names, or CLIENTS: `eda publish`, producers
     schema: Schema = field(init=False, repr=False, compare=False)
     fast_load: object = field(init=False, repr=False, compare=False)
 
@@ -64,16 +67,21 @@ def describe(messages, prefix="") -> str:
 
 CONTRACTS = (
     Contract("order-placed", "order.placed", events.OrderPlaced, "A customer placed an order."),
-    Contract("payment-succeeded", "payment.succeeded", events.PaymentSucceeded, "An order was charged."),
-    Contract("payment-failed", "payment.failed", events.PaymentFailed, "The gateway declined an order."),
+    Contract("payment-succeeded", "payment.succeeded", events.PaymentSucceeded, "An order was charged.",
+             published_by=("payment",)),
+    Contract("payment-failed", "payment.failed", events.PaymentFailed, "The gateway declined an order.",
+             published_by=("payment",)),
     Contract("stock-replenished", "stock.replenished", events.StockReplenished, "Stock of a SKU arrived."),
     Contract("inventory-reserved", "inventory.reserved", events.InventoryReserved,
-             "Every item of a paid order is reserved."),
+             "Every item of a paid order is reserved.", published_by=("inventory",)),
     Contract("inventory-depleted", "inventory.depleted", events.InventoryDepleted,
-             "A SKU's stock fell to or below the threshold."),
-    Contract("order-cancelled", "order.cancelled", events.OrderCancelled, "An order was cancelled."),
-    Contract("payment-refunded", "payment.refunded", events.PaymentRefunded, "A charged order was refunded."),
-    Contract("order-shipped", "order.shipped", events.OrderShipped, "An order left the warehouse."),
+             "A SKU's stock fell to or below the threshold.", published_by=("inventory",)),
+    Contract("order-cancelled", "order.cancelled", events.OrderCancelled, "An order was cancelled.",
+             published_by=("inventory",)),
+    Contract("payment-refunded", "payment.refunded", events.PaymentRefunded, "A charged order was refunded.",
+             published_by=("payment",)),
+    Contract("order-shipped", "order.shipped", events.OrderShipped, "An order left the warehouse.",
+             published_by=("shipping",)),
 )
 
 _BY_KEY = {c.name: c for c in CONTRACTS} | {c.type: c for c in CONTRACTS}

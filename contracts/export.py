@@ -1,0 +1,183 @@
+"""The contracts as documents: JSON Schema of each event (data and CloudEvents envelope), AsyncAPI of the bus.
+
+The schemas are generated from the marshmallow contracts by apispec's MarshmallowPlugin, so the
+documents cannot drift from what workers validate; only the Money field needs a rule of its own.
+"""
+
+from decimal import Decimal
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION
+from contracts.fields import Money
+from contracts.registry import CLIENTS, CONTRACTS, Contract
+from eda import names
+
+JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+ASYNCAPI_VERSION = "3.0.0"
+AMQP_BINDING = "0.3.0"
+MONEY_PATTERN = r"^-?\d+\.\d{2}$"
+
+
+class CloudEvent(Schema):
+    """The CloudEvents 1.0 envelope as eda writes it, for the documents only: ``envelope.decode``
+    checks these attributes by hand on the hot path. Extension attributes are allowed."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    specversion = fields.String(required=True, validate=validate.OneOf([SPECVERSION]))
+    id = fields.String(required=True, validate=validate.Length(min=1),
+                       metadata={"description": "Unique per event; also the AMQP message_id."})
+    source = fields.String(required=True, validate=validate.Length(min=1),
+                           metadata={"description": "Who published the event, e.g. eda/payment."})
+    type = fields.String(required=True, validate=validate.Length(min=1),
+                         metadata={"description": "The event type, also its routing key."})
+    time = fields.DateTime(metadata={"description": "When it happened (RFC 3339, UTC)."})
+    datacontenttype = fields.String(validate=validate.OneOf([DATA_CONTENT_TYPE]))
+    correlationid = fields.String(metadata={"description": "Shared by every event of one flow."})
+    causationid = fields.String(metadata={"description": "The id of the event this one reacts to."})
+    data = fields.Dict(required=True)
+
+
+def money2properties(self, field, ret, **kwargs) -> dict:
+    """Money is written as a string with two decimals and accepted as a JSON number too."""
+    if not isinstance(field, Money):
+        return {}
+    bounds = {k[2:]: _number(ret.pop(k)) for k in ("x-minimum", "x-maximum") if k in ret}
+    pattern = MONEY_PATTERN.replace("-?", "") if bounds.get("minimum", -1) >= 0 else MONEY_PATTERN
+    return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "number", **bounds}]}
+
+
+def _number(text: str) -> int | float:
+    value = Decimal(text)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def single_choice2const(self, field, ret, **kwargs) -> dict:
+    """``enum`` of one value reads better as ``const``."""
+    if len(ret.get("enum", ())) == 1:
+        return {"const": ret.pop("enum")[0]}
+    return {}
+
+
+@lru_cache(maxsize=1)
+def _converter():
+    # Nested schemas (the items of an order) are inlined: each document stands alone.
+    plugin = MarshmallowPlugin(schema_name_resolver=lambda schema: None)
+    APISpec("eda", "1", openapi_version="3.1.0", plugins=[plugin])
+    converter = plugin.converter
+    converter.map_to_openapi_type(Money, None, None)  # no single type: see money2properties
+    converter.add_attribute_function(money2properties)
+    converter.add_attribute_function(single_choice2const)
+    return converter
+
+
+def schema_id(contract: Contract) -> str:
+    return f"urn:eda:events:{contract.type}:v{contract.version}"
+
+
+def data_schema(contract: Contract) -> dict:
+    """JSON Schema of the event's ``data`` as it is on the wire (camelCase keys)."""
+    schema = _converter().schema2jsonschema(contract.schema)
+    return {"title": contract.schema_class.__name__, "description": contract.description,
+            "x-version": contract.version, **schema}
+
+
+def event_schema(contract: Contract) -> dict:
+    """JSON Schema of the whole CloudEvent of one type: the envelope with its data schema inside."""
+    envelope = _converter().schema2jsonschema(CloudEvent)
+    envelope["properties"]["type"] = {**envelope["properties"]["type"], "const": contract.type}
+    envelope["properties"]["data"] = data_schema(contract)
+    return {"$schema": JSON_SCHEMA, "$id": schema_id(contract), "title": f"{contract.type} CloudEvent",
+            "description": contract.description, "x-version": contract.version, **envelope}
+
+
+def jsonschema_document() -> dict:
+    """Every event's schema under ``$defs``; the document itself accepts any one of them."""
+    return {
+        "$schema": JSON_SCHEMA,
+        "$id": "urn:eda:events",
+        "title": "eda events",
+        "description": "CloudEvents 1.0 (structured JSON mode) of every event type on the bus.",
+        "oneOf": [{"$ref": schema_id(c)} for c in CONTRACTS],
+        "$defs": {c.type: event_schema(c) for c in CONTRACTS},
+    }
+
+
+def _package_version() -> str:
+    try:
+        return version("eda")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _ref(*path: str) -> dict:
+    return {"$ref": "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in path)}
+
+
+def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
+    """AsyncAPI 3.0 of the bus in ``namespace``: a channel per routing key on the topic exchange (where
+    publishers send), a channel per worker queue (where workers receive), and every event's message."""
+    exchange = {"name": names.events_exchange(namespace), "type": "topic", "durable": True, "autoDelete": False}
+    channels, operations, messages = {}, {}, {}
+    consumers = {c.type: [w for w, cls in workers.items() if c.type in cls.handlers] for c in CONTRACTS}
+    for c in CONTRACTS:
+        payload = {k: v for k, v in event_schema(c).items() if k not in ("$schema", "$id")}
+        messages[c.type] = {
+            "name": c.type, "title": c.name, "summary": c.description, "contentType": CONTENT_TYPE,
+            "payload": payload, "correlationId": {"location": "$message.payload#/correlationid"},
+            "bindings": {"amqp": {"messageType": c.type, "bindingVersion": AMQP_BINDING}},
+            "x-version": c.version,
+        }
+        who = ", ".join(f"{w} (queue {names.work_queue(namespace, w)})" for w in consumers[c.type]) or "no worker"
+        channels[c.type] = {
+            "address": c.type,
+            "description": f"Routing key {c.type} on {exchange['name']}. "
+                           f"Published by {', '.join(c.published_by)}; consumed by {who}.",
+            "messages": {c.type: _ref("components", "messages", c.type)},
+            "bindings": {"amqp": {"is": "routingKey", "exchange": exchange, "bindingVersion": AMQP_BINDING}},
+        }
+        for publisher in c.published_by:
+            operations[f"{publisher}.send.{c.type}"] = {
+                "action": "send", "channel": _ref("channels", c.type),
+                "summary": f"{'Clients (eda publish, producers)' if publisher == CLIENTS else publisher} "
+                           f"publish {c.type}, confirmed and mandatory.",
+                "messages": [_ref("channels", c.type, "messages", c.type)],
+                "bindings": {"amqp": {"cc": [c.type], "deliveryMode": 2, "mandatory": True,
+                                      "bindingVersion": AMQP_BINDING}},
+                "x-eda-worker": publisher,
+            }
+    for worker, cls in workers.items():
+        queue, channel = names.work_queue(namespace, worker), f"queue.{worker}"
+        types = sorted(cls.handlers)
+        channels[channel] = {
+            "address": queue,
+            "description": f"Worker {worker}'s queue, bound to {', '.join(types)}; failed events end in "
+                           f"{names.dead_letter_queue(namespace, worker)}.",
+            "messages": {t: _ref("components", "messages", t) for t in types},
+            "bindings": {"amqp": {"is": "queue", "queue": {"name": queue, "durable": True, "exclusive": False,
+                                                           "autoDelete": False}, "bindingVersion": AMQP_BINDING}},
+        }
+        for t in types:
+            operations[f"{worker}.receive.{t}"] = {
+                "action": "receive", "channel": _ref("channels", channel),
+                "summary": f"{worker} handles {t}; acked once its reactions are confirmed.",
+                "messages": [_ref("channels", channel, "messages", t)],
+                "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING}},
+                "x-eda-worker": worker,
+            }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {"title": "eda event bus", "version": _package_version(),
+                 "description": f"Events of namespace {namespace!r}: CloudEvents 1.0 in JSON on the topic "
+                                f"exchange {exchange['name']}, the routing key being the event type."},
+        "defaultContentType": CONTENT_TYPE,
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
