@@ -14,7 +14,7 @@ from eda.settings import SPECS, Settings, redact_url
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
 WORKER = ("state_dir", "payment_gateway_url", "prefetch", "concurrency", "retry_delays", "shutdown_timeout",
           "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window",
-          "queue_type", "delivery_limit")
+          "queue_type", "delivery_limit", "metrics_port")
 
 
 def settings_options(*names):
@@ -75,6 +75,10 @@ def worker(names, settings):
         raise ConfigError(f"name at least one worker to run; known workers: {', '.join(registry.discover())}")
     classes = [registry.get(name) for name in dict.fromkeys(names)]
     hooks = [SystemdHooks()]  # notifies systemd where NOTIFY_SOCKET is set (Type=notify units)
+    if settings.metrics_port is not None:
+        from eda.metrics import MetricsHooks
+
+        hooks.append(MetricsHooks.serve(settings.metrics_port, classes))
     sys.exit(Runner(classes, settings, hooks=hooks).run())
 
 

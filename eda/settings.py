@@ -69,6 +69,8 @@ SPECS = {
              choices=("classic", "quorum")),
         Spec("delivery_limit", "EDA_DELIVERY_LIMIT", 20,
              "Quorum work queues dead-letter an event delivered this many times (a crash loop)."),
+        Spec("metrics_port", "EDA_METRICS_PORT", None,
+             "Serve Prometheus metrics on this port at /metrics (all interfaces); unset: no metrics server."),
     )
 }
 
@@ -81,6 +83,16 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = f"{parts.username}:***" if parts.username else ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def _port(value, spec: Spec) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{spec.option} ({spec.env}): not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{spec.option} ({spec.env}): {port} is not a port number (0-65535)")
+    return port
 
 
 def _default_state_dir() -> Path:
@@ -110,6 +122,7 @@ class Settings:
     reconnect_window: float = 60.0
     queue_type: str = "classic"
     delivery_limit: int = 20
+    metrics_port: int | None = None
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
@@ -144,6 +157,8 @@ class Settings:
             raise ConfigError("--prefetch (EDA_PREFETCH): must be at least 1")
         if self.delivery_limit < 1:
             raise ConfigError("--delivery-limit (EDA_DELIVERY_LIMIT): must be at least 1")
+        if self.metrics_port is not None:
+            object.__setattr__(self, "metrics_port", _port(self.metrics_port, SPECS["metrics_port"]))
         self.retry_delays_ms  # parse now, so a bad value fails at start and not at the first failure
 
     @classmethod

@@ -12,6 +12,7 @@ import pybreaker
 from eda.breaker import Breaker
 from eda.errors import PermanentError
 from eda.gateway import HttpGateway, InProcessGateway, Simulation
+from eda.metrics import watch_breaker
 from eda.store import Store
 from workers.base import Worker, handles
 
@@ -45,6 +46,7 @@ class Payment(Worker):
             self.gateway = InProcessGateway(Simulation())
         self.breaker = Breaker(fail_max=s.breaker_fail_max, reset_timeout=s.breaker_reset_timeout,
                                                 listeners=[BreakerLog(self.log)], name="payment-gateway")
+        watch_breaker(self.breaker)  # eda_breaker_state{name="payment-gateway"}
         self.store = Store(s.state_dir, f"{s.namespace}.payment", SCHEMA)
 
     def teardown(self):
