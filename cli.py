@@ -218,6 +218,31 @@ def events():
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[3])
 
 
+@main.command(short_help="Queues, their depths and consumers; non-zero if unhealthy.")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: healthy, problems, queues.")
+@settings_options(*COMMON, "retry_delays")
+def status(names, as_json, settings):
+    """Every worker's queue, retry queues and DLQ (or those of the named workers) with their message
+    and consumer counts. Exits 1 when a DLQ holds events or a work queue has no consumer."""
+    from eda import status as st
+    from eda.connection import open_connection
+    from eda.topology import Topology
+    from workers import registry
+
+    workers = [registry.get(n).name for n in dict.fromkeys(names)] or list(registry.discover())
+    conn = open_connection(settings)
+    try:
+        rows = st.queue_status(conn, Topology.from_settings(settings), workers)
+    finally:
+        conn.release()
+    click.echo(json.dumps(st.as_json(rows), indent=2) if as_json else st.as_table(rows))
+    found = st.problems(rows)
+    if found:
+        click.echo(f"unhealthy: {'; '.join(found)}", err=True)
+        sys.exit(1)
+
+
 @main.group()
 def contracts():
     """The event contracts as documents: JSON Schema and AsyncAPI."""
