@@ -41,6 +41,23 @@ def settings_options(*names):
     return decorate
 
 
+def complete_workers(ctx, param, incomplete):
+    """Shell completion of worker names, with their descriptions."""
+    from workers import registry
+
+    return [click.shell_completion.CompletionItem(name, help=cls.description)
+            for name, cls in registry.discover().items() if name.startswith(incomplete)]
+
+
+def complete_events(ctx, param, incomplete):
+    """Shell completion of event names (``order-placed``), or types once a dot is typed (``order.placed``)."""
+    from contracts import CONTRACTS
+
+    key = "type" if "." in incomplete else "name"
+    return [click.shell_completion.CompletionItem(getattr(c, key), help=c.description)
+            for c in CONTRACTS if getattr(c, key).startswith(incomplete)]
+
+
 class Group(click.Group):
     """Shows expected errors as one line on stderr with their exit code, never as a traceback."""
 
@@ -63,7 +80,7 @@ def main():
 
 
 @main.command(short_help="Run named workers until stopped.")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_workers)
 @settings_options(*COMMON, *WORKER)
 def worker(names, settings):
     """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT."""
@@ -83,7 +100,7 @@ def worker(names, settings):
 
 
 @main.command(short_help="Validate and publish events, confirmed.")
-@click.argument("event")
+@click.argument("event", shell_complete=complete_events)
 @click.option("--data", help="The event's data as a JSON object.")
 @click.option("--file", "file", type=click.File("r"), help="JSON lines of data, one event each ('-' for stdin).")
 @click.option("--correlation-id", help="Correlation id of the events (default: each event's own id).")
@@ -147,7 +164,7 @@ def dlq_list(as_json, settings):
 
 
 @dlq.command("show")
-@click.argument("worker")
+@click.argument("worker", shell_complete=complete_workers)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print each dead event as one line of JSON.")
 @settings_options(*COMMON)
@@ -165,7 +182,7 @@ def dlq_show(worker, limit, as_json, settings):
 
 
 @dlq.command("replay")
-@click.argument("worker")
+@click.argument("worker", shell_complete=complete_workers)
 @click.option("--limit", type=click.IntRange(min=1), help="Replay at most this many (oldest first).")
 @click.option("--id", "event_id", help="Replay only the event with this id.")
 @click.option("--dry-run", is_flag=True, help="List what would be replayed; move nothing.")
@@ -188,7 +205,7 @@ def dlq_replay(worker, limit, event_id, dry_run, settings):
 
 
 @dlq.command("purge")
-@click.argument("worker")
+@click.argument("worker", shell_complete=complete_workers)
 @click.option("--yes", is_flag=True, help="Confirm that the dead events are deleted for good.")
 @settings_options(*COMMON)
 def dlq_purge(worker, yes, settings):
@@ -219,7 +236,7 @@ def events():
 
 
 @main.command(short_help="Queues, their depths and consumers; non-zero if unhealthy.")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_workers)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: healthy, problems, queues.")
 @settings_options(*COMMON, "retry_delays")
 def status(names, as_json, settings):
@@ -249,7 +266,7 @@ def contracts():
 
 
 @contracts.command("show")
-@click.argument("event")
+@click.argument("event", shell_complete=complete_events)
 def contracts_show(event):
     """The JSON Schema of EVENT's CloudEvent: the envelope with the schema of its data inside."""
     from contracts import get
