@@ -132,3 +132,11 @@ def test_the_metric_name_check_catches_a_stray_metric():
     assert metric_names("histogram_quantile(0.95, rate(eda_typo_seconds_bucket[1m])) / on(worker) up") == {
         "eda_typo_seconds_bucket", "up"}
     assert not allowed_metric("eda_typo_seconds_bucket") and not allowed_metric("up")
+
+
+def test_the_dashboards_eda_metrics_are_the_ones_a_worker_exports():
+    from eda.metrics import REGISTRY
+
+    # prometheus_client names a counter's family without the _total its samples carry.
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in REGISTRY.collect()}
+    assert EDA_METRICS <= exported
