@@ -14,7 +14,7 @@ from eda.settings import SPECS, Settings, redact_url
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
 WORKER = ("state_dir", "payment_gateway_url", "prefetch", "concurrency", "retry_delays", "shutdown_timeout",
           "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window",
-          "queue_type", "delivery_limit", "metrics_port")
+          "heartbeat", "queue_type", "delivery_limit", "metrics_port")
 
 
 def settings_options(*names):

@@ -5,13 +5,13 @@ import kombu
 from eda.errors import BrokerUnavailable
 from eda.settings import Settings
 
-HEARTBEAT_SECONDS = 30
 
-
-def open_connection(settings: Settings, *, heartbeat: int = HEARTBEAT_SECONDS, timeout: float = 5.0,
+def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout: float = 5.0,
                     url: str | None = None) -> kombu.Connection:
-    """A connected kombu connection, or BrokerUnavailable within about ``timeout`` seconds."""
+    """A connected kombu connection, or BrokerUnavailable within about ``timeout`` seconds.
+    Heartbeats (``EDA_HEARTBEAT`` unless given) find a broker that went silent without closing."""
     url = url or settings.broker_url
+    heartbeat = settings.heartbeat if heartbeat is None else heartbeat
     conn = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=timeout,
                             transport_options={"confirm_publish": False})
     try:

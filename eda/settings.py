@@ -64,6 +64,8 @@ SPECS = {
              "Inventory publishes inventory.depleted when a SKU's stock falls to or below this."),
         Spec("reconnect_window", "EDA_RECONNECT_WINDOW", 60.0,
              "Seconds a worker keeps trying to reach a lost broker before it exits non-zero."),
+        Spec("heartbeat", "EDA_HEARTBEAT", 30,
+             "Seconds between AMQP heartbeats; a broker silent for two of them counts as lost."),
         Spec("queue_type", "EDA_QUEUE_TYPE", "classic",
              "RabbitMQ type of the work queues; quorum adds a delivery limit against crash loops.",
              choices=("classic", "quorum")),
@@ -120,6 +122,7 @@ class Settings:
     gateway_timeout: float = 5.0
     stock_threshold: int = 5
     reconnect_window: float = 60.0
+    heartbeat: int = 30
     queue_type: str = "classic"
     delivery_limit: int = 20
     metrics_port: int | None = None
@@ -155,6 +158,8 @@ class Settings:
             raise ConfigError("--concurrency (EDA_CONCURRENCY): must be at least 1")
         if self.prefetch < 1:
             raise ConfigError("--prefetch (EDA_PREFETCH): must be at least 1")
+        if self.heartbeat < 0:
+            raise ConfigError("--heartbeat (EDA_HEARTBEAT): must be 0 (off) or more seconds")
         if self.delivery_limit < 1:
             raise ConfigError("--delivery-limit (EDA_DELIVERY_LIMIT): must be at least 1")
         if self.metrics_port is not None:

@@ -146,12 +146,17 @@ class Runner:
         self.session = None
         if self.publisher is not None:
             self.publisher.fail_all(BrokerUnavailable("connection lost"))
-        self._close_connection()
+        self._close_connection(graceful=False)
 
-    def _close_connection(self) -> None:
+    def _close_connection(self, graceful: bool = True) -> None:
         if self.connection is not None:
             try:
-                self.connection.release()
+                if graceful:
+                    self.connection.release()
+                else:
+                    # A lost connection: close the socket without the close handshake, which waits for
+                    # an answer that a silent peer (found by heartbeats) never sends.
+                    self.connection.collect()
             except Exception:  # the connection may already be dead; nothing to clean up then
                 pass
             self.connection = None
@@ -235,7 +240,11 @@ class Runner:
                 and (self.publisher is None or self.publisher.in_flight == 0))
 
     def _sleep(self, seconds: float) -> None:
-        select.select([self._wake_r], [], [], seconds)
+        """Wait ``seconds`` (a reconnect backoff), or less when a signal asks the worker to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            select.select([self._wake_r], [], [], left)
+            self._take_wake_ups()  # handler threads finishing: keep waiting
 
     # Outcomes: ack, publish reactions, or move the event
 

@@ -1,7 +1,8 @@
-"""A broker that goes away under a running worker: `rabbitmqctl stop_app` / `start_app` on the test broker.
+"""A broker that goes away under a running worker: `rabbitmqctl stop_app` / `start_app` on the test broker,
+a network cut and a broker gone silent (through a TCP proxy the test controls).
 
-These tests stop the broker's app, so they need rabbitmqctl on the broker's own machine. Outside CI they
-skip without it; under CI=true they fail instead, so a CI run never counts a skip as a pass.
+The tests that stop the broker's app need rabbitmqctl on the broker's own machine. Outside CI they skip
+without it; under CI=true they fail instead, so a CI run never counts a skip as a pass.
 """
 
 import os
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import Accounting, Broker, handled, wait_until
+from tests.support import Accounting, Broker, TcpProxy, handled, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +109,47 @@ def test_a_worker_whose_broker_stays_away_exits_non_zero(eda, broker_app):
     assert "error: the broker stayed unreachable for over 2s" in worker.output
     assert "Traceback" not in worker.output
     assert "guest:guest" not in worker.output
+
+
+@pytest.fixture
+def proxy(broker_url):
+    parts = urlsplit(broker_url)
+    tcp_proxy = TcpProxy(parts.hostname or "localhost", parts.port or 5672)
+    yield tcp_proxy
+    tcp_proxy.close()
+
+
+def test_a_network_cut_is_reconnected_and_loses_nothing(eda, broker, proxy, broker_url, namespace, gateway,
+                                                        make_order):
+    # Given a payment worker reaching the broker through a proxy, charging orders on a slow gateway
+    gateway.simulation.latency = 0.2
+    worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_PAYMENT_GATEWAY_URL=gateway.url,
+                        EDA_CONCURRENCY=2)
+    spy = broker.spy("payment.*")
+    order_ids = eda.publish("order-placed", *(make_order() for _ in range(10)))
+    worker.wait_for_log(handled("order.placed"))
+    # When the network cuts every connection in the middle of the batch
+    proxy.cut()
+    # Then the worker reconnects by itself, and every order is paid, none charged twice
+    worker.wait_for_log(connection_lost, what="the worker noticing the cut")
+    wait_until(lambda: worker.count(consuming) >= 2, message="the worker consuming again")
+    Accounting(order_ids, spy=spy, broker=broker, dlqs=[f"{namespace}.payment.dlq"]).wait_all_accounted()
+    assert gateway.simulation.charges == len(order_ids)
+    assert worker.proc.poll() is None
+
+
+def test_a_broker_gone_silent_is_found_by_heartbeats_and_reconnected(eda, broker, proxy, broker_url, make_order):
+    # Given a worker with 1s heartbeats, through a proxy
+    worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_HEARTBEAT=1)
+    # When the broker goes silent: no byte, no close, nothing
+    proxy.silent = True
+    # Then the missed heartbeats tell the worker the connection is lost
+    lost = worker.wait_for_log(connection_lost, what="the worker noticing the silence")
+    assert "heartbeats missed" in lost["message"]
+    # and once the broker answers again it consumes again and processes new orders
+    proxy.silent = False
+    wait_until(lambda: worker.count(consuming) >= 2, message="the worker consuming again")
+    spy = broker.spy("payment.*")
+    [order_id] = eda.publish("order-placed", make_order())
+    assert spy.wait_for("payment.succeeded")[0]["causationid"] == order_id
+    assert worker.proc.poll() is None
