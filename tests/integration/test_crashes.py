@@ -60,14 +60,18 @@ def test_sigterm_mid_batch_finishes_running_handlers_and_exits_0(eda, broker, ga
     spy = broker.spy("payment.*")
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(20)))
     spy.wait_for("payment.succeeded", count=1, timeout=30)
-    # When it gets SIGTERM
+    wait_until(lambda: gateway.simulation.in_flight > 0, message="charges under way")
+    # When it gets SIGTERM while charges are under way
     worker.send(signal.SIGTERM)
     # Then it exits 0 after the running handlers finished and were acked
     assert worker.wait(timeout=10) == 0, worker.output
     worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("stopped"))
-    # nothing it started is left unacked: what was paid is off the queue, the rest waits there
+    # every charge it started was reported paid before it exited
     paid = {e["causationid"] for e in spy.of_type("payment.succeeded")}
     assert len(paid) < len(order_ids), "the batch was over before the signal"
+    assert gateway.simulation.in_flight == 0
+    assert gateway.simulation.charges == len(paid)
+    # nothing it started is left unacked: what was paid is off the queue, the rest waits there
     wait_until(lambda: broker.depth(f"{namespace}.payment") == len(order_ids) - len(paid),
                message="the unpaid orders back in the queue")
     # And after a restart every order is paid exactly once
