@@ -6,7 +6,6 @@ pool when concurrency > 1) and hands the outcome back without touching the conne
 
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 from kombu import Consumer
 
@@ -16,6 +15,7 @@ from eda.errors import ContractError
 from eda.store import Store
 from workers.amqp_consumer import AmqpConsumer
 from workers.base import Worker
+from workers.threads import HandlerThreads
 
 
 class Delivery:
@@ -44,7 +44,7 @@ class WorkerConsumer:
         self.runner = runner
         self.concurrency = worker.settings.concurrency
         self.accepted = frozenset(worker.handlers)
-        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"eda-{worker.name}") \
+        self.pool = HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool) \
             if self.concurrency > 1 else None
         self.in_flight = 0
         self.backlog = deque()  # delivered but not started: given back to the broker on pause or stop
@@ -98,7 +98,7 @@ class WorkerConsumer:
         if self.pool is None:
             self.runner.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
         else:
-            self.pool.submit(self._run_in_pool, delivery)
+            self.pool.submit(delivery)
 
     def _run_in_pool(self, delivery: Delivery) -> None:
         self.runner.hand_back(self._execute(delivery))
@@ -170,6 +170,6 @@ class WorkerConsumer:
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown()
         if self.processed is not None:
             self.processed.close()

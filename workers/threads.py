@@ -1,0 +1,46 @@
+"""A worker's handler threads: a fixed set of daemon threads taking deliveries from one queue.
+
+Lighter per event than ThreadPoolExecutor (no Future, work item or idle-thread bookkeeping): the
+runtime never waits on a result, since each handler hands its outcome to the I/O thread itself.
+"""
+
+import logging
+import queue
+import threading
+
+log = logging.getLogger("eda.worker")
+_STOP = object()
+
+
+class HandlerThreads:
+    """``count`` threads running ``run(item)`` for each submitted item, in submission order."""
+
+    def __init__(self, count: int, name: str, run):
+        self._tasks = queue.SimpleQueue()
+        self._run = run
+        self._threads = [threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True) for i in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, item) -> None:
+        self._tasks.put(item)
+
+    def _serve(self) -> None:
+        while True:
+            item = self._tasks.get()
+            if item is _STOP:
+                return
+            try:
+                self._run(item)
+            except BaseException:  # keep the thread: its slot would be lost to the worker otherwise
+                log.exception("handler thread failed outside a handler")
+
+    def shutdown(self) -> None:
+        """Drop what has not started and let each thread end after its current item (not waited for)."""
+        while True:
+            try:
+                self._tasks.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._tasks.put(_STOP)
