@@ -8,8 +8,9 @@ the runtime acks and rejects like a kombu Message.
 Acks are held until the I/O loop calls ``Acks.flush`` (once per turn, or sooner when many wait) and
 then go out as one ``basic.ack`` with ``multiple`` for the run of settled deliveries at the bottom
 of the channel's unsettled tags. A multiple ack covers every lower tag of the channel, so it is
-only sent up to the first delivery still being handled; settled deliveries above that one are
-acked one by one. An ack therefore never covers an event whose work is not done.
+only sent up to the first delivery still being handled; settled deliveries above that one wait for
+it (a later multiple ack covers them) until too many wait, and are then acked one by one. An ack
+therefore never covers an event whose work is not done.
 """
 
 import uuid
@@ -41,8 +42,9 @@ class Acks:
             pass
         self.channel.basic_reject(tag, requeue)
 
-    def flush(self) -> None:
-        """Send the held acks: one multiple ack for the settled run at the bottom, single acks above."""
+    def flush(self, force: bool = False) -> None:
+        """Send one multiple ack for the settled run at the bottom; acks above a delivery still being
+        handled go one by one once ``flush_at`` of them wait (or with ``force``)."""
         if not self.done:
             return
         unsettled, done = self.unsettled, self.done
@@ -52,6 +54,8 @@ class Acks:
             done.discard(last)
         if last is not None:
             self.channel.basic_ack(last, multiple=True)
+        if len(done) < self.flush_at and not force:
+            return
         for tag in sorted(done):  # done, but a lower delivery is still being handled
             self.channel.basic_ack(tag)
             try:
@@ -117,5 +121,5 @@ class AmqpConsumer:
     def cancel(self) -> None:
         if self.tag is not None:
             tag, self.tag = self.tag, None
-            self.acks.flush()
+            self.acks.flush(force=True)
             self.channel.basic_cancel(tag)

@@ -40,13 +40,30 @@ def test_a_delivery_still_being_handled_stops_the_multiple_ack_below_it():
         acks.ack(tag)
     # When the acks are flushed
     acks.flush()
-    # Then 1-2 go as a multiple ack, 4 and 5 one by one: nothing covers 3
-    assert channel.sent == [("ack", 2, True), ("ack", 4, False), ("ack", 5, False)]
-    # and once 3 is done, it alone is acked
+    # Then 1-2 go as a multiple ack; 4 and 5 wait, since a multiple ack for them would cover 3
+    assert channel.sent == [("ack", 2, True)]
+    # and once 3 is done, one multiple ack covers 3 to 5
     channel.sent.clear()
     acks.ack(3)
     acks.flush()
-    assert channel.sent == [("ack", 3, True)]
+    assert channel.sent == [("ack", 5, True)]
+
+
+def test_too_many_waiting_acks_go_one_by_one_rather_than_wait_for_a_slow_delivery():
+    acks, channel = acks_for(1, 2, 3, 4, flush_at=3)
+    for tag in (2, 3):
+        acks.ack(tag)
+    acks.flush()
+    assert channel.sent == []
+    acks.ack(4)  # the third waiting ack: sent now, one by one, none covering 1
+    assert channel.sent == [("ack", 2, False), ("ack", 3, False), ("ack", 4, False)]
+
+
+def test_a_forced_flush_sends_every_held_ack_without_covering_unfinished_work():
+    acks, channel = acks_for(1, 2, 3)
+    acks.ack(2)
+    acks.flush(force=True)
+    assert channel.sent == [("ack", 2, False)]
 
 
 def test_a_rejected_delivery_goes_at_once_and_does_not_block_the_others():
