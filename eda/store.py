@@ -61,10 +61,12 @@ class Store:
         with self._lock:
             return self._db.execute("SELECT 1 FROM processed WHERE event_id = ?", (event_id,)).fetchone() is not None
 
-    def record_processed(self, event_id: str) -> None:
-        """Add ``event_id`` to the record of processed events (kept for days, bounded in size)."""
+    def record_processed(self, *event_ids: str) -> None:
+        """Add event ids to the record of processed events (kept for days, bounded in size), in one commit."""
+        now = time.time()
         with self.transaction() as db:
-            self.first_time(db, event_id)
+            db.executemany("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)",
+                           [(event_id, now) for event_id in event_ids])
 
     def prune(self, retention: float = PROCESSED_RETENTION_SECONDS, max_rows: int = PROCESSED_MAX_ROWS) -> None:
         """Keep the processed-event record to days of retention and a bounded size (the newest kept).

@@ -57,6 +57,7 @@ class WorkerConsumer:
         # Workers without idempotency of their own get a record of the events they processed.
         self.processed = Store(settings.state_dir, f"{settings.namespace}.{worker.name}") \
             if worker.record_processed else None
+        self.unrecorded = set()  # processed this turn of the I/O loop; committed at its end, in one go
 
     def start(self, connection, topology, session) -> None:
         """Declare the worker's topology on a fresh channel and start consuming."""
@@ -84,7 +85,8 @@ class WorkerConsumer:
             self.runner.fail(Delivery(message, self, None, self.session), exc)
             return
         delivery = Delivery(message, self, event, self.session)
-        if self.processed is not None and self.processed.was_processed(event.id):
+        if self.processed is not None and (event.id in self.unrecorded
+                                           or self.processed.was_processed(event.id)):
             self.runner.skip_processed(delivery)
         elif self.stopped:
             self.runner.give_back(delivery)  # arrived while stopping: not started, so given back
@@ -112,10 +114,17 @@ class WorkerConsumer:
         return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
 
     def record(self, delivery: Delivery) -> None:
-        """The event's work is done and its reactions confirmed: remember it (before the ack), so that a
-        redelivery is recognised. A crash before this line gives a duplicate, never a lost reaction."""
+        """The event's work is done and its reactions confirmed: remember it, so that a redelivery is
+        recognised. A crash before the record is committed gives a duplicate, never a lost reaction."""
         if self.processed is not None:
-            self.processed.record_processed(delivery.event.id)
+            self.unrecorded.add(delivery.event.id)
+
+    def flush_records(self) -> None:
+        """Commit the turn's processed event ids in one transaction (one commit, not one per event),
+        before the turn's acks go out."""
+        if self.unrecorded:
+            ids, self.unrecorded = self.unrecorded, set()
+            self.processed.record_processed(*ids)
 
     def finished(self, delivery: Delivery) -> None:
         """A handler finished: its slot is free (``pump`` fills it)."""
@@ -172,4 +181,5 @@ class WorkerConsumer:
         if self.pool is not None:
             self.pool.shutdown()
         if self.processed is not None:
+            self.flush_records()
             self.processed.close()

@@ -192,6 +192,7 @@ class Runner:
                 if not self._stopping:
                     c.resume_if_due()
                 c.pump()
+                c.flush_records()
                 c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
             now = time.monotonic()
             if now >= self._next_heartbeat:

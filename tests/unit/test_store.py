@@ -33,3 +33,11 @@ def test_the_record_keeps_days_of_events_and_a_bounded_number(tmp_path):
     assert [e for e in ["old", *(f"recent-{n}" for n in range(5))] if store.was_processed(e)] == [
         "recent-2", "recent-3", "recent-4"]
     store.close()
+
+
+def test_many_events_are_recorded_in_one_go(tmp_path):
+    store = Store(tmp_path, "shop.shipping")
+    store.record_processed("e-1", "e-2", "e-3")
+    store.record_processed("e-3", "e-4")  # one already recorded: the others still are
+    assert all(store.was_processed(f"e-{n}") for n in range(1, 5))
+    store.close()
