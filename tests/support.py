@@ -246,6 +246,7 @@ class TcpProxy:
     def __init__(self, host: str, port: int):
         self.target = (host, port)
         self.silent = False
+        self.leak = 0  # while silent, bytes of the broker's next data still let through (half a frame)
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -272,12 +273,20 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, from_broker in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, from_broker), daemon=True).start()
 
-    def _pump(self, src, dst):
+    def go_silent(self, mid_frame=False):
+        """Forward nothing more; with ``mid_frame``, only the first bytes of the broker's next frame."""
+        self.leak = 3 if mid_frame else 0
+        self.silent = True
+
+    def _pump(self, src, dst, from_broker):
         try:
             while data := src.recv(65536):
+                if self.silent and from_broker and self.leak:
+                    head, data, self.leak = data[:self.leak], data[self.leak:], 0
+                    dst.sendall(head)
                 while self.silent:
                     time.sleep(0.02)  # hold the bytes: the other side hears nothing
                 dst.sendall(data)

@@ -138,11 +138,13 @@ def test_a_network_cut_is_reconnected_and_loses_nothing(eda, broker, proxy, brok
     assert worker.proc.poll() is None
 
 
-def test_a_broker_gone_silent_is_found_by_heartbeats_and_reconnected(eda, broker, proxy, broker_url, make_order):
+@pytest.mark.parametrize("mid_frame", [False, True], ids=["between-frames", "mid-frame"])
+def test_a_broker_gone_silent_is_found_by_heartbeats_and_reconnected(eda, broker, proxy, broker_url, make_order,
+                                                                     mid_frame):
     # Given a worker with 1s heartbeats, through a proxy
     worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_HEARTBEAT=1)
-    # When the broker goes silent: no byte, no close, nothing
-    proxy.silent = True
+    # When the broker goes silent: no byte, no close, nothing (or half a frame, then nothing)
+    proxy.go_silent(mid_frame=mid_frame)
     # Then the missed heartbeats tell the worker the connection is lost
     lost = worker.wait_for_log(connection_lost, what="the worker noticing the silence")
     assert "heartbeats missed" in lost["message"]
