@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from marshmallow import RAISE, Schema, ValidationError
 
 from contracts import events
-from contracts.fastload import GiveUp, compile_load
+from contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.errors import ContractError, UnknownEvent
 
 CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
@@ -23,10 +23,12 @@ class Contract:
     published_by: tuple[str, ...] = (CLIENTS,)  # worker names, or CLIENTS: `eda publish`, producers
     schema: Schema = field(init=False, repr=False, compare=False)
     fast_load: object = field(init=False, repr=False, compare=False)
+    fast_dump: object = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "schema", self.schema_class())
         object.__setattr__(self, "fast_load", compile_load(self.schema))
+        object.__setattr__(self, "fast_dump", compile_dump(self.schema))
 
     def load(self, data, *, strict=False) -> dict:
         """Validate wire data into Python values; ``strict`` also rejects unknown fields (CLI input)."""
@@ -44,6 +46,11 @@ class Contract:
 
     def dump(self, data: dict) -> dict:
         """Python values (snake_case, Decimal) into wire data (camelCase, "100.00")."""
+        if self.fast_dump is not None:
+            try:
+                return self.fast_dump(data)
+            except GiveUp:
+                pass
         return self.schema.dump(data)
 
     @property
