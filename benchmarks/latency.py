@@ -2,8 +2,9 @@
 
 The load generator and the probe share one connection in this process, so both timestamps come
 from one clock: a publish is timed when it is handed to the socket, a shipment when its delivery is
-read. Workers run in processes of their own: `eda worker payment inventory shipping` (in-process
-simulated gateway), or three raw kombu relay processes for the baseline.
+read. Workers run in processes of their own, one per worker: `eda worker payment` (in-process
+simulated gateway), `eda worker inventory` and `eda worker shipping`, or one raw kombu relay process
+per hop for the baseline.
 """
 
 import socket
@@ -100,11 +101,11 @@ class Probe:
 
 
 def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
-    """Three real workers in one `eda worker` process, as the README runs them."""
+    """The three real workers, one `eda worker NAME` process each (as the systemd unit runs them)."""
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
         for name in WORKERS:
             bench.worker_queue(name, registry.get(name).handlers)
-        proc = eda_worker(WORKERS, bench.worker_env(state))
+        procs = [eda_worker([name], bench.worker_env(state)) for name in WORKERS]
         try:
             wait_for(lambda: all(bench.consumers(f"{bench.namespace}.{w}") for w in WORKERS), 30, "the eda workers")
             probe = Probe(bench)
@@ -116,7 +117,8 @@ def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
             finally:
                 probe.close()
         finally:
-            stop(proc)
+            for proc in procs:
+                stop(proc)
             for name in WORKERS:  # their queues would fill up with the baseline's orders
                 bench.topology.delete_worker(bench.channel, name)
 
