@@ -57,6 +57,16 @@ class Bench:
         self.topology.declare_exchanges(self.channel)
         self._queues = set()
 
+    def reconnect(self) -> None:
+        """A fresh connection for the run's own declarations (after the broker dropped the last one)."""
+        try:
+            self.conn.release()
+        except Exception:  # already dead
+            pass
+        self.conn = kombu.Connection(self.url)
+        self.conn.connect()
+        self.channel = self.conn.channel()
+
     def connection(self, **transport_options) -> kombu.Connection:
         conn = kombu.Connection(self.url, transport_options=transport_options)
         conn.connect()

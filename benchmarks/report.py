@@ -94,11 +94,12 @@ def markdown(out: list[dict], machine: dict, params: dict) -> str:
     return f"Machine: {about}.  \nRun: {run}.\n\n" + "\n".join(lines) + "\n"
 
 
-def write(directory: Path, results: dict, machine: dict, params: dict) -> tuple[Path, Path]:
+def write(directory: Path, results: dict, machine: dict, params: dict, failed: dict) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     out = rows(results)
     json_path, md_path = directory / "latest.json", directory / "latest.md"
-    json_path.write_text(json.dumps({"machine": machine, "params": params, "results": results, "rows": out},
-                                    indent=2) + "\n")
-    md_path.write_text(markdown(out, machine, params))
+    json_path.write_text(json.dumps({"machine": machine, "params": params, "results": results, "rows": out,
+                                     "failed": failed}, indent=2) + "\n")
+    md_path.write_text(markdown(out, machine, params)
+                       + "".join(f"\n{item}: not measured ({reason})\n" for item, reason in failed.items()))
     return json_path, md_path

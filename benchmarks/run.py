@@ -42,61 +42,86 @@ def step(what: str) -> None:
     print(f"  {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
-def measure(bench: Bench, args) -> dict:
-    n, results = args.n, {}
-    if "publish" in args.only:
-        events = [order_event(i) for i in range(n)]
-        sink = bench.queue("sink-publish", "order.placed").name
-        step("publish: raw kombu, no confirms")
-        no_confirms = raw.publish(bench, events, confirm=False)
-        bench.channel.queue_purge(sink)
-        step("publish: raw kombu, a confirm per event")
-        per_event = raw.publish(bench, events, confirm=True)
-        bench.channel.queue_purge(sink)
-        step("publish: eda, pipelined confirms")
-        pipelined = eda_side.publish(bench, events)
-        bench.channel.queue_delete(sink)
-        results["publish"] = {"n": n, "raw_no_confirms": no_confirms, "raw_confirm_per_event": per_event,
-                              "eda_pipelined_confirms": pipelined}
-    if "consume" in args.only:
-        def preload(queue):
-            bench.preload(queue, order_event, n)
-        step("consume: raw kombu")
-        raw_queue = bench.queue("raw-consume").name
-        preload(raw_queue)
-        raw_rate = raw.consume(bench, raw_queue, n)
-        step("consume: eda no-op worker, concurrency 1")
-        c1 = eda_side.consume(bench, preload, n, concurrency=1)
-        step("consume: eda no-op worker, default concurrency")
-        default = eda_side.consume(bench, preload, n, concurrency=bench.settings.concurrency)
-        bench.topology.delete_worker(bench.channel, eda_side.NoOp.name)
-        results["consume"] = {"n": n, "raw": raw_rate, "eda_concurrency_1": c1, "eda_default": default,
-                              "default_concurrency": bench.settings.concurrency}
-    if "react" in args.only:
-        sink = bench.queue("sink-react", "order.shipped").name
-        step("react: raw kombu, a confirm per reaction")
-        raw_queue = bench.queue("raw-react").name
-        bench.preload(raw_queue, reserved_event, n)
-        raw_rate = raw.react(bench, raw_queue, n)
-        bench.channel.queue_purge(sink)
-        step("react: eda shipping worker, defaults")
-        eda_rate = eda_side.react(bench, lambda queue: bench.preload(queue, reserved_event, n), n)
-        bench.topology.delete_worker(bench.channel, "shipping")
-        bench.channel.queue_delete(sink)
-        results["react"] = {"n": n, "raw": raw_rate, "eda": eda_rate}
-    if "latency" in args.only:
-        step(f"latency: eda workers, {args.rate:g} orders/s for {args.seconds:g}s")
-        eda_lat = latency.eda_latency(bench, args.rate, args.seconds)
-        step(f"latency: raw kombu relays, {args.rate:g} orders/s for {args.seconds:g}s")
-        raw_lat = latency.raw_latency(bench, args.rate, args.seconds)
-        results["latency"] = {"eda": eda_lat, "raw": raw_lat}
-    if "decode" in args.only:
-        step("decode + validation cost")
-        results["decode"] = micro.decode_cost(max(n, 2000))
-    if "memory" in args.only:
-        step(f"memory: `eda worker shipping` through {args.memory_events:,} events")
-        results["memory"] = memory.worker_memory(bench, args.memory_events)
-    return results
+def publish(bench: Bench, args) -> dict:
+    events = [order_event(i) for i in range(args.n)]
+    sink = bench.queue("sink-publish", "order.placed").name
+    step("publish: raw kombu, no confirms")
+    no_confirms = raw.publish(bench, events, confirm=False)
+    bench.channel.queue_purge(sink)
+    step("publish: raw kombu, a confirm per event")
+    per_event = raw.publish(bench, events, confirm=True)
+    bench.channel.queue_purge(sink)
+    step("publish: eda, pipelined confirms")
+    pipelined = eda_side.publish(bench, events)
+    bench.channel.queue_delete(sink)
+    return {"n": args.n, "raw_no_confirms": no_confirms, "raw_confirm_per_event": per_event,
+            "eda_pipelined_confirms": pipelined}
+
+
+def consume(bench: Bench, args) -> dict:
+    def preload(queue):
+        bench.preload(queue, order_event, args.n)
+    step("consume: raw kombu")
+    raw_queue = bench.queue("raw-consume").name
+    preload(raw_queue)
+    raw_rate = raw.consume(bench, raw_queue, args.n)
+    step("consume: eda no-op worker, concurrency 1")
+    c1 = eda_side.consume(bench, preload, args.n, concurrency=1)
+    step("consume: eda no-op worker, default concurrency")
+    default = eda_side.consume(bench, preload, args.n, concurrency=bench.settings.concurrency)
+    bench.topology.delete_worker(bench.channel, eda_side.NoOp.name)
+    return {"n": args.n, "raw": raw_rate, "eda_concurrency_1": c1, "eda_default": default,
+            "default_concurrency": bench.settings.concurrency}
+
+
+def react(bench: Bench, args) -> dict:
+    sink = bench.queue("sink-react", "order.shipped").name
+    step("react: raw kombu, a confirm per reaction")
+    raw_queue = bench.queue("raw-react").name
+    bench.preload(raw_queue, reserved_event, args.n)
+    raw_rate = raw.react(bench, raw_queue, args.n)
+    bench.channel.queue_purge(sink)
+    step("react: eda shipping worker, defaults")
+    eda_rate = eda_side.react(bench, lambda queue: bench.preload(queue, reserved_event, args.n), args.n)
+    bench.topology.delete_worker(bench.channel, "shipping")
+    bench.channel.queue_delete(sink)
+    return {"n": args.n, "raw": raw_rate, "eda": eda_rate}
+
+
+def end_to_end(bench: Bench, args) -> dict:
+    step(f"latency: eda workers, {args.rate:g} orders/s for {args.seconds:g}s")
+    eda_lat = latency.eda_latency(bench, args.rate, args.seconds)
+    step(f"latency: raw kombu relays, {args.rate:g} orders/s for {args.seconds:g}s")
+    return {"eda": eda_lat, "raw": latency.raw_latency(bench, args.rate, args.seconds)}
+
+
+def decode(bench: Bench, args) -> dict:
+    step("decode + validation cost")
+    return micro.decode_cost(max(args.n, 2000))
+
+
+def worker_memory(bench: Bench, args) -> dict:
+    step(f"memory: `eda worker shipping` through {args.memory_events:,} events")
+    return memory.worker_memory(bench, args.memory_events)
+
+
+MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
+            "memory": worker_memory}
+
+
+def measure(bench: Bench, args) -> tuple[dict, dict]:
+    """Run each chosen measure; one that fails (the broker went away, a timeout) is reported and skipped."""
+    results, failed = {}, {}
+    for item in ITEMS:
+        if item not in args.only:
+            continue
+        try:
+            results[item] = MEASURES[item](bench, args)
+        except Exception as exc:  # keep the other measures: the run says which one failed and why
+            failed[item] = f"{type(exc).__name__}: {exc}"
+            step(f"{item} FAILED: {failed[item]}")
+            bench.reconnect()
+    return results, failed
 
 
 def main(argv=None) -> int:
@@ -105,15 +130,18 @@ def main(argv=None) -> int:
     print(f"eda benchmarks on {bench.settings.safe_broker_url}, namespace {bench.namespace}", file=sys.stderr)
     try:
         machine = bench.machine()
-        results = measure(bench, args)
+        results, failed = measure(bench, args)
     finally:
+        bench.reconnect()
         bench.cleanup()
     params = {"n": args.n, "rate": args.rate, "seconds": args.seconds, "memory_events": args.memory_events,
               "quick": args.quick}
     print(report.text(report.rows(results)))
-    paths = report.write(args.out, results, machine, params)
+    for item, reason in failed.items():
+        print(f"{item}: FAILED: {reason}")
+    paths = report.write(args.out, results, machine, params, failed)
     print("written: " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

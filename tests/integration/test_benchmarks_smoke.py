@@ -29,6 +29,7 @@ def test_the_benchmark_suite_runs_writes_its_results_and_cleans_up(broker_url, t
         assert item in result.stdout, result.stdout
     # and writes both result files, with the machine they came from
     data = json.loads((tmp_path / "latest.json").read_text())
+    assert data["failed"] == {}
     assert set(data["results"]) == {"publish", "consume", "react", "latency", "decode", "memory"}
     assert data["machine"]["nproc"] >= 1 and data["machine"]["rabbitmq"]
     assert data["results"]["latency"]["eda"]["shipped"] == data["results"]["latency"]["eda"]["sent"]
