@@ -16,7 +16,6 @@ from pathlib import Path
 import kombu
 from kombu import Exchange, Queue
 
-from contracts import registry
 from contracts.envelope import Event, encode
 from eda.settings import DEFAULT_BROKER_URL, Settings
 from eda.topology import Topology

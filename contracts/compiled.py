@@ -17,7 +17,7 @@ are copied, lists of nested schemas dumped item by item, every other field throu
 to ``Schema.dump``.
 """
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
+from marshmallow import EXCLUDE, Schema, fields, missing
 
 
 class GiveUp(Exception):
