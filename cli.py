@@ -8,7 +8,7 @@ import sys
 import click
 
 from eda import logs
-from eda.errors import ConfigError, ContractError, EdaError
+from eda.errors import ConfigError, EdaError
 from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
