@@ -58,6 +58,10 @@ class Worker:
     # True for a worker without idempotency of its own: the runtime records the ids of the events it
     # processed (under EDA_STATE_DIR) and acks a redelivered one without running the handler again.
     record_processed: bool = False
+    # True when the handlers never wait on the network (computation and local state only): they run on
+    # the I/O thread one at a time, without the two thread wake-ups per event a handler thread costs;
+    # --concurrency does not apply. Handlers that call a remote service keep the default.
+    inline: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -42,7 +42,7 @@ class WorkerConsumer:
     def __init__(self, worker: Worker, runner):
         self.worker = worker
         self.runner = runner
-        self.concurrency = worker.settings.concurrency
+        self.concurrency = 1 if worker.inline else worker.settings.concurrency
         self.accepted = frozenset(worker.handlers)
         self.pool = HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool) \
             if self.concurrency > 1 else None

@@ -20,6 +20,7 @@ RESERVED, CANCELLED = "reserved", "cancelled"
 
 class Inventory(Worker):
     name = "inventory"
+    inline = True  # its state is a local SQLite file: nothing remote to wait for
     description = "Keeps stock per SKU; reserves paid orders or cancels them when stock is short."
 
     def setup(self):

@@ -136,7 +136,8 @@ class Runner:
                 raise ConfigError(f"cannot declare the queues of worker {c.worker.name!r}: {exc}") from None
         for c in self.consumers:
             log.info("consuming", extra={"worker": c.worker.name, "queue": c.queue_name,
-                                         "event_types": sorted(c.accepted)})
+                                         "event_types": sorted(c.accepted), "concurrency": c.concurrency,
+                                         "inline": c.worker.inline})
         self.ready.set()
         for hook in self.hooks:
             hook.on_ready(self)

@@ -14,6 +14,7 @@ class Shipping(Worker):
     name = "shipping"
     description = "Ships reserved orders."
     carrier = "UPS"
+    inline = True  # derives a tracking number and publishes: nothing to wait for
     record_processed = True  # a redelivered reservation is recognised and not shipped again
 
     @handles("inventory.reserved")

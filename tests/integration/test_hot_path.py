@@ -46,3 +46,14 @@ def test_a_backlog_is_shipped_acked_and_nothing_is_left(eda, broker, shipping_ba
     assert worker.wait(30) == 0, worker.output
     assert broker.depth(shipping_backlog) == 0
     assert "Traceback" not in worker.output
+
+
+def test_workers_that_wait_on_nothing_run_inline_the_others_on_handler_threads(eda):
+    # Given --concurrency 4 for every worker
+    worker = eda.worker("payment", "inventory", "shipping", EDA_CONCURRENCY=4)
+    consuming = {r["worker"]: r for r in worker.records if r.get("message") == "consuming"}
+    # Then payment, which calls the gateway, runs up to 4 handlers on threads, while inventory (local
+    # state) and shipping (computation) run theirs on the I/O thread, one at a time
+    assert (consuming["payment"]["concurrency"], consuming["payment"]["inline"]) == (4, False)
+    for name in ("inventory", "shipping"):
+        assert (consuming[name]["concurrency"], consuming[name]["inline"]) == (1, True)
