@@ -37,6 +37,12 @@ class Payment(Worker):
     name = "payment"
     description = "Charges placed orders through the payment gateway; refunds cancelled ones."
 
+    @property
+    def inline(self) -> bool:
+        """Handler threads only for a gateway over the network: the in-process simulation (no
+        EDA_PAYMENT_GATEWAY_URL) answers at once, so its calls run on the I/O thread."""
+        return not self.settings.payment_gateway_url
+
     def setup(self):
         from eda.metrics import watch_breaker  # here: prometheus_client costs ~45ms to import, needed only to run
 

@@ -48,12 +48,20 @@ def test_a_backlog_is_shipped_acked_and_nothing_is_left(eda, broker, shipping_ba
     assert "Traceback" not in worker.output
 
 
-def test_workers_that_wait_on_nothing_run_inline_the_others_on_handler_threads(eda):
-    # Given --concurrency 4 for every worker
-    worker = eda.worker("payment", "inventory", "shipping", EDA_CONCURRENCY=4)
+def test_workers_that_wait_on_nothing_run_inline_the_others_on_handler_threads(eda, gateway):
+    # Given --concurrency 4 for every worker, and payment calling a gateway over HTTP
+    worker = eda.worker("payment", "inventory", "shipping", EDA_CONCURRENCY=4,
+                        EDA_PAYMENT_GATEWAY_URL=gateway.url)
     consuming = {r["worker"]: r for r in worker.records if r.get("message") == "consuming"}
-    # Then payment, which calls the gateway, runs up to 4 handlers on threads, while inventory (local
+    # Then payment, which waits on the gateway, runs up to 4 handlers on threads, while inventory (local
     # state) and shipping (computation) run theirs on the I/O thread, one at a time
     assert (consuming["payment"]["concurrency"], consuming["payment"]["inline"]) == (4, False)
     for name in ("inventory", "shipping"):
         assert (consuming[name]["concurrency"], consuming[name]["inline"]) == (1, True)
+
+
+def test_payment_with_the_in_process_gateway_runs_inline(eda):
+    # Given no gateway URL: payment charges through the in-process simulation, which never waits
+    worker = eda.worker("payment", EDA_CONCURRENCY=4)
+    consuming = next(r for r in worker.records if r.get("message") == "consuming")
+    assert (consuming["concurrency"], consuming["inline"]) == (1, True)
