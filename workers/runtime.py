@@ -15,31 +15,17 @@ import socket
 import threading
 import time
 
-from eda import names
 from eda.connection import describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.topology import Topology
 from producers.publisher import Publisher
-from workers import failures
-from workers.consumer import Delivery, Outcome, WorkerConsumer
-from workers.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
+from workers.consumer import Outcome, WorkerConsumer
+from workers.settlement import Settlement
 
 log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
-MOVE_FAILED_PAUSE = 1.0  # seconds a worker stops taking deliveries after the broker refused a move
-COPIED_PROPERTIES = ("content_type", "content_encoding", "message_id", "correlation_id", "type", "timestamp",
-                     "app_id", "priority", "reply_to", "expiration")
-
-
-def copy_properties(message) -> dict:
-    """The properties a moved copy keeps: ``message_id`` and ``correlation_id`` above all."""
-    props = {k: v for k, v in message.properties.items() if k in COPIED_PROPERTIES and v is not None}
-    props["delivery_mode"] = 2
-    return props
-
-
-class Runner:
+class Runner(Settlement):
     """Runs one or more named workers on one connection until stopped."""
 
     def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=()):
@@ -264,127 +250,3 @@ class Runner:
             except queue.Empty:
                 return
             self.complete(outcome)
-
-    def complete(self, outcome: Outcome) -> None:
-        """Settle a handler's outcome on the I/O thread."""
-        d = outcome.delivery
-        d.consumer.finished(d)
-        if d.session is not self.session:
-            return  # its channel is gone with the old connection: the broker redelivers the event
-        if outcome.error is not None:
-            self.fail(d, outcome.error)
-            return
-        if log.isEnabledFor(logging.INFO):
-            log.info("handled %s", d.event.type, extra=self._event_fields(d, duration_ms=round(outcome.seconds * 1000, 3)))
-        if not outcome.reactions:
-            d.consumer.record(d)
-            d.message.ack()
-            self._outcome(d, OK, outcome.seconds)
-            return
-        remaining = [len(outcome.reactions)]
-        errors = []
-
-        def settled(error):
-            # The handled event is acked only once every reaction is confirmed.
-            if error is not None:
-                errors.append(error)
-            remaining[0] -= 1
-            if remaining[0] == 0 and d.session is self.session:
-                if errors:
-                    self.fail(d, errors[0])
-                else:
-                    d.consumer.record(d)
-                    d.message.ack()
-                    self._outcome(d, OK, outcome.seconds)
-                    for event, _ in outcome.reactions:
-                        for hook in self.hooks:
-                            hook.on_published(d.consumer.worker.name, event.type)
-
-        exchange = self.topology.events.name
-        for event, body in outcome.reactions:
-            self.publisher.send_event(event, exchange, body=body, callback=settled)
-
-    def fail(self, d: Delivery, error: BaseException) -> None:
-        """Retry the event later or dead-letter it, by a confirmed publish before the ack."""
-        message, worker = d.message, d.consumer.worker.name
-        kind = failures.classify(error)
-        if kind == failures.CIRCUIT_OPEN:
-            self.give_back(d)  # not the event's fault: no attempt counted
-            self._outcome(d, REQUEUED, None)
-            if d.consumer.paused_until is None:
-                log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
-                            extra={"worker": worker})
-            d.consumer.pause(self.settings.breaker_reset_timeout)
-            return
-        attempts = failures.retry_count(message.headers)
-        delay = failures.next_delay(kind, attempts, self.settings.retry_delays_ms)
-        fields = self._event_fields(d, error=f"{type(error).__name__}: {error}", attempt=attempts + 1)
-        if delay is not None:
-            exchange, routing_key = "", names.retry_queue(self.settings.namespace, worker, delay)
-            headers = failures.retry_headers(message.headers, message.delivery_info, attempts)
-            log.warning("failed; retrying in %s", names.format_delay(delay), extra=fields)
-        else:
-            exchange, routing_key = self.topology.dlx.name, d.consumer.queue_name
-            headers = failures.dead_letter_headers(message.headers, message.delivery_info, error, worker=worker,
-                                                   queue=d.consumer.queue_name, attempts=attempts)
-            log.error("dead-lettered (%s)", kind, extra=fields)
-
-        def settled(publish_error):
-            if d.session is not self.session:
-                return
-            if publish_error is None:
-                message.ack()  # the copy is safe with the broker: now the original may go
-                self._outcome(d, RETRIED if delay is not None else REJECTED if kind == failures.CONTRACT
-                              else DEAD_LETTERED, None)
-            else:
-                # Mandatory: a copy that no queue took (a retry queue or DLQ deleted) is not a move.
-                log.error("could not move the event (%s); it goes back to its queue and the worker pauses "
-                          "for %ss", publish_error, MOVE_FAILED_PAUSE, extra=fields)
-                message.reject(requeue=True)
-                if not self._stopping:
-                    d.consumer.pause(MOVE_FAILED_PAUSE)  # not a hot loop of redeliveries
-
-        self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
-                            mandatory=True, label=f"event {message.properties.get('message_id')}",
-                            callback=settled)
-
-    def skip_processed(self, d: Delivery) -> None:
-        """Ack an event the worker's record says it processed already (a redelivery, or a duplicate)."""
-        log.info("already processed: acked without handling it again", extra=self._event_fields(d))
-        d.message.ack()
-        self._outcome(d, OK, None)
-
-    def give_back(self, d: Delivery) -> None:
-        """Return an event not handled (circuit open, pausing, stopping) to its queue, by a confirmed copy
-        and then the ack: a requeue would spend one of a quorum queue's ``x-delivery-limit`` deliveries,
-        and a long gateway outage would then dead-letter events that never failed."""
-        message = d.message
-        if self.publisher is None or d.session is not self.session:
-            return  # the connection is gone: the broker redelivers the event anyway
-
-        def settled(publish_error):
-            if d.session is not self.session:
-                return
-            if publish_error is None:
-                message.ack()
-            else:
-                message.reject(requeue=True)
-
-        self.publisher.send("", d.consumer.queue_name, message.body, copy_properties(message),
-                            headers=failures.given_back_headers(message.headers), mandatory=True,
-                            label=f"event {message.properties.get('message_id')}", callback=settled)
-
-    def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
-        for hook in self.hooks:
-            hook.on_outcome(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
-
-    @staticmethod
-    def _event_fields(d: Delivery, **extra) -> dict:
-        info = d.message.delivery_info
-        fields = {"worker": d.consumer.worker.name, "routing_key": info.get("routing_key")}
-        if d.event is not None:
-            fields.update(event_id=d.event.id, event_type=d.event.type, correlation_id=d.event.correlation_id)
-        else:
-            fields["event_id"] = d.message.properties.get("message_id")
-        fields.update(extra)
-        return fields
