@@ -110,8 +110,13 @@ class Topology:
         }
 
     def declare_exchanges(self, channel) -> None:
-        self.events.declare(channel=channel)
-        self.dlx.declare(channel=channel)
+        for exchange in (self.events, self.dlx):
+            try:
+                exchange.declare(channel=channel)
+            except PreconditionFailed as exc:
+                text = str(getattr(exc, "reply_text", "") or exc).split(" - ", 1)[-1]
+                raise QueueMismatch(f"exchange {exchange.name!r} exists with other properties ({text}); eda needs "
+                                    f"a durable {exchange.type} exchange: delete it or use another namespace") from None
 
     def declare_worker(self, channel, worker: str, event_types) -> Queue:
         """Declare everything one worker needs (idempotent) and return its work queue."""

@@ -105,3 +105,15 @@ def test_the_broker_url_can_come_from_a_file(eda, broker, payment_queue, broker_
                            EDA_BROKER_URL="amqp://wrong:wrong@127.0.0.1:1//", EDA_BROKER_URL_FILE=str(secret))
     assert code == 0, output
     assert wait_until(lambda: broker.depth(payment_queue) == 1)
+
+
+def test_an_events_exchange_declared_otherwise_is_a_one_line_error(eda, broker, namespace, make_order):
+    # Given someone declared the events exchange as a fanout exchange
+    broker.channel.exchange_declare(f"{namespace}.events", "fanout", durable=True, auto_delete=False)
+    try:
+        code, output = eda.run("publish", "order-placed", "--data", json.dumps(make_order()))
+        assert code == 2
+        assert output.startswith(f"error: exchange '{namespace}.events' exists with other properties")
+        assert "Traceback" not in output
+    finally:
+        broker.channel.exchange_delete(f"{namespace}.events")
