@@ -29,6 +29,12 @@ class NoOp(Worker):
         pass
 
 
+class InlineNoOp(NoOp):
+    """The no-op worker run as a worker that never waits on the network runs: on the I/O thread."""
+
+    inline = True
+
+
 class Counter(Hooks):
     """Times a runner from consuming to the ``n``-th settled event."""
 
@@ -78,7 +84,8 @@ def consume(bench: Bench, queue_events, n: int, concurrency: int) -> float:
     settings = bench.settings.with_(concurrency=concurrency)
     worker_logs(settings)
     queue_events(bench.worker_queue(NoOp.name, NoOp.handlers))
-    return run_worker(settings, NoOp, n)
+    # At concurrency 1 a handler that never waits runs inline (no thread hand-off), as eda's own do.
+    return run_worker(settings, InlineNoOp if concurrency == 1 else NoOp, n)
 
 
 def react(bench: Bench, queue_events, n: int) -> float:

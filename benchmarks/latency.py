@@ -105,8 +105,10 @@ def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
         for name in WORKERS:
             bench.worker_queue(name, registry.get(name).handlers)
-        procs = [eda_worker([name], bench.worker_env(state)) for name in WORKERS]
+        procs = []
         try:
+            for name in WORKERS:  # appended one by one inside the try: a failed start stops the others
+                procs.append(eda_worker([name], bench.worker_env(state)))
             wait_for(lambda: all(bench.consumers(f"{bench.namespace}.{w}") for w in WORKERS), 30, "the eda workers")
             probe = Probe(bench)
             try:

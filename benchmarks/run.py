@@ -7,6 +7,7 @@ namespace of its own that is deleted afterwards. Results go to DIR/latest.json a
 """
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -126,6 +127,8 @@ def measure(bench: Bench, args) -> tuple[dict, dict]:
 
 def main(argv=None) -> int:
     args = parse(argv)
+    # `kill` of the suite stops it like Ctrl-C: the finally blocks stop its workers and delete its namespace.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     bench = Bench()
     print(f"eda benchmarks on {bench.settings.safe_broker_url}, namespace {bench.namespace}", file=sys.stderr)
     try:

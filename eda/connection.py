@@ -2,7 +2,7 @@
 
 import kombu
 
-from eda.errors import BrokerUnavailable
+from eda.errors import AccessRefused, BrokerUnavailable
 from eda.settings import Settings
 
 
@@ -19,7 +19,8 @@ def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout
     except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...
         conn.release()
         reason = describe_connection_error(exc)
-        raise BrokerUnavailable(f"cannot reach the broker at {settings.safe_broker_url}: {reason}") from None
+        error = AccessRefused if reason.startswith("access refused") else BrokerUnavailable
+        raise error(f"cannot reach the broker at {settings.safe_broker_url}: {reason}") from None
     return conn
 
 

@@ -43,6 +43,10 @@ class BrokerUnavailable(EdaError):
     exit_code = 3
 
 
+class AccessRefused(ConfigError):
+    """The broker refused the user name or password: retrying cannot help."""
+
+
 class PublishError(EdaError):
     """The broker did not take responsibility for an event (nack, return, lost connection)."""
 

@@ -97,6 +97,24 @@ def _port(value, spec: Spec) -> int:
     return port
 
 
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
+
+
+def _check_broker_url(url: str) -> None:
+    """A URL kombu cannot use is a one-line error naming the setting (never echoing the password)."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number
+        if parts.scheme not in BROKER_SCHEMES:
+            problem = f"scheme {parts.scheme!r} is not one of {', '.join(BROKER_SCHEMES)}"
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        raise ConfigError(f"--broker-url (EDA_BROKER_URL): not a broker URL like amqp://user:password@host:5672/vhost"
+                          f" ({problem})")
+
+
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "eda"
@@ -150,6 +168,7 @@ class Settings:
             except OSError as exc:
                 raise ConfigError(f"--broker-url-file: cannot read {self.broker_url_file}: {exc.strerror}") from None
             object.__setattr__(self, "broker_url", url)
+        _check_broker_url(self.broker_url)
         object.__setattr__(self, "state_dir", Path(self.state_dir) if self.state_dir else _default_state_dir())
         object.__setattr__(self, "log_format", self.log_format.lower())
         object.__setattr__(self, "log_level", self.log_level.upper())

@@ -16,7 +16,7 @@ import pytest
 
 from eda.gateway import Simulation, serve
 from eda.topology import Topology
-from tests.support import Broker, EdaProcess, environment, port_open
+from tests.support import in_ci, Broker, EdaProcess, environment, port_open
 from workers import registry
 
 LOCAL_BROKER = "amqp://guest:guest@localhost:5672//"
@@ -47,7 +47,7 @@ def broker_url():
         container, url = _testcontainers_broker()
     except Exception as exc:  # no Docker here either
         message = f"no RabbitMQ: set EDA_TEST_BROKER_URL, run one on localhost:5672, or run Docker ({exc})"
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     yield url

@@ -189,6 +189,11 @@ class Broker:
         self.conn.release()
 
 
+def in_ci() -> bool:
+    """Under CI (CI set to anything but empty, 0 or false) a missing prerequisite fails, never skips."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
 def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

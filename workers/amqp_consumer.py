@@ -20,8 +20,9 @@ from collections import deque
 class Acks:
     """One channel's deliveries not yet acked or rejected (tags in delivery order) and its held acks."""
 
-    def __init__(self, channel, flush_at: int):
+    def __init__(self, channel, flush_at: int, before_flush=None):
         self.channel = channel
+        self.before_flush = before_flush  # e.g. commit the processed-event record before its acks
         self.flush_at = max(1, flush_at)
         self.unsettled = deque()  # every delivered tag not yet acked or rejected, ascending
         self.done = set()  # tags whose work is done: their ack is held until the next flush
@@ -47,6 +48,8 @@ class Acks:
         handled go one by one once ``flush_at`` of them wait (or with ``force``)."""
         if not self.done:
             return
+        if self.before_flush is not None:
+            self.before_flush()
         unsettled, done = self.unsettled, self.done
         last = None
         while unsettled and unsettled[0] in done:
@@ -99,14 +102,14 @@ class Received:
 class AmqpConsumer:
     """basic.consume on one queue of a py-amqp channel; ``on_message`` gets a ``Received``."""
 
-    def __init__(self, channel, queue: str, prefetch: int, tag_prefix: str, on_message):
+    def __init__(self, channel, queue: str, prefetch: int, tag_prefix: str, on_message, before_ack=None):
         self.channel = channel
         self.channel.auto_decode = False  # bodies stay bytes: eda decodes UTF-8 JSON itself
         self.queue = queue
         self.prefetch = prefetch
         self.tag_prefix = tag_prefix
         self.on_message = on_message
-        self.acks = Acks(channel, flush_at=prefetch // 4)
+        self.acks = Acks(channel, flush_at=prefetch // 4, before_flush=before_ack)
         self.tag = None
 
     def consume(self) -> None:

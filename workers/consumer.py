@@ -44,8 +44,10 @@ class WorkerConsumer:
         self.runner = runner
         self.concurrency = 1 if worker.inline else worker.settings.concurrency
         self.accepted = frozenset(worker.handlers)
-        self.pool = HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool) \
-            if self.concurrency > 1 else None
+        # Only an inline worker runs handlers on the I/O thread: any other handler may wait on the
+        # network, and the I/O thread must keep serving heartbeats, confirms and acks meanwhile.
+        self.pool = None if worker.inline else \
+            HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool)
         self.in_flight = 0
         self.backlog = deque()  # delivered but not started: given back to the broker on pause or stop
         self.consumer = None
@@ -68,7 +70,8 @@ class WorkerConsumer:
         self.queue_name = queue.name
         prefetch, tag_prefix = self.worker.settings.effective_prefetch, f"eda-{self.worker.name}-"
         if is_amqp(connection):  # py-amqp directly: no kombu Message per delivery, acks batched
-            self.consumer = AmqpConsumer(channel, queue.name, prefetch, tag_prefix, self.on_message)
+            self.consumer = AmqpConsumer(channel, queue.name, prefetch, tag_prefix, self.on_message,
+                                         before_ack=self.flush_records)
         else:  # kombu's in-memory transport (`eda demo --embedded`)
             self.consumer = Consumer(channel, queues=[queue], on_message=self.on_message,
                                      prefetch_count=prefetch, tag_prefix=tag_prefix)

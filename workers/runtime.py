@@ -97,7 +97,9 @@ class Runner(Settlement):
                 return self._loop()
             except ConfigError:
                 raise
-            except (BrokerUnavailable, *self._connection_errors()) as exc:
+            except (BrokerUnavailable, *self._connection_errors(), *self._channel_errors()) as exc:
+                # A channel error (say an exchange deleted under the worker) is survived the same way:
+                # a new connection redeclares the topology, and unacked events come back.
                 self._drop_session()
                 if self._stopping:
                     return EXIT_OK
@@ -147,6 +149,9 @@ class Runner(Settlement):
             except Exception:  # the connection may already be dead; nothing to clean up then
                 pass
             self.connection = None
+
+    def _channel_errors(self) -> tuple:
+        return self.connection.channel_errors if self.connection is not None else ()
 
     def _connection_errors(self) -> tuple:
         return self.connection.connection_errors if self.connection is not None else (OSError,)

@@ -5,14 +5,13 @@ The tests that stop the broker's app need rabbitmqctl on the broker's own machin
 without it; under CI=true they fail instead, so a CI run never counts a skip as a pass.
 """
 
-import os
 import shutil
 import subprocess
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import Accounting, Broker, TcpProxy, handled, wait_until
+from tests.support import Accounting, Broker, TcpProxy, handled, in_ci, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ def broker_app(broker_url, namespace):
                else f"cannot stop the broker at {host} from here: rabbitmqctl "
                     f"{'found' if rabbitmqctl else 'missing'}, broker {'local' if host == 'localhost' else 'remote'}")
     if problem:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(problem)
         pytest.skip(problem)
     app = BrokerApp(rabbitmqctl)
@@ -155,3 +154,18 @@ def test_a_broker_gone_silent_is_found_by_heartbeats_and_reconnected(eda, broker
     [order_id] = eda.publish("order-placed", make_order())
     assert spy.wait_for("payment.succeeded")[0]["causationid"] == order_id
     assert worker.proc.poll() is None
+
+
+def test_an_exchange_deleted_under_a_running_worker_is_redeclared_and_nothing_is_lost(eda, broker, namespace):
+    # Given a running shipping worker, and its reactions' exchange deleted under it
+    worker = eda.worker("shipping")
+    broker.channel.exchange_delete(f"{namespace}.events")
+    # When an event reaches its queue and the worker publishes its reaction to the missing exchange
+    broker.publish(f"{namespace}.shipping", {
+        "specversion": "1.0", "id": "evt-exchange-gone", "source": "test", "type": "inventory.reserved",
+        "data": {"orderId": "ord-exchange-gone", "items": [{"sku": "A", "quantity": 1}]}}, exchange="")
+    # Then the worker survives the channel error: it reconnects, redeclares, and handles the event
+    worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("broker connection lost"))
+    worker.wait_for_log(handled("inventory.reserved"))
+    assert broker.exists(f"{namespace}.shipping") and wait_until(lambda: broker.depth(f"{namespace}.shipping") == 0)
+    assert worker.proc.poll() is None and "Traceback" not in worker.output

