@@ -100,6 +100,18 @@ class Probe:
         self.conn.release()
 
 
+def measure(bench: Bench, rate: float, seconds: float, first=()) -> dict:
+    """Publish ``first`` (set-up events), warm up, then time orders at ``rate`` for ``seconds``."""
+    probe = Probe(bench)
+    try:
+        for event in first:
+            probe.publisher.send_event(event, bench.topology.events.name, mandatory=True)
+        probe.warm_up()
+        return probe.run(rate, seconds)
+    finally:
+        probe.close()
+
+
 def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
     """The three real workers, one `eda worker NAME` process each (as the systemd unit runs them)."""
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
@@ -110,14 +122,8 @@ def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
             for name in WORKERS:  # appended one by one inside the try: a failed start stops the others
                 procs.append(eda_worker([name], bench.worker_env(state)))
             wait_for(lambda: all(bench.consumers(f"{bench.namespace}.{w}") for w in WORKERS), 30, "the eda workers")
-            probe = Probe(bench)
-            try:
-                probe.publisher.send_event(Event("stock.replenished", {"sku": "SKU-1", "quantity": 10**9},
-                                                 "eda/bench"), bench.topology.events.name, mandatory=True)
-                probe.warm_up()
-                return probe.run(rate, seconds)
-            finally:
-                probe.close()
+            stock = Event("stock.replenished", {"sku": "SKU-1", "quantity": 10**9}, "eda/bench")
+            return measure(bench, rate, seconds, first=[stock])
         finally:
             for proc in procs:
                 stop(proc)
@@ -135,12 +141,7 @@ def raw_latency(bench: Bench, rate: float, seconds: float) -> dict:
                                           cwd=ROOT))
         wait_for(lambda: all(bench.consumers(f"{bench.namespace}.relay.{k}") for k, _ in HOPS), 30,
                  "the relays")
-        probe = Probe(bench)
-        try:
-            probe.warm_up()
-            return probe.run(rate, seconds)
-        finally:
-            probe.close()
+        return measure(bench, rate, seconds)
     finally:
         for proc in procs:
             stop(proc)
