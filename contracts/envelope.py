@@ -14,6 +14,7 @@ from contracts import registry
 from eda.errors import ContractError
 
 SPECVERSION = "1.0"
+SHORT_STRING_BYTES = 255  # AMQP short strings (message_id, correlation_id, type, app_id) hold at most this
 CONTENT_TYPE = "application/cloudevents+json"
 DATA_CONTENT_TYPE = "application/json"
 
@@ -42,6 +43,22 @@ class Event:
         """A new event caused by this one: same correlation, this event as its cause."""
         return Event(type=type, data=data, source=source, correlation_id=self.correlation_id,
                      causation_id=self.id)
+
+
+def check_attribute(name: str, value, *, required: bool = True) -> None:
+    """Raise ContractError unless ``value`` is a string the wire can carry: not empty, and at most 255
+    bytes of UTF-8, since id, type, source and correlation id are also AMQP short-string properties."""
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value:
+        raise ContractError(f"CloudEvent attribute {name!r} is missing or not a string")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ContractError(f"CloudEvent attribute {name!r} is not valid UTF-8") from None
+    if size > SHORT_STRING_BYTES:
+        raise ContractError(f"CloudEvent attribute {name!r} is {size} bytes long; at most {SHORT_STRING_BYTES} "
+                            f"bytes of UTF-8 fit an AMQP property")
 
 
 def now_rfc3339() -> str:
