@@ -25,8 +25,26 @@ BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-deliver
 
 def replay_headers(headers) -> dict:
     """A replayed copy's headers: eda's failure record and attempt count gone, and the broker's own
-    dead-letter history too (a quorum queue's delivery limit leaves only that)."""
-    return {k: v for k, v in failures.cleaned_headers(headers).items() if not k.startswith(BROKER_DEATH_HEADERS)}
+    dead-letter history too (a quorum queue's delivery limit leaves only that). Where the event was
+    first published stays (from ``x-death`` when the broker dead-lettered it): the worker checks the
+    event's type against that routing key."""
+    headers = headers or {}
+    replayed = {k: v for k, v in failures.cleaned_headers(headers).items() if not k.startswith(BROKER_DEATH_HEADERS)}
+    if failures.ORIGINAL_ROUTING_KEY not in replayed:
+        death = _first_death(headers)
+        keys = death.get("routing-keys") if death else None
+        if isinstance(keys, list) and keys and isinstance(keys[0], str) and death.get("exchange"):
+            replayed[failures.ORIGINAL_EXCHANGE] = death["exchange"]
+            replayed[failures.ORIGINAL_ROUTING_KEY] = keys[0]
+    return replayed
+
+
+def _first_death(headers) -> dict | None:
+    """The broker's record of the first time the message was dead-lettered, if it is well formed."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], dict):
+        return deaths[-1]
+    return None
 
 
 def _event_id_and_type(message) -> tuple:

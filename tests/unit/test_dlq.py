@@ -40,11 +40,21 @@ def test_a_copy_dead_lettered_by_the_broker_shows_its_x_death_reason_and_time():
 
 
 def test_a_replayed_copy_loses_the_failure_record_of_eda_and_of_the_broker_and_keeps_the_rest():
-    headers = {**REASON, "eda-original-exchange": "shop.events", "eda-original-queue": "shop.payment",
-               "eda-host": "h", "x-death": [{"reason": "rejected"}], "x-first-death-reason": "rejected",
-               "x-last-death-queue": "shop.payment", "x-delivery-count": 3, "traceparent": "00-abc-def-01"}
-    assert replay_headers(headers) == {"traceparent": "00-abc-def-01"}
+    headers = {**REASON, "eda-original-exchange": "shop.events", "eda-original-routing-key": "order.placed",
+               "eda-original-queue": "shop.payment", "eda-host": "h", "x-death": [{"reason": "rejected"}],
+               "x-first-death-reason": "rejected", "x-last-death-queue": "shop.payment", "x-delivery-count": 3,
+               "traceparent": "00-abc-def-01"}
+    # where it was first published stays: the worker checks the event's type against it
+    assert replay_headers(headers) == {"traceparent": "00-abc-def-01", "eda-original-exchange": "shop.events",
+                                       "eda-original-routing-key": "order.placed"}
     assert replay_headers(None) == {}
+
+
+def test_a_copy_the_broker_dead_lettered_is_replayed_with_the_routing_key_of_its_first_death():
+    headers = {"x-death": [{"reason": "delivery_limit", "exchange": "shop.events", "routing-keys": ["order.placed"],
+                            "queue": "shop.payment"}]}
+    assert replay_headers(headers) == {"eda-original-exchange": "shop.events",
+                                       "eda-original-routing-key": "order.placed"}
 
 
 def test_the_depth_table_aligns_columns_and_says_when_a_dlq_is_not_declared():

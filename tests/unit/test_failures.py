@@ -103,9 +103,58 @@ def test_an_error_never_raised_has_no_stacktrace():
 def test_a_replayed_copy_loses_the_failure_record_and_the_attempt_count():
     dead = failures.dead_letter_headers({"trace": "t-1"}, DELIVERY, raised(KeyError("k")), worker="w", queue="q",
                                         attempts=3)
-    assert failures.cleaned_headers(dead) == {"trace": "t-1"}
+    assert failures.cleaned_headers(dead) == {"trace": "t-1", "eda-original-exchange": "shop.events",
+                                              "eda-original-routing-key": "order.placed"}
 
 
-def test_an_event_given_back_keeps_its_headers_but_not_the_old_copys_delivery_count():
+def test_an_event_given_back_keeps_its_headers_and_origin_but_not_the_old_copys_delivery_count():
     headers = {"eda-retry-count": 1, "x-delivery-count": 4, "trace": "t-1"}
-    assert failures.given_back_headers(headers) == {"eda-retry-count": 1, "trace": "t-1"}
+    assert failures.given_back_headers(headers, DELIVERY) == {
+        "eda-retry-count": 1, "trace": "t-1", "eda-original-exchange": "shop.events",
+        "eda-original-routing-key": "order.placed"}
+
+
+@pytest.mark.parametrize("value, count", [
+    (1e300, 0), (float("inf"), 0), (float("nan"), 0), (True, 0), (2**70, failures.MAX_RETRY_COUNT),
+    (b"3", 0), ({"a": 1}, 0), ([1], 0), ("99999999999", 0), (None, 0), (3, 3),
+])
+def test_a_hostile_attempt_count_counts_as_0_or_as_the_end_of_any_schedule_and_never_raises(value, count):
+    assert failures.retry_count({"eda-retry-count": value}) == count
+    # and the dead-lettered copy's headers can be written again
+    dead = failures.dead_letter_headers({"eda-retry-count": value}, DELIVERY, ValueError("x"), worker="w",
+                                        queue="q", attempts=failures.retry_count({"eda-retry-count": value}))
+    assert failures.encodable_headers(dead) is not None
+
+
+def test_an_event_from_the_events_exchange_is_routed_as_the_brokers_routing_key_whatever_its_headers_say():
+    forged = {"eda-original-routing-key": "order.cancelled"}
+    assert failures.routed_as(forged, DELIVERY) == "order.placed"
+    assert failures.origin(forged, DELIVERY) == ("shop.events", "order.placed")
+
+
+def test_a_copy_moved_through_the_default_exchange_is_routed_as_its_original_routing_key():
+    assert failures.routed_as({"eda-original-routing-key": "order.placed"}, RETRIED) == "order.placed"
+    assert failures.routed_as({}, RETRIED) is None
+
+
+def test_headers_that_cannot_be_encoded_again_are_replaced_by_a_note_and_edas_own_are_kept():
+    from decimal import Decimal
+
+    from amqp.serialization import dumps
+
+    deep = {}
+    for _ in range(5000):
+        deep = {"d": deep}
+    headers = {"wide": Decimal("1" * 40), "deep": deep, "fine": "yes", "eda-worker": "w"}
+    cleaned = failures.encodable_headers(headers, own=("eda-worker",))
+    assert cleaned["fine"] == "yes" and cleaned["eda-worker"] == "w"
+    assert "cannot be encoded" in cleaned["wide"] and "cannot be encoded" in cleaned["deep"]
+    dumps("F", [cleaned])  # writes
+
+
+def test_headers_over_the_budget_keep_edas_own_and_drop_the_events_own():
+    headers = {f"h{i}": "x" * 1000 for i in range(200)} | {"eda-worker": "w"}
+    cleaned = failures.encodable_headers(headers, own=("eda-worker",))
+    assert cleaned["eda-worker"] == "w"
+    from amqp.serialization import dumps
+    assert len(dumps("F", [cleaned])) <= failures.HEADERS_BUDGET
