@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,8 @@ class Answer:
 
 
 class Simulation:
-    """A gateway that declines amounts over a limit and can be slow, flaky or down."""
+    """A gateway that declines amounts over a limit and can be slow, flaky or down, for every order or only
+    for the orders in ``fail_orders``; ``calls`` counts the requests it received per idempotency key."""
 
     def __init__(self, decline_over=Decimal("10000"), latency: float = 0.0, failure_rate: float = 0.0,
                  down: bool = False):
@@ -42,6 +44,8 @@ class Simulation:
         self.latency = latency
         self.failure_rate = failure_rate
         self.down = down
+        self.fail_orders: set[str] = set()  # orderIds answered 503 on every request, whatever else holds
+        self.calls: Counter = Counter()  # idempotency key -> requests received (replays and failures too)
         self._answers = {}  # idempotency key -> (http status, body): a repeated key gets the first answer
         self._lock = threading.Lock()
         self.charges = 0  # how many charges were really made (not replayed); tests read it
@@ -51,6 +55,7 @@ class Simulation:
     def handle(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
         """Answer one request as the HTTP API would: (status code, JSON body)."""
         with self._lock:
+            self.calls[key] += 1
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -62,7 +67,7 @@ class Simulation:
                 self.in_flight -= 1
 
     def _answer(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
-        if self.down or (self.failure_rate and random.random() < self.failure_rate):
+        if self.down or self._failing(body) or (self.failure_rate and random.random() < self.failure_rate):
             return 503, {"status": "error", "reason": "gateway unavailable"}
         if path not in ("/charges", "/refunds"):
             return 404, {"status": "error", "reason": "not found"}
@@ -73,6 +78,10 @@ class Simulation:
             if key:
                 self._answers[key] = answer
             return answer
+
+    def _failing(self, body) -> bool:
+        order_id = body.get("orderId") if isinstance(body, dict) else None
+        return isinstance(order_id, str) and order_id in self.fail_orders
 
     def _charge(self, body) -> tuple[int, dict]:
         try:
