@@ -12,7 +12,7 @@ from eda.settings import SPECS, Settings, redact_url
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
 WORKER = ("state_dir", "payment_gateway_url", "prefetch", "concurrency", "retry_delays", "shutdown_timeout",
           "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window",
-          "heartbeat", "queue_type", "delivery_limit", "metrics_port")
+          "heartbeat", "queue_type", "delivery_limit", "metrics_port", "metrics_address")
 
 
 def settings_options(*names):
@@ -57,7 +57,27 @@ def complete_events(ctx, param, incomplete):
 
 
 class Group(click.Group):
-    """Shows expected errors as one line on stderr with their exit code, never as a traceback."""
+    """Shows expected errors as one line on stderr with their exit code, never as a traceback; click's
+    usage errors (an unknown option, a missing argument, a file that cannot be opened) too, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `eda` or `eda dlq` alone: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().split())  # one line, whatever click wrapped
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
+            click.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:

@@ -5,15 +5,20 @@ the specs into click options (so ``--help`` shows both), and ``Settings.from_env
 variables for code that runs without the CLI.
 """
 
+import ipaddress
+import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from eda.errors import ConfigError
-from eda.names import parse_delay
+from eda.names import check_namespace, parse_delay
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
+MAX_SECONDS = 365 * 24 * 3600.0  # the longest timeout or window: past it, thread and socket waits overflow
+MAX_CONCURRENCY = 1000
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class Spec:
     help: str
     choices: tuple = ()
     secret: bool = False
+    low: float | None = None  # the smallest and largest number the setting takes (both included)
+    high: float | None = None
+    why: str = ""  # why ``high`` is where it is, for the error message
 
     @property
     def option(self) -> str:
@@ -49,42 +57,124 @@ SPECS = {
              choices=("json", "text")),
         Spec("log_level", "EDA_LOG_LEVEL", "INFO", "Least severe level logged.",
              choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-        Spec("prefetch", "EDA_PREFETCH", 100, "Deliveries held unacked per worker (at least the concurrency)."),
-        Spec("concurrency", "EDA_CONCURRENCY", 4, "Handlers running at once per worker."),
+        Spec("prefetch", "EDA_PREFETCH", 100, "Deliveries held unacked per worker (at least the concurrency).",
+             low=1, high=65535, why="basic.qos carries a 16-bit count"),
+        Spec("concurrency", "EDA_CONCURRENCY", 4, "Handlers running at once per worker.",
+             low=1, high=MAX_CONCURRENCY, why="a thread each"),
         Spec("retry_delays", "EDA_RETRY_DELAYS", "1s,5s,30s,2m,10m",
              "Delays between attempts of a failing event, comma-separated; empty: no retries."),
         Spec("shutdown_timeout", "EDA_SHUTDOWN_TIMEOUT", 30.0,
-             "Seconds running handlers get to finish after SIGTERM or SIGINT."),
+             "Seconds running handlers get to finish after SIGTERM or SIGINT.",
+             low=0, high=MAX_SECONDS, why="a year"),
         Spec("breaker_fail_max", "EDA_BREAKER_FAIL_MAX", 5,
-             "Gateway failures in a row that open the circuit breaker."),
+             "Gateway failures in a row that open the circuit breaker.", low=1, high=1_000_000),
         Spec("breaker_reset_timeout", "EDA_BREAKER_RESET_TIMEOUT", 30.0,
-             "Seconds the breaker stays open before it probes the gateway again."),
-        Spec("gateway_timeout", "EDA_GATEWAY_TIMEOUT", 5.0, "Seconds one payment gateway call may take."),
+             "Seconds the breaker stays open before it probes the gateway again.",
+             low=0, high=MAX_SECONDS, why="a year"),
+        Spec("gateway_timeout", "EDA_GATEWAY_TIMEOUT", 5.0, "Seconds one payment gateway call may take.",
+             low=0.001, high=MAX_SECONDS, why="a year"),
         Spec("stock_threshold", "EDA_STOCK_THRESHOLD", 5,
-             "Inventory publishes inventory.depleted when a SKU's stock falls to or below this."),
+             "Inventory publishes inventory.depleted when a SKU's stock falls to or below this.",
+             low=0, high=2**63 - 1, why="a 64-bit count"),
         Spec("reconnect_window", "EDA_RECONNECT_WINDOW", 60.0,
-             "Seconds a worker keeps trying to reach a lost broker before it exits non-zero."),
+             "Seconds a worker keeps trying to reach a lost broker before it exits non-zero.",
+             low=0, high=MAX_SECONDS, why="a year"),
         Spec("heartbeat", "EDA_HEARTBEAT", 30,
-             "Seconds between AMQP heartbeats; a broker silent for two of them counts as lost."),
+             "Seconds between AMQP heartbeats; a broker silent for two of them counts as lost.",
+             low=0, high=65535, why="AMQP carries a 16-bit heartbeat"),
         Spec("queue_type", "EDA_QUEUE_TYPE", "classic",
              "RabbitMQ type of the work queues; quorum adds a delivery limit against crash loops.",
              choices=("classic", "quorum")),
         Spec("delivery_limit", "EDA_DELIVERY_LIMIT", 20,
-             "Quorum work queues dead-letter an event delivered this many times (a crash loop)."),
+             "Quorum work queues dead-letter an event delivered this many times (a crash loop).",
+             low=1, high=2**31 - 1, why="RabbitMQ's limit"),
         Spec("metrics_port", "EDA_METRICS_PORT", None,
-             "Serve Prometheus metrics on this port at /metrics (all interfaces); unset: no metrics server."),
+             "Serve Prometheus metrics on this port at /metrics; unset: no metrics server."),
+        Spec("metrics_address", "EDA_METRICS_ADDRESS", "0.0.0.0",
+             "Address the metrics server listens on: 0.0.0.0 every IPv4 interface, :: every interface, "
+             "127.0.0.1 this host only."),
     )
 }
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = f"{parts.username}:***" if parts.username else ":***"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+    """The URL with its password replaced, for logs and messages; never raises. A URL that cannot be
+    parsed is not shown at all, since any part of it may be the password."""
+    shown = []
+    for part in url.split(";"):  # kombu's failover list: amqp://h1//;amqp://h2//
+        try:
+            parts = urlsplit(part)
+            parts.port  # noqa: B018 (raises ValueError where the port is not a number)
+        except ValueError:
+            return "<broker URL not shown: it cannot be parsed>"
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[1]
+            userinfo = f"{parts.username}:***" if parts.username else ":***"
+            part = urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+        shown.append(part)
+    return ";".join(shown)
+
+
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
+URL_HINT = ("percent-encode special characters of the user name and password: / ? # @ ; : % [ ] as "
+            "%2F %3F %23 %40 %3B %3A %25 %5B %5D")
+
+
+def broker_url_problem(url: str) -> str | None:
+    """What keeps kombu from using ``url`` as its user meant, told without any part of the URL (a
+    password with a ``/``, ``#``, ``?`` or ``;`` makes the rest of it look like a host, port or path)."""
+    for part in url.split(";"):  # kombu splits failover URLs at ';', a password's ';' included
+        try:
+            parts = urlsplit(part.strip())
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            return "its host and port cannot be parsed"
+        if parts.scheme not in BROKER_SCHEMES:
+            return f"it does not start with {', '.join(s + '://' for s in BROKER_SCHEMES)}"
+        if "@" in part.split("//", 1)[-1][len(parts.netloc):]:
+            return "an '@' follows the host"
+    return None
+
+
+def _check_broker_url(url: str) -> None:
+    """A URL kombu cannot use is a one-line error naming the setting (never echoing any of the URL)."""
+    problem = broker_url_problem(url)
+    if problem:
+        raise ConfigError(f"--broker-url (EDA_BROKER_URL): not a broker URL like amqp://user:password@host:5672/vhost "
+                          f"({problem}); {URL_HINT}")
+
+
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
+
+
+def _check_address(address: str) -> str:
+    """An IP address or host name to listen on."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        if len(address) <= 253 and HOST_NAME.fullmatch(address):
+            return address
+    shown = address if len(address) <= 60 else f"{address[:60]}..."
+    raise ConfigError(f"--metrics-address (EDA_METRICS_ADDRESS): {shown!r} is not an IP address or host name")
+
+
+def _check_range(name: str, value) -> None:
+    spec = SPECS[name]
+    if spec.low is None:
+        return
+    where = f"{spec.option} ({spec.env})"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, not {value!r}")
+    if value < spec.low:
+        raise ConfigError(f"{where}: must be at least {_number(spec.low)}")
+    if spec.high is not None and value > spec.high:
+        why = f" ({spec.why})" if spec.why else ""
+        raise ConfigError(f"{where}: must be at most {_number(spec.high)}{why}, not {_number(value)}")
+
+
+def _number(x) -> str:
+    text = str(int(x)) if isinstance(x, int) or (abs(x) < 1e15 and float(x).is_integer()) else repr(x)
+    return text if len(text) <= 30 else f"{text[:30]}..."
 
 
 def _port(value, spec: Spec) -> int:
@@ -95,24 +185,6 @@ def _port(value, spec: Spec) -> int:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{spec.option} ({spec.env}): {port} is not a port number (0-65535)")
     return port
-
-
-BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "memory")
-
-
-def _check_broker_url(url: str) -> None:
-    """A URL kombu cannot use is a one-line error naming the setting (never echoing the password)."""
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # raises ValueError for a port that is not a number
-        if parts.scheme not in BROKER_SCHEMES:
-            problem = f"scheme {parts.scheme!r} is not one of {', '.join(BROKER_SCHEMES)}"
-    except ValueError as exc:
-        problem = str(exc)
-    if problem:
-        raise ConfigError(f"--broker-url (EDA_BROKER_URL): not a broker URL like amqp://user:password@host:5672/vhost"
-                          f" ({problem})")
 
 
 def _default_state_dir() -> Path:
@@ -144,6 +216,7 @@ class Settings:
     queue_type: str = "classic"
     delivery_limit: int = 20
     metrics_port: int | None = None
+    metrics_address: str = "0.0.0.0"
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
@@ -173,16 +246,12 @@ class Settings:
         object.__setattr__(self, "log_format", self.log_format.lower())
         object.__setattr__(self, "log_level", self.log_level.upper())
         object.__setattr__(self, "queue_type", self.queue_type.lower())
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency (EDA_CONCURRENCY): must be at least 1")
-        if self.prefetch < 1:
-            raise ConfigError("--prefetch (EDA_PREFETCH): must be at least 1")
-        if self.heartbeat < 0:
-            raise ConfigError("--heartbeat (EDA_HEARTBEAT): must be 0 (off) or more seconds")
-        if self.delivery_limit < 1:
-            raise ConfigError("--delivery-limit (EDA_DELIVERY_LIMIT): must be at least 1")
+        for f in fields(self):
+            _check_range(f.name, getattr(self, f.name))
+        check_namespace(self.namespace)
         if self.metrics_port is not None:
             object.__setattr__(self, "metrics_port", _port(self.metrics_port, SPECS["metrics_port"]))
+        object.__setattr__(self, "metrics_address", _check_address(str(self.metrics_address).strip()))
         self.retry_delays_ms  # parse now, so a bad value fails at start and not at the first failure
 
     @classmethod
