@@ -92,14 +92,16 @@ class Publisher:
 
     def _publish(self, exchange, routing_key, body, props, headers, mandatory, label, callback, message_id):
         message = AmqpMessage(body, application_headers=headers or {}, **props)
-        self._seq += 1
-        self._pending[self._seq] = (label, callback, message_id)
         # basic.publish sent as py-amqp's basic_publish does, without the non-blocking read it makes
         # first: that read dispatches deliveries from inside a publish (recursing when the publish
         # is itself made from a delivery's callback) and costs a syscall per event.
         if not self.channel.connection:
             raise RecoverableConnectionError("basic_publish: connection closed")
         self.channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, mandatory, False), message)
+        # Counted only once sent: a message that cannot be encoded raises above before any byte is
+        # written, and must not take a sequence number the broker never gives (confirms would shift).
+        self._seq += 1
+        self._pending[self._seq] = (label, callback, message_id)
 
     # Broker answers, called from drain_events on the I/O thread.
 

@@ -71,12 +71,14 @@ class Acks:
 class Received:
     """A delivery as the runtime uses it: body, properties, headers, delivery info, ack and reject."""
 
-    __slots__ = ("body", "properties", "headers", "delivery_info", "delivery_tag", "_acks")
+    __slots__ = ("body", "properties", "headers", "delivery_info", "delivery_tag", "undecodable", "_acks")
 
     def __init__(self, message, acks: Acks):
         self.body = message.body
         self.properties = message.properties
         self.headers = message.properties.get("application_headers") or {}
+        # Why its properties were left out, where py-amqp could not decode them (see eda.frames).
+        self.undecodable = getattr(message, "undecodable", None)
         self.delivery_info = message.delivery_info
         self.delivery_tag = message.delivery_tag
         self._acks = acks

@@ -9,12 +9,14 @@ from collections import deque
 
 from kombu import Consumer
 
-from contracts.envelope import decode
+from contracts.envelope import clip, decode
 from eda.connection import is_amqp
 from eda.errors import ContractError
 from eda.store import Store
+from workers import failures
 from workers.amqp_consumer import AmqpConsumer
 from workers.base import Worker
+from workers.duplicates import Duplicates
 from workers.threads import HandlerThreads
 
 
@@ -60,6 +62,7 @@ class WorkerConsumer:
         self.processed = Store(settings.state_dir, f"{settings.namespace}.{worker.name}") \
             if worker.record_processed else None
         self.unrecorded = set()  # processed this turn of the I/O loop; committed at its end, in one go
+        self.duplicates = Duplicates() if self.processed is not None else None
 
     def start(self, connection, topology, session) -> None:
         """Declare the worker's topology on a fresh channel and start consuming."""
@@ -77,26 +80,69 @@ class WorkerConsumer:
                                      prefetch_count=prefetch, tag_prefix=tag_prefix)
         self.consumer.consume()
         self.backlog.clear()
+        if self.duplicates is not None:
+            self.duplicates.clear()
         self.paused_until = None
 
     def on_message(self, message) -> None:
-        """Called by kombu on the I/O thread for each delivery."""
+        """Called on the I/O thread for each delivery. Whatever the message holds, it is handled or
+        failed: an error here fails this delivery (dead-lettered with the reason), never the worker."""
         try:
-            event = decode(message.body, self.accepted)
-        except ContractError as exc:
-            # A poison message: dead-letter it at once (never retried) and go on with the next.
+            event = self._event_of(message)
+        except Exception as exc:  # noqa: BLE001 - a poison message: dead-letter it at once, go on
             self.runner.fail(Delivery(message, self, None, self.session), exc)
             return
         delivery = Delivery(message, self, event, self.session)
-        if self.processed is not None and (event.id in self.unrecorded
-                                           or self.processed.was_processed(event.id)):
+        try:
+            if self.duplicates is not None and self._seen(delivery):
+                return
+        except Exception as exc:  # noqa: BLE001 - the record could not be read: a transient failure
+            self.runner.fail(delivery, exc)
+            return
+        self.admit(delivery)
+
+    def _event_of(self, message):
+        """The event a delivery holds, checked against the contract and the route it took."""
+        undecodable = getattr(message, "undecodable", None)
+        if undecodable:
+            raise ContractError(f"message refused: {undecodable}")
+        event = decode(message.body, self.accepted)
+        routed = failures.routed_as(message.headers, message.delivery_info)
+        if routed is not None and routed != event.type:
+            # A publisher allowed to send only one routing key must not pass for another event type.
+            raise ContractError(f"event type {clip(event.type)} does not match the routing key "
+                                f"{clip(routed)} it was published with")
+        return event
+
+    def _seen(self, delivery: Delivery) -> bool:
+        """True when the delivery is a copy of an event processed or in flight (then it is dealt with)."""
+        event_id = delivery.event.id
+        if event_id in self.duplicates:
+            return self.duplicates.arrived(delivery)  # waits for the copy in flight
+        if event_id in self.unrecorded or self.processed.was_processed(event_id):
             self.runner.skip_processed(delivery)
-        elif self.stopped:
+            return True
+        return self.duplicates.arrived(delivery)
+
+    def admit(self, delivery: Delivery) -> None:
+        """Start a delivery now, or keep it in the backlog; while stopping, give it back."""
+        if self.stopped:
             self.runner.give_back(delivery)  # arrived while stopping: not started, so given back
         elif self.in_flight < self.concurrency and self.paused_until is None:
             self._start(delivery)
         else:
             self.backlog.append(delivery)
+
+    def resolved(self, delivery: Delivery, processed: bool) -> None:
+        """A delivery reached its end (acked when ``processed``, else moved or given back): copies of
+        its event that waited are acked without handling, or the next one goes on."""
+        if self.duplicates is None or delivery.event is None:
+            return
+        skipped, successor = self.duplicates.resolved(delivery, processed)
+        for copy in skipped:
+            self.runner.skip_processed(copy)
+        if successor is not None:
+            self.admit(successor)
 
     def _start(self, delivery: Delivery) -> None:
         self.in_flight += 1

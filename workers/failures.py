@@ -30,6 +30,7 @@ FAILURE_HEADERS = (
     "eda-exception-type", "eda-exception-message", "eda-exception-stacktrace", ORIGINAL_EXCHANGE,
     ORIGINAL_ROUTING_KEY, "eda-original-queue", "eda-failed-at", "eda-worker", "eda-host",
 )
+OWN_HEADERS = (*FAILURE_HEADERS, RETRY_COUNT)  # kept first when a copy's headers must be cut down
 
 
 def classify(error: BaseException) -> str:

@@ -38,6 +38,7 @@ class Runner(Settlement):
         self.connection = None
         self.publisher = None
         self.session = None  # a new object per connection: outcomes of a lost one are dropped
+        self.session_errors = ()  # errors that end the session (connection and channel errors), not an event
         self._outcomes = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         self._wake_pending = False
@@ -97,9 +98,13 @@ class Runner(Settlement):
                 return self._loop()
             except ConfigError:
                 raise
-            except (BrokerUnavailable, *self._connection_errors(), *self._channel_errors()) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever ends a session, the worker goes on
                 # A channel error (say an exchange deleted under the worker) is survived the same way:
-                # a new connection redeclares the topology, and unacked events come back.
+                # a new connection redeclares the topology, and unacked events come back. Anything
+                # else escaping the I/O loop is a defect of eda's, logged with its traceback; no
+                # message can cause one (each delivery's errors fail that delivery alone).
+                if not isinstance(exc, (BrokerUnavailable, *self._connection_errors(), *self._channel_errors())):
+                    log.exception("unexpected error in the I/O loop; reconnecting")
                 self._drop_session()
                 if self._stopping:
                     return EXIT_OK
@@ -116,6 +121,7 @@ class Runner(Settlement):
     def _open_session(self) -> None:
         self.connection = self.connect(self.settings)
         self.session = object()
+        self.session_errors = (*self.connection.connection_errors, *self.connection.channel_errors)
         self.publisher = Publisher(self.connection)
         for c in self.consumers:
             try:

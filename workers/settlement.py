@@ -32,20 +32,26 @@ class Settlement:
     """What happens to each delivery after its handler; mixed into ``Runner`` (see the module docstring)."""
 
     def complete(self, outcome: Outcome) -> None:
-        """Settle a handler's outcome on the I/O thread."""
+        """Settle a handler's outcome on the I/O thread; an error while doing so fails the event."""
         d = outcome.delivery
         d.consumer.finished(d)
         if d.session is not self.session:
             return  # its channel is gone with the old connection: the broker redelivers the event
+        try:
+            self._settle(d, outcome)
+        except self.session_errors:
+            raise  # the connection or channel is gone: the session ends, the broker redelivers
+        except Exception as exc:  # noqa: BLE001 - e.g. a reaction that cannot be written
+            self.fail(d, exc)
+
+    def _settle(self, d: Delivery, outcome: Outcome) -> None:
         if outcome.error is not None:
             self.fail(d, outcome.error)
             return
         if log.isEnabledFor(logging.INFO):
             log.info("handled %s", d.event.type, extra=self._event_fields(d, duration_ms=round(outcome.seconds * 1000, 3)))
         if not outcome.reactions:
-            d.consumer.record(d)
-            d.message.ack()
-            self._outcome(d, OK, outcome.seconds)
+            self._processed(d, outcome.seconds)
             return
         remaining = [len(outcome.reactions)]
         errors = []
@@ -59,9 +65,7 @@ class Settlement:
                 if errors:
                     self.fail(d, errors[0])
                 else:
-                    d.consumer.record(d)
-                    d.message.ack()
-                    self._outcome(d, OK, outcome.seconds)
+                    self._processed(d, outcome.seconds)
                     for event, _ in outcome.reactions:
                         for hook in self.hooks:
                             hook.on_published(d.consumer.worker.name, event.type)
@@ -70,8 +74,28 @@ class Settlement:
         for event, body in outcome.reactions:
             self.publisher.send_event(event, exchange, body=body, callback=settled)
 
+    def _processed(self, d: Delivery, seconds) -> None:
+        d.consumer.record(d)
+        d.message.ack()
+        self._outcome(d, OK, seconds)
+        d.consumer.resolved(d, processed=True)
+
     def fail(self, d: Delivery, error: BaseException) -> None:
-        """Retry the event later or dead-letter it, by a confirmed publish before the ack."""
+        """Retry the event later or dead-letter it, by a confirmed publish before the ack. Where even
+        that copy cannot be written, the broker dead-letters the event (a reject, never a requeue)."""
+        try:
+            self._move(d, error)
+        except self.session_errors:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the copy itself cannot be written
+            log.error("cannot write the event's copy (%s: %s); rejected to the work queue's dead-letter "
+                      "exchange instead", type(exc).__name__, failures.describe(exc)[:200],
+                      extra=self._event_fields(d, error=f"{type(error).__name__}: {failures.describe(error)}"))
+            d.message.reject(requeue=False)
+            self._outcome(d, DEAD_LETTERED, None)
+            d.consumer.resolved(d, processed=False)
+
+    def _move(self, d: Delivery, error: BaseException) -> None:
         message, worker = d.message, d.consumer.worker.name
         kind = failures.classify(error)
         if kind == failures.CIRCUIT_OPEN:
@@ -84,7 +108,8 @@ class Settlement:
             return
         attempts = failures.retry_count(message.headers)
         delay = failures.next_delay(kind, attempts, self.settings.retry_delays_ms)
-        fields = self._event_fields(d, error=f"{type(error).__name__}: {error}", attempt=attempts + 1)
+        fields = self._event_fields(d, error=f"{type(error).__name__}: {failures.describe(error)}",
+                                    attempt=attempts + 1)
         if delay is not None:
             exchange, routing_key = "", names.retry_queue(self.settings.namespace, worker, delay)
             headers = failures.retry_headers(message.headers, message.delivery_info, attempts)
@@ -109,10 +134,15 @@ class Settlement:
                 message.reject(requeue=True)
                 if not self._stopping:
                     d.consumer.pause(MOVE_FAILED_PAUSE)  # not a hot loop of redeliveries
+            d.consumer.resolved(d, processed=False)
 
-        self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
-                            mandatory=True, label=f"event {message.properties.get('message_id')}",
-                            callback=settled)
+        self._send_copy(exchange, routing_key, message, headers, settled)
+
+    def _send_copy(self, exchange: str, routing_key: str, message, headers: dict, callback) -> None:
+        """Publish a copy of a delivered message, confirmed and mandatory, with headers made writable."""
+        self.publisher.send(exchange, routing_key, message.body, copy_properties(message),
+                            headers=failures.encodable_headers(headers, own=failures.OWN_HEADERS), mandatory=True,
+                            label=f"event {message.properties.get('message_id')}", callback=callback)
 
     def skip_processed(self, d: Delivery) -> None:
         """Ack an event the worker's record says it processed already (a redelivery, or a duplicate)."""
@@ -135,10 +165,10 @@ class Settlement:
                 message.ack()
             else:
                 message.reject(requeue=True)
+            d.consumer.resolved(d, processed=False)
 
-        self.publisher.send("", d.consumer.queue_name, message.body, copy_properties(message),
-                            headers=failures.given_back_headers(message.headers), mandatory=True,
-                            label=f"event {message.properties.get('message_id')}", callback=settled)
+        self._send_copy("", d.consumer.queue_name, message,
+                        failures.given_back_headers(message.headers, message.delivery_info), settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
         for hook in self.hooks:
