@@ -116,11 +116,18 @@ class Eda:
         for proc in self.processes:
             proc.stop()
 
+    def report(self, tail=4000):
+        """The end of each process's output, printed: pytest shows it beside a failed test."""
+        for proc in self.processes:
+            state = "running" if proc.proc.poll() is None else f"exited {proc.proc.returncode}"
+            print(f"--- eda {' '.join(proc.args)} ({state}), output (end):\n{proc.output[-tail:]}")
+
 
 @pytest.fixture
 def eda(env):
     runner = Eda(env)
     yield runner
+    runner.report()
     runner.stop_all()
 
 

@@ -1,5 +1,6 @@
 """Test helpers: `eda` CLI processes with their log lines, and a look into the broker with plain kombu."""
 
+import contextlib
 import json
 import os
 import signal
@@ -9,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import kombu
+import pika
 from amqp.basic_message import Message as AmqpMessage
 from kombu import Exchange, Queue
 
@@ -169,8 +172,7 @@ class Broker:
             messages = []
             while (m := ch.basic_get(queue, no_ack=False)) is not None:
                 messages.append(m)
-            ch.basic_recover(requeue=True)
-        return messages
+        return messages  # closing the channel gives every message back
 
     def spy(self, pattern="#") -> Spy:
         return Spy(self.conn, self.namespace, pattern)
@@ -185,8 +187,92 @@ class Broker:
                                      exchange=f"{self.namespace}.events" if exchange is None else exchange,
                                      routing_key=routing_key, mandatory=True)
 
+    def publish_all(self, messages, conn=None) -> None:
+        """Publish ``(routing_key, body, headers, properties)`` tuples back to back on one channel of
+        ``conn`` (default: this one), confirms pipelined; returns once the broker confirmed every one.
+        ``properties`` may hold ``exchange`` (default: the events exchange; "" is the default exchange)."""
+        conn = conn or self.conn
+        with conn.channel() as ch:
+            confirmed, nacked = [0], []
+            ch.events["basic_ack"].add(lambda tag, multiple: confirmed.__setitem__(0, max(confirmed[0], tag)))
+            ch.events["basic_nack"].add(lambda tag, multiple: nacked.append(tag))
+            ch.confirm_select()
+            sent = 0
+            for routing_key, body, headers, properties in messages:
+                properties = dict(properties)
+                exchange = properties.pop("exchange", f"{self.namespace}.events")
+                if isinstance(body, dict):
+                    body = json.dumps(body).encode()
+                properties.setdefault("delivery_mode", 2)
+                ch.basic_publish(AmqpMessage(body, application_headers=headers or {}, **properties),
+                                 exchange=exchange, routing_key=routing_key, mandatory=True)
+                sent += 1
+            deadline = time.monotonic() + 30
+            while confirmed[0] < sent and not nacked:
+                assert time.monotonic() < deadline, f"the broker confirmed {confirmed[0]} of {sent} messages"
+                try:
+                    conn.drain_events(timeout=1)
+                except socket.timeout:
+                    pass
+            assert not nacked, f"the broker nacked messages {nacked}"
+
+    def dead_letters(self, worker: str) -> list["Letter"]:
+        """The messages in ``worker``'s dead-letter queue, left in place. Read with pika, whose decoder
+        takes what py-amqp's refuses (a short string that is not UTF-8), under a raised recursion limit
+        (header tables nested thousands deep): a hostile message's dead letter can be looked at."""
+        return self.peek_any(f"{self.namespace}.{worker}.dlq")
+
+    def peek_any(self, queue: str) -> list["Letter"]:
+        """Every message in ``queue`` as a ``Letter``, left in place, however hostile its properties."""
+        url = self.url if not self.url.endswith("//") else self.url[:-1] + "%2F"
+        with recursion_limit(50_000):
+            connection = pika.BlockingConnection(pika.URLParameters(url))
+            try:
+                channel = connection.channel()
+                letters = []
+                while True:
+                    method, props, body = channel.basic_get(queue, auto_ack=False)
+                    if method is None:
+                        return letters
+                    properties = {k: v for k, v in vars(props).items() if v is not None and k != "headers"}
+                    letters.append(Letter(body, properties, props.headers or {}))
+            finally:
+                connection.close()  # gives every message back
+
     def close(self):
         self.conn.release()
+
+
+class Letter(typing.NamedTuple):
+    """A message as read off a queue: its body, AMQP properties (a dict) and headers."""
+    body: bytes
+    properties: dict
+    headers: dict
+
+
+def cloud_event(event_type: str, data: dict, **attributes) -> dict:
+    """A valid CloudEvent body of ``event_type`` as any client would write it; ``attributes`` override
+    or add envelope attributes (``id``, ``correlationid``...); one set to ``...`` is left out."""
+    body = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "test-client", "type": event_type,
+            "time": "2024-05-01T12:00:00Z", "datacontenttype": "application/json", "data": data, **attributes}
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def reservation(order_id=None) -> dict:
+    """The data of an inventory.reserved event (what the shipping worker ships)."""
+    return {"orderId": order_id or f"ord-{uuid.uuid4().hex[:8]}", "items": [{"sku": "SKU-1", "quantity": 1}]}
+
+
+@contextlib.contextmanager
+def recursion_limit(limit: int):
+    """Raise this process's recursion limit for a while: py-amqp encodes and decodes header tables
+    recursively, so a test that publishes or reads very deep headers needs a deeper stack."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def in_ci() -> bool:
