@@ -7,7 +7,7 @@ import sys
 import click
 
 from eda.cli_support import COMMON, WORKER, Group, complete_events, complete_workers, settings_options
-from eda.errors import ConfigError
+from eda.errors import ConfigError, ContractError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="eda")
@@ -35,26 +35,33 @@ def worker(names, settings):
     if settings.metrics_port is not None:
         from eda.metrics import MetricsHooks
 
-        hooks.append(MetricsHooks.serve(settings.metrics_port, classes))
+        hooks.append(MetricsHooks.serve(settings.metrics_port, classes, addr=settings.metrics_address))
     sys.exit(Runner(classes, settings, hooks=hooks).run())
 
 
 @main.command(short_help="Validate and publish events, confirmed.")
 @click.argument("event", shell_complete=complete_events)
 @click.option("--data", help="The event's data as a JSON object.")
-@click.option("--file", "file", type=click.File("r"), help="JSON lines of data, one event each ('-' for stdin).")
+@click.option("--file", "file", type=click.File("rb"), help="JSON lines of data, one event each ('-' for stdin).")
 @click.option("--correlation-id", help="Correlation id of the events (default: each event's own id).")
 @click.option("--source", default="eda/cli", show_default=True, help="CloudEvents source attribute.")
 @settings_options(*COMMON)
 def publish(event, data, file, correlation_id, source, settings):
-    """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it."""
+    """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it.
+    Every event is validated before the first is published: an invalid one publishes nothing."""
+    from contracts.envelope import check_attribute
     from producers.batch import events_from_input, publish_confirmed
 
+    for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
+        try:
+            check_attribute(name, value, required=option == "--source")
+        except ContractError as exc:
+            raise ConfigError(f"{option}: {exc}") from None
     if (data is None) == (file is None):
         raise ConfigError("give the event's data with exactly one of --data JSON or --file PATH")
-    events = events_from_input(event, data=data, lines=file, source=source, correlation_id=correlation_id)
-    publish_confirmed(settings, events, on_confirmed=lambda e: click.echo(e.id),
-                      progress=file is not None and sys.stderr.isatty())
+    with events_from_input(event, data=data, lines=file, source=source, correlation_id=correlation_id) as events:
+        publish_confirmed(settings, events, on_confirmed=lambda e: click.echo(e.id),
+                          progress=file is not None and sys.stderr.isatty())
 
 
 @main.group()
