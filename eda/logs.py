@@ -4,25 +4,48 @@ import logging
 import sys
 import time
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+MAX_VALUE = 1000  # characters kept of a logged value (events carry what any publisher wrote), as in DLQ headers
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s"
+TRACEBACKS = ("exc_info", "stack_info")
 CONTEXT_KEYS = ("worker", "event_type", "event_id", "correlation_id", "routing_key", "duration_ms", "error",
                 "attempt", "queue")
 
 
+def cut(text: str) -> str:
+    """``text`` cut to MAX_VALUE characters, saying how much was left out."""
+    return text if len(text) <= MAX_VALUE else f"{text[:MAX_VALUE]}...[{len(text) - MAX_VALUE} more characters]"
+
+
+def cut_traceback(text: str, keep: int = 2 * MAX_VALUE) -> str:
+    """A traceback's head and tail, where it is long (an exception's message may quote a whole event)."""
+    if len(text) <= 4 * keep:
+        return text
+    return f"{text[:keep]}...[{len(text) - 2 * keep} characters]...{text[-keep:]}"
+
+
 class TextFormatter(logging.Formatter):
-    """The message, then the event's context as ``key=value`` pairs."""
+    """The message, then the event's context as ``key=value`` pairs; each cut to MAX_VALUE characters."""
 
     def format(self, record):
-        pairs = [f"{k}={getattr(record, k)}" for k in CONTEXT_KEYS if getattr(record, k, None) is not None]
+        pairs = [f"{k}={cut(str(getattr(record, k)))}" for k in CONTEXT_KEYS if getattr(record, k, None) is not None]
         record.context = (" " + " ".join(pairs)) if pairs else ""
         return super().format(record)
+
+    def formatMessage(self, record):
+        record.message = cut(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei):
+        return cut_traceback(super().formatException(ei))
 
 
 class JsonFormatter(OrjsonFormatter):
     """python-json-logger's orjson formatter, cheap enough for a line per handled event: extra fields
-    are picked with one set lookup per record attribute, and the time text is built once a second."""
+    are picked with one set lookup per record attribute, and the time text is built once a second.
+    Text values (the message and every extra field) are cut to MAX_VALUE characters."""
 
     _second, _second_text = None, ""
 
@@ -36,6 +59,9 @@ class JsonFormatter(OrjsonFormatter):
         for key, value in record.__dict__.items():
             if key not in skip and not (isinstance(key, str) and key.startswith("_")):
                 log_data[rename.get(key, key)] = value
+        for key, value in log_data.items():
+            if type(value) is str and len(value) > MAX_VALUE or isinstance(value, (list, tuple, dict, set)):
+                log_data[key] = cut_traceback(value) if key in TRACEBACKS else _cut_value(value)
 
     def formatTime(self, record, datefmt=None):
         if datefmt:
@@ -45,6 +71,14 @@ class JsonFormatter(OrjsonFormatter):
             self._second_text = time.strftime(self.default_time_format, self.converter(record.created))
             self._second = second
         return self.default_msec_format % (self._second_text, record.msecs)
+
+
+def _cut_value(value):
+    """A value cut to MAX_VALUE characters; a container (of a handler's own making, or not) by its text."""
+    if isinstance(value, str):
+        return cut(value)
+    text = orjson.dumps(value, default=str).decode() if isinstance(value, (list, tuple, dict)) else str(value)
+    return value if len(text) <= MAX_VALUE else cut(text)
 
 
 def configure(log_format: str = "json", level: str = "INFO") -> None:
