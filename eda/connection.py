@@ -4,6 +4,7 @@ import amqp.exceptions
 import kombu
 
 from eda.errors import AccessRefused, BrokerUnavailable
+from eda.frames import guarded_frame_handler
 from eda.settings import Settings
 
 
@@ -15,7 +16,10 @@ def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout
     url = url or settings.broker_url
     heartbeat = settings.heartbeat if heartbeat is None else heartbeat
     conn = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=timeout,
-                            transport_options={"confirm_publish": False})
+                            transport_options={"confirm_publish": False,
+                                               # a message whose properties py-amqp cannot decode is
+                                               # delivered without them, not fatal to the connection
+                                               "frame_handler": guarded_frame_handler})
     try:
         conn.connect()
     except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...
