@@ -100,6 +100,8 @@ SPECS = {
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and messages; never raises. A URL that cannot be
     parsed is not shown at all, since any part of it may be the password."""
+    if broker_url_problem(url):
+        return "<broker URL not shown: it cannot be parsed>"
     shown = []
     for part in url.split(";"):  # kombu's failover list: amqp://h1//;amqp://h2//
         try:

@@ -1,5 +1,6 @@
 """Prometheus metrics of a real worker process, scraped over HTTP as Prometheus does."""
 
+import os
 import socket
 import urllib.request
 
@@ -76,3 +77,44 @@ def test_a_busy_metrics_port_is_a_one_line_error(eda):
     assert code == 2
     assert f"error: --metrics-port (EDA_METRICS_PORT): cannot listen on 0.0.0.0:{port}" in output
     assert "Traceback" not in output
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads thread counts from /proc")
+def test_idle_connections_neither_add_threads_nor_block_a_scrape(eda):
+    # Given a worker serving metrics
+    port = free_port()
+    worker = eda.worker("payment", EDA_METRICS_PORT=port)
+    scrape(port)
+    before = threads_of(worker.proc.pid)
+    # When 300 clients connect and send nothing
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(300)]
+    try:
+        # Then a scrape is still answered, and the worker runs no more threads than before
+        assert sample(scrape(port), "eda_broker_connected", worker="payment") == 1
+        assert threads_of(worker.proc.pid) <= before
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_the_metrics_server_listens_only_where_asked(eda):
+    # Given a worker told to serve its metrics on 127.0.0.2 only (all of 127/8 is this host on Linux)
+    port = free_port()
+    worker = eda.worker("payment", EDA_METRICS_PORT=port, EDA_METRICS_ADDRESS="127.0.0.2")
+    worker.wait_for_log(lambda r: r.get("metrics_address") == "127.0.0.2", what="the metrics server started")
+    # Then it answers there, and not on 127.0.0.1
+    with urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5) as response:
+        assert b"eda_broker_connected" in response.read()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_a_bad_metrics_address_is_a_one_line_error(eda):
+    code, output = eda.run("worker", "payment", EDA_METRICS_PORT=free_port(), EDA_METRICS_ADDRESS="not an address")
+    assert code == 2
+    assert output.startswith("error: --metrics-address (EDA_METRICS_ADDRESS)") and len(output.splitlines()) == 1

@@ -54,3 +54,79 @@ def test_every_setting_is_an_option_with_its_variable_in_help():
                  "prefetch", "concurrency"):
         assert SPECS[name].option in result.output and SPECS[name].env in result.output
     assert "guest:guest" not in result.output
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"EDA_PREFETCH": "65536"}, "--prefetch (EDA_PREFETCH): must be at most 65535 (basic.qos carries a 16-bit count)"),
+    ({"EDA_HEARTBEAT": "70000"}, "--heartbeat (EDA_HEARTBEAT): must be at most 65535"),
+    ({"EDA_CONCURRENCY": "1001"}, "--concurrency (EDA_CONCURRENCY): must be at most 1000"),
+    ({"EDA_DELIVERY_LIMIT": str(2**31)}, "--delivery-limit (EDA_DELIVERY_LIMIT): must be at most 2147483647"),
+    ({"EDA_SHUTDOWN_TIMEOUT": "inf"}, "--shutdown-timeout (EDA_SHUTDOWN_TIMEOUT): must be a finite number"),
+    ({"EDA_GATEWAY_TIMEOUT": "0"}, "--gateway-timeout (EDA_GATEWAY_TIMEOUT): must be at least 0.001"),
+    ({"EDA_RECONNECT_WINDOW": "1e300"}, "--reconnect-window (EDA_RECONNECT_WINDOW): must be at most 31536000"),
+    ({"EDA_RETRY_DELAYS": "1s,1194h"}, "--retry-delays (EDA_RETRY_DELAYS): '1194h' is too long a delay"),
+    ({"EDA_METRICS_ADDRESS": "my host"}, "--metrics-address (EDA_METRICS_ADDRESS): 'my host' is not an IP"),
+])
+def test_a_number_the_wire_or_the_runtime_cannot_take_is_refused_at_start(env, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert str(raised.value).startswith(message)
+
+
+def test_the_largest_values_are_taken():
+    s = Settings.from_env({"EDA_PREFETCH": "65535", "EDA_HEARTBEAT": "65535", "EDA_CONCURRENCY": "1000",
+                           "EDA_RETRY_DELAYS": "1193h", "EDA_METRICS_ADDRESS": "::1"})
+    assert s.prefetch == 65535 and s.retry_delays_ms == (1193 * 3_600_000,) and s.metrics_address == "::1"
+
+
+@pytest.mark.parametrize("namespace", ["eda", "shop-prod", "team_a.orders", "x:1", "N" * 100])
+def test_a_namespace_of_letters_digits_and_separators_up_to_100_is_taken(namespace):
+    assert Settings.from_env({"EDA_NAMESPACE": namespace}).namespace == namespace
+    longest = names.retry_queue(namespace, "w" * 130, names.MAX_DELAY_MS)  # the longest suffix eda adds
+    assert len(longest.encode()) <= names.MAX_NAME_BYTES
+
+
+@pytest.mark.parametrize("namespace, message", [
+    ("n" * 101, "101 characters is too long; at most 100"),
+    ("amq", "reserved by RabbitMQ"), ("amq.shop", "reserved by RabbitMQ"),
+    ("shop prod", "is not a namespace"), ("-shop", "is not a namespace"), ("shöp", "is not a namespace"),
+    ("a/b", "is not a namespace"),
+])
+def test_a_namespace_that_cannot_name_every_queue_is_refused(namespace, message):
+    with pytest.raises(ConfigError, match="--namespace") as raised:
+        Settings.from_env({"EDA_NAMESPACE": namespace})
+    assert message in str(raised.value)
+
+
+def test_a_derived_name_over_255_bytes_is_a_config_error():
+    assert names.work_queue("shop", "w" * 250) == "shop." + "w" * 250
+    with pytest.raises(ConfigError, match="AMQP names hold at most 255"):
+        names.work_queue("shop", "w" * 251)
+    with pytest.raises(ConfigError):
+        names.dead_letter_queue("shop", "é" * 124)  # 133 characters, 257 bytes
+
+
+SECRET_URLS = ["amqp://guest:SECRETPW#x@127.0.0.1:5672//", "amqp://guest:SECRETPW?@127.0.0.1:5672//",
+               "amqp://guest:SECRET/PW@127.0.0.1:5672//", "amqp://guest:1234/SECRETPW@127.0.0.1:5672//",
+               "amqp://guest:SECRET;PW@127.0.0.1:5672//", "amqp://guest:SE[CRETPW@127.0.0.1:5672//",
+               "SECRETPW:x@127.0.0.1"]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_a_url_that_cannot_be_parsed_is_refused_without_any_of_it(url):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"EDA_BROKER_URL": url})
+    message = str(raised.value)
+    assert message.startswith("--broker-url (EDA_BROKER_URL): not a broker URL") and "percent-encode" in message
+    assert "SECRET" not in message and "PW" not in message and "127.0.0.1" not in message
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_redaction_never_shows_a_url_it_cannot_parse(url):
+    assert "SECRET" not in redact_url(url)
+
+
+def test_percent_encoded_passwords_and_failover_lists_are_taken_and_redacted():
+    s = Settings.from_env({"EDA_BROKER_URL": "amqp://guest:SE%23CR%2FET%3B@h1:5672//;amqp://u:PW2@h2//"})
+    assert s.safe_broker_url == "amqp://guest:***@h1:5672//;amqp://u:***@h2//"
+    assert redact_url("amqp://user:pa@ss@host//") == "amqp://user:***@host//"
