@@ -106,7 +106,12 @@ class WorkerConsumer:
         undecodable = getattr(message, "undecodable", None)
         if undecodable:
             raise ContractError(f"message refused: {undecodable}")
-        event = decode(message.body, self.accepted)
+        try:
+            event = decode(message.body, self.accepted)
+        except ContractError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decoding is deterministic: retrying cannot help
+            raise ContractError(f"body cannot be decoded: {type(exc).__name__}: {clip(str(exc), 200)}") from exc
         routed = failures.routed_as(message.headers, message.delivery_info)
         if routed is not None and routed != event.type:
             # A publisher allowed to send only one routing key must not pass for another event type.
@@ -158,7 +163,9 @@ class WorkerConsumer:
         started = time.perf_counter()
         try:
             ctx = self.worker.handle(delivery.event)
-        except Exception as exc:  # any handler error is the event's failure, handled by the runner
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any handler error (sys.exit too) is the event's failure
             return Outcome(delivery, (), exc, time.perf_counter() - started)
         return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
 
