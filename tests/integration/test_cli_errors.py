@@ -3,7 +3,6 @@ never a traceback, never a password."""
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
