@@ -1,12 +1,14 @@
 """Logging setup: python-json-logger lines on stdout, or plain text for people."""
 
 import logging
+import re
 import sys
 import time
 
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+SURROGATES = re.compile("[\ud800-\udfff]")
 MAX_VALUE = 1000  # characters kept of a logged value (events carry what any publisher wrote), as in DLQ headers
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s"
 TRACEBACKS = ("exc_info", "stack_info")
@@ -63,6 +65,12 @@ class JsonFormatter(OrjsonFormatter):
             if type(value) is str and len(value) > MAX_VALUE or isinstance(value, (list, tuple, dict, set)):
                 log_data[key] = cut_traceback(value) if key in TRACEBACKS else _cut_value(value)
 
+    def jsonify_log_record(self, log_data) -> str:
+        try:
+            return super().jsonify_log_record(log_data)
+        except TypeError:  # a lone surrogate (an AMQP property decoded with surrogatepass): never a lost line
+            return super().jsonify_log_record({k: _valid_text(v) for k, v in log_data.items()})
+
     def formatTime(self, record, datefmt=None):
         if datefmt:
             return super().formatTime(record, datefmt)
@@ -71,6 +79,15 @@ class JsonFormatter(OrjsonFormatter):
             self._second_text = time.strftime(self.default_time_format, self.converter(record.created))
             self._second = second
         return self.default_msec_format % (self._second_text, record.msecs)
+
+
+def _valid_text(value):
+    """``value`` with text JSON can carry: a lone surrogate becomes U+FFFD; other values by their text."""
+    if isinstance(value, str):
+        return SURROGATES.sub("\ufffd", value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return _valid_text(str(value))
 
 
 def _cut_value(value):

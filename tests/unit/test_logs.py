@@ -59,3 +59,11 @@ def test_a_traceback_keeps_its_head_and_tail(captured, log_format):
         logging.getLogger("eda.x").exception("failed")
     text = captured.getvalue()
     assert len(text) < 8_000 and "Traceback" in text and "END" in text
+
+
+def test_a_lone_surrogate_from_an_amqp_property_is_logged_as_a_replacement_character(capsys):
+    # py-amqp decodes short strings with surrogatepass: a message_id can hold one, which JSON cannot
+    logs.configure("json", "INFO")
+    logging.getLogger("eda.worker").info("dead-lettered", extra={"event_id": "\ud800abc", "attempt": 1})
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["event_id"] == "\ufffdabc" and line["attempt"] == 1 and line["message"] == "dead-lettered"
