@@ -17,7 +17,7 @@ from tests.support import cloud_event, reservation, wait_until
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = 400
+EXAMPLES = 300  # about 15-30 s on this 2-core machine, most of it the worker reconnecting past undecodable frames
 CLOUDEVENTS = "application/cloudevents+json"
 ATTRIBUTES = ("specversion", "id", "source", "type", "time", "datacontenttype", "correlationid", "causationid",
               "data", "dataschema", "subject")
@@ -110,7 +110,7 @@ def test_arbitrary_deliveries_are_each_handled_or_dead_lettered_and_the_worker_s
     worker = eda.worker("shipping")
     spy = broker.spy("order.shipped")
     work_queue = f"{namespace}.shipping"
-    sent = {}  # marker -> (the event id a handle would name, a description of the example)
+    sent = {}  # message_id (marker first) -> (the event id a handle would name, a description of the example)
     channel = broker.conn.channel()
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -145,8 +145,8 @@ def test_arbitrary_deliveries_are_each_handled_or_dead_lettered_and_the_worker_s
     def unaccounted():
         handled = {e.get("causationid") for e in spy.of_type("order.shipped")}
         dead = {m.properties.get("message_id"): m for m in broker.dead_letters("shipping")}
-        return {marker: what for marker, (event_id, what) in sent.items()
-                if marker not in dead and (event_id is None or event_id not in handled)}, dead
+        return {message_id: what for message_id, (event_id, what) in sent.items()
+                if message_id not in dead and (event_id is None or event_id not in handled)}, dead
 
     try:
         wait_until(lambda: not unaccounted()[0], timeout=120, interval=0.5, message="every example accounted for")
@@ -158,8 +158,12 @@ def test_arbitrary_deliveries_are_each_handled_or_dead_lettered_and_the_worker_s
                              + "\nworker output (end):\n" + worker.output[-3000:]) from None
     _, dead = unaccounted()
     # each dead letter says why
-    for marker, letter in dead.items():
-        assert letter.headers.get("eda-exception-type"), (marker, letter.headers)
+    for message_id, letter in dead.items():
+        assert letter.headers.get("eda-exception-type"), (message_id, letter.headers)
+    # and the examples took both ways: many handled, many dead-lettered
+    shipped = {e.get("causationid") for e in spy.of_type("order.shipped")}
+    handled = [i for i, (event_id, _) in sent.items() if event_id in shipped]
+    assert len(handled) >= 20 and len(set(sent) & set(dead)) >= 20, (len(handled), len(dead))
     # the worker is still the same running process, and nothing is left in its queues
     assert worker.proc.poll() is None, worker.output[-3000:]
     for queue in (work_queue, f"{work_queue}.retry.200ms", f"{work_queue}.retry.400ms"):
