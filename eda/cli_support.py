@@ -6,7 +6,7 @@ import sys
 import click
 
 from eda import logs
-from eda.errors import EdaError
+from eda.errors import ConfigError, EdaError
 from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
@@ -41,23 +41,58 @@ def settings_options(*names):
 
 def complete_workers(ctx, param, incomplete):
     """Shell completion of worker names, with their descriptions."""
-    from workers import registry
+    from eda import discovery
 
     return [click.shell_completion.CompletionItem(name, help=cls.description)
-            for name, cls in registry.discover().items() if name.startswith(incomplete)]
+            for name, cls in discovery.discover().items() if name.startswith(incomplete)]
 
 
 def complete_events(ctx, param, incomplete):
     """Shell completion of event names (``order-placed``), or types once a dot is typed (``order.placed``)."""
-    from contracts import CONTRACTS
+    from eda.contracts.registry import all_contracts
 
     key = "type" if "." in incomplete else "name"
     return [click.shell_completion.CompletionItem(getattr(c, key), help=c.description)
-            for c in CONTRACTS if getattr(c, key).startswith(incomplete)]
+            for c in all_contracts() if getattr(c, key).startswith(incomplete)]
+
+
+COMMANDS = "eda.commands"  # entry-point group: commands a package adds (the shop's `eda demo`, `eda gateway`)
+
+
+def _unavailable(name: str, ep, exc: Exception) -> click.Command:
+    """Stands in for a plug-in command that cannot be imported (say a project's own ``workers``
+    package shadows the one it lives in): listed, and a one-line error when run."""
+
+    def fail(**_):
+        raise ConfigError(f"command {name!r} is not available: cannot load {ep.value}: {exc}")
+
+    return click.Command(name, callback=fail, short_help=f"(not available: cannot load {ep.value})",
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 class Group(click.Group):
-    """Shows expected errors as one line on stderr with their exit code, never as a traceback."""
+    """Adds the commands of ``eda.commands`` entry points, loaded only when used, and shows expected
+    errors as one line on stderr with their exit code, never as a traceback."""
+
+    def _plugins(self) -> dict:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=COMMANDS) if ep.name not in self.commands}
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        ep = self._plugins().get(name)
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except Exception as exc:
+            return _unavailable(name, ep, exc)
 
     def invoke(self, ctx):
         try:

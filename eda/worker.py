@@ -9,18 +9,23 @@
 
 A handler gets the validated event and a context to publish reactions with. Reactions are sent,
 with publisher confirms, only after the handler returned, and the handled event is acked after that.
+Event names resolve when the worker starts, so a worker module may be imported before its contracts.
 """
 
 import logging
 
-from contracts import registry
-from contracts.envelope import Event, encode
+from eda.contracts import registry
+from eda.contracts.envelope import Event, encode
+from eda.errors import DefinitionError, UnknownEvent
 from eda.settings import Settings
+
+# What the runtime reads or calls on a worker: a handler method may have any other name.
+RESERVED = frozenset({"name", "description", "handlers", "record_processed", "inline", "settings", "source",
+                      "log", "setup", "teardown", "event_types"})
 
 
 def handles(event_type: str):
     """Mark a method as the handler of one event type (routing key or CLI name)."""
-    event_type = registry.get(event_type).type
 
     def mark(method):
         method.eda_handles = event_type
@@ -49,12 +54,31 @@ class Context:
         return reaction
 
 
+class _Handlers:
+    """``Worker.handlers``: event type -> method name, resolved through the registry on first use."""
+
+    def __get__(self, obj, cls) -> dict[str, str]:
+        resolved = cls.__dict__.get("_eda_resolved")
+        if resolved is None:
+            resolved = {}
+            for name, attr in cls._eda_handler_names.items():
+                try:
+                    resolved[registry.get(name).type] = attr
+                except UnknownEvent as exc:
+                    raise UnknownEvent(f"worker {cls.name!r} handles an {exc}") from None
+            cls._eda_resolved = resolved
+        return resolved
+
+
 class Worker:
-    """Base of every named worker. Subclasses set ``name`` and mark handlers with ``@handles``."""
+    """Base of every named worker. Subclasses set ``name`` and mark handlers with ``@handles``.
+
+    A handler may have any name except those in ``RESERVED`` (an error when the class is created)."""
 
     name: str = ""
     description: str = ""
-    handlers: dict[str, str] = {}
+    handlers = _Handlers()
+    _eda_handler_names: dict[str, str] = {}
     # True for a worker without idempotency of its own: the runtime records the ids of the events it
     # processed (under EDA_STATE_DIR) and acks a redelivered one without running the handler again.
     record_processed: bool = False
@@ -70,8 +94,12 @@ class Worker:
             for attr, value in vars(klass).items():
                 event_type = getattr(value, "eda_handles", None)
                 if event_type:
+                    if attr in RESERVED:
+                        raise DefinitionError(f"{cls.__module__}.{cls.__qualname__}: a handler cannot be named "
+                                              f"{attr!r}, which eda reserves ({', '.join(sorted(RESERVED))})")
                     found[event_type] = attr
-        cls.handlers = found
+        cls._eda_handler_names = found
+        cls._eda_resolved = None
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -88,8 +116,9 @@ class Worker:
     def teardown(self) -> None:
         """Close what ``setup`` opened; runs once after the last handler finished."""
 
-    def handle(self, event: Event) -> Context:
-        """Run the handler of the event's type; return the context holding its reactions."""
-        ctx = Context(event, self.source)
-        getattr(self, self.handlers[event.type])(event, ctx)
-        return ctx
+
+def dispatch(worker: Worker, event: Event) -> Context:
+    """Run the worker's handler of the event's type; return the context holding its reactions."""
+    ctx = Context(event, worker.source)
+    getattr(worker, worker.handlers[event.type])(event, ctx)
+    return ctx

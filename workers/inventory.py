@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 from eda.store import Store
-from workers.base import Worker, handles
+from eda.worker import Worker, handles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, quantity INTEGER NOT NULL);

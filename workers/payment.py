@@ -11,9 +11,9 @@ import pybreaker
 
 from eda.breaker import Breaker
 from eda.errors import PermanentError
-from eda.gateway import HttpGateway, InProcessGateway, Simulation
+from workers.gateway import HttpGateway, InProcessGateway, Simulation
 from eda.store import Store
-from workers.base import Worker, handles
+from eda.worker import Worker, handles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (order_id TEXT PRIMARY KEY, status TEXT NOT NULL, payment_id TEXT,

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from contracts import registry
+from eda.contracts import registry
 from eda.errors import ContractError
 
 SPECVERSION = "1.0"

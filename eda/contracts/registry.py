@@ -1,12 +1,15 @@
-"""The table of contracts: each event's CLI name, routing key (= CloudEvents type) and data schema."""
+"""The open table of contracts: each event's CLI name, routing key (= CloudEvents type) and data schema.
+
+Any package registers its events with ``@contract`` on an ``EventData`` subclass; eda itself knows
+none. ``get`` of a name not registered yet first runs discovery (entry points, ``--app``) once.
+"""
 
 from dataclasses import dataclass, field
 
 from marshmallow import RAISE, Schema, ValidationError
 
-from contracts import events
-from contracts.compiled import GiveUp, compile_dump, compile_load
-from eda.errors import ContractError, UnknownEvent
+from eda.contracts.compiled import GiveUp, compile_dump, compile_load
+from eda.errors import ContractError, DefinitionError, UnknownEvent
 
 CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
 
@@ -21,6 +24,7 @@ class Contract:
     description: str
     version: int = 1
     published_by: tuple[str, ...] = (CLIENTS,)  # worker names, or CLIENTS: `eda publish`, producers
+    where: str = field(default="", compare=False)  # module.Class that registered it, for error messages
     schema: Schema = field(init=False, repr=False, compare=False)
     fast_load: object = field(init=False, repr=False, compare=False)
     fast_dump: object = field(init=False, repr=False, compare=False)
@@ -72,32 +76,68 @@ def describe(messages, prefix="") -> str:
     return "; ".join(parts)
 
 
-CONTRACTS = (
-    Contract("order-placed", "order.placed", events.OrderPlaced, "A customer placed an order."),
-    Contract("payment-succeeded", "payment.succeeded", events.PaymentSucceeded, "An order was charged.",
-             published_by=("payment",)),
-    Contract("payment-failed", "payment.failed", events.PaymentFailed, "The gateway declined an order.",
-             published_by=("payment",)),
-    Contract("stock-replenished", "stock.replenished", events.StockReplenished, "Stock of a SKU arrived."),
-    Contract("inventory-reserved", "inventory.reserved", events.InventoryReserved,
-             "Every item of a paid order is reserved.", published_by=("inventory",)),
-    Contract("inventory-depleted", "inventory.depleted", events.InventoryDepleted,
-             "A SKU's stock fell to or below the threshold.", published_by=("inventory",)),
-    Contract("order-cancelled", "order.cancelled", events.OrderCancelled, "An order was cancelled.",
-             published_by=("inventory",)),
-    Contract("payment-refunded", "payment.refunded", events.PaymentRefunded, "A charged order was refunded.",
-             published_by=("payment",)),
-    Contract("order-shipped", "order.shipped", events.OrderShipped, "An order left the warehouse.",
-             published_by=("shipping",)),
-)
+_CONTRACTS: dict[str, Contract] = {}  # by type, in registration order
+_BY_KEY: dict[str, Contract] = {}  # by type and by CLI name
 
-_BY_KEY = {c.name: c for c in CONTRACTS} | {c.type: c for c in CONTRACTS}
+
+def _shape(schema: Schema) -> tuple:
+    """What makes two schemas the same contract: each field's name, kind, wire key and requiredness."""
+    return tuple((name, type(f).__name__, f.data_key, f.required) for name, f in sorted(schema.fields.items()))
+
+
+def register(new: Contract) -> Contract:
+    """Add a contract; the same type registered again with the same schema is the one already there
+    (a module imported twice), with another schema it is an error naming both places."""
+    old = _CONTRACTS.get(new.type) or _BY_KEY.get(new.name)
+    if old is not None:
+        if old.type == new.type and old.name == new.name and old.version == new.version \
+                and _shape(old.schema) == _shape(new.schema):
+            return old
+        raise DefinitionError(f"event {new.type!r} ({new.name}) is registered twice with different schemas: "
+                              f"{old.where} and {new.where}")
+    _CONTRACTS[new.type] = new
+    _BY_KEY[new.type] = _BY_KEY[new.name] = new
+    return new
+
+
+def contract(type: str, *, name: str | None = None, version: int = 1, description: str = "",
+             published_by: tuple[str, ...] = (CLIENTS,)):
+    """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key).
+
+    The CLI name defaults to the type with dots as dashes (``invoice.requested`` -> ``invoice-requested``).
+    """
+
+    def register_class(schema_class):
+        doc = (schema_class.__doc__ or "").strip().splitlines()
+        registered = register(Contract(
+            name or type.replace(".", "-"), type, schema_class, description or (doc[0] if doc else ""),
+            version=version, published_by=tuple(published_by),
+            where=f"{schema_class.__module__}.{schema_class.__qualname__}"))
+        schema_class.eda_contract = registered
+        return schema_class
+
+    return register_class
+
+
+def _discover() -> None:
+    from eda import discovery  # discovery imports workers, which import this module
+
+    discovery.load()
+
+
+def all_contracts() -> tuple[Contract, ...]:
+    """Every registered contract, in registration order (after discovery)."""
+    _discover()
+    return tuple(_CONTRACTS.values())
 
 
 def get(name_or_type: str) -> Contract:
     """The contract for a CLI name (``order-placed``) or type (``order.placed``)."""
-    try:
-        return _BY_KEY[name_or_type]
-    except KeyError:
-        known = ", ".join(c.name for c in CONTRACTS)
-        raise UnknownEvent(f"unknown event {name_or_type!r}; known events: {known}") from None
+    found = _BY_KEY.get(name_or_type)
+    if found is None:
+        _discover()
+        found = _BY_KEY.get(name_or_type)
+    if found is None:
+        known = ", ".join(c.name for c in _CONTRACTS.values()) or "none"
+        raise UnknownEvent(f"unknown event {name_or_type!r}; known events: {known}")
+    return found

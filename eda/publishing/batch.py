@@ -7,9 +7,9 @@ import json
 
 import click
 
-from contracts import registry
+from eda.contracts import registry
 from eda.errors import ContractError, Unroutable
-from producers.producer import Producer, build_event
+from eda.publishing.producer import Producer, build_event
 
 MAX_REPORTED = 20
 

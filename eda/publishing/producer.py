@@ -1,7 +1,7 @@
 """The producer API for applications: validate an event against its contract and publish it confirmed.
 
     from eda.settings import Settings
-    from producers.producer import Producer
+    from eda.publishing.producer import Producer
 
     with Producer(Settings.from_env(), source="shop/web") as producer:
         event = producer.publish("order-placed", {"orderId": "1", "userId": "u1", ...})
@@ -13,12 +13,12 @@ shared by threads: a lock keeps its connection to one thread at a time.
 
 import threading
 
-from contracts import registry
-from contracts.envelope import Event, new_event
+from eda.contracts import registry
+from eda.contracts.envelope import Event, new_event
 from eda.connection import open_connection
 from eda.settings import Settings
 from eda.topology import Topology
-from producers.publisher import Publisher
+from eda.publishing.publisher import Publisher
 
 
 def build_event(event_name: str, data, source: str, correlation_id: str | None = None) -> Event:

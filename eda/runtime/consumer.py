@@ -9,13 +9,13 @@ from collections import deque
 
 from kombu import Consumer
 
-from contracts.envelope import decode
+from eda.contracts.envelope import decode
 from eda.connection import is_amqp
 from eda.errors import ContractError
 from eda.store import Store
-from workers.amqp_consumer import AmqpConsumer
-from workers.base import Worker
-from workers.threads import HandlerThreads
+from eda.runtime.amqp_consumer import AmqpConsumer
+from eda.worker import Worker, dispatch
+from eda.runtime.threads import HandlerThreads
 
 
 class Delivery:
@@ -111,7 +111,7 @@ class WorkerConsumer:
     def _execute(self, delivery: Delivery) -> Outcome:
         started = time.perf_counter()
         try:
-            ctx = self.worker.handle(delivery.event)
+            ctx = dispatch(self.worker, delivery.event)
         except Exception as exc:  # any handler error is the event's failure, handled by the runner
             return Outcome(delivery, (), exc, time.perf_counter() - started)
         return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)

@@ -18,9 +18,9 @@ import time
 from eda.connection import describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.topology import Topology
-from producers.publisher import Publisher
-from workers.consumer import Outcome, WorkerConsumer
-from workers.settlement import Settlement
+from eda.publishing.publisher import Publisher
+from eda.runtime.consumer import Outcome, WorkerConsumer
+from eda.runtime.settlement import Settlement
 
 log = logging.getLogger("eda.worker")
 

@@ -9,9 +9,9 @@ the Runner's ``settings``, ``topology``, ``publisher``, ``session``, ``hooks`` a
 import logging
 
 from eda import names
-from workers import failures
-from workers.consumer import Delivery, Outcome
-from workers.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
+from eda.runtime import failures
+from eda.runtime.consumer import Delivery, Outcome
+from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 
 log = logging.getLogger("eda.worker")
 

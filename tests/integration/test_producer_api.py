@@ -6,7 +6,7 @@ import pytest
 
 from eda.errors import ContractError, Unroutable
 from eda.settings import Settings
-from producers.producer import Producer
+from eda.publishing.producer import Producer
 
 pytestmark = pytest.mark.integration
 

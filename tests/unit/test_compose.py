@@ -23,7 +23,7 @@ from tests.unit.compose import (
     running,
     worker_services,
 )
-from workers import registry
+from eda import discovery
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ def test_there_is_one_service_per_registered_worker_running_it_with_a_valid_comm
     for name, service in workers.items():
         command, params = parse_command_line(service["command"])
         assert command.name == "worker"
-        assert set(params["names"]) <= set(registry.discover()), f"{name} runs an unknown worker"
+        assert set(params["names"]) <= set(discovery.discover()), f"{name} runs an unknown worker"
         named.extend(params["names"])
-    assert sorted(named) == sorted(registry.discover())
+    assert sorted(named) == sorted(discovery.discover())
 
 
 def test_every_eda_setting_in_the_compose_file_is_a_valid_setting(services):
@@ -155,5 +155,5 @@ def test_the_build_context_installs_eda_with_its_console_script_and_workers(tmp_
     for package in ("eda", "contracts", "producers", "workers"):
         assert f"{package}/__init__.py" in names
     assert re.search(r"^eda = cli:main$", entry_points, re.M)
-    for worker in registry.discover():
+    for worker in discovery.discover():
         assert re.search(rf"^{worker} = workers\.", entry_points, re.M)
