@@ -45,12 +45,16 @@ class Context:
         self.reactions: list[tuple[Event, bytes]] = []
 
     def publish(self, event_type: str, data: dict) -> Event:
-        """Queue a reaction: same correlation id, the handled event as its cause.
+        """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
+        its cause.
 
-        It is encoded here, on the handler's thread, so a reaction that cannot be encoded fails the
-        handler (and so the event) rather than the thread that owns the connection."""
-        reaction = self.event.reaction(registry.get(event_type).type, data, self.source)
-        self.reactions.append((reaction, encode(reaction)))
+        It is validated and encoded here, on the handler's thread: a reaction that breaks its contract
+        fails the handler with ContractError (the event is dead-lettered with the reason, and nothing
+        is sent) instead of failing in the worker that would receive it."""
+        contract = registry.get(event_type)
+        loaded, wire = contract.from_python(data)
+        reaction = self.event.reaction(contract.type, loaded, self.source)
+        self.reactions.append((reaction, encode(reaction, wire)))
         return reaction
 
 

@@ -71,8 +71,9 @@ def new_event(type: str, data: dict, source: str, **attributes) -> Event:
     return Event(type=registry.get(type).type, data=data, source=source, **attributes)
 
 
-def to_wire(event: Event) -> dict:
-    """The CloudEvent as a JSON-ready dict, data dumped by its contract (camelCase, money as strings)."""
+def to_wire(event: Event, data: dict | None = None) -> dict:
+    """The CloudEvent as a JSON-ready dict, data dumped by its contract (camelCase, money as strings)
+    unless ``data`` is its wire form already."""
     wire = {
         "specversion": SPECVERSION,
         "id": event.id,
@@ -81,15 +82,15 @@ def to_wire(event: Event) -> dict:
         "time": event.time,
         "datacontenttype": DATA_CONTENT_TYPE,
         "correlationid": event.correlation_id,
-        "data": event.contract.dump(event.data),
+        "data": event.contract.dump(event.data) if data is None else data,
     }
     if event.causation_id:
         wire["causationid"] = event.causation_id
     return wire
 
 
-def encode(event: Event) -> bytes:
-    return orjson.dumps(to_wire(event))
+def encode(event: Event, data: dict | None = None) -> bytes:
+    return orjson.dumps(to_wire(event, data))
 
 
 _REQUIRED = ("id", "source", "type")

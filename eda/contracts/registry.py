@@ -4,9 +4,11 @@ Any package registers its events with ``@contract`` on an ``EventData`` subclass
 none. ``get`` of a name not registered yet first runs discovery (entry points, ``--app``) once.
 """
 
+import difflib
+import re
 from dataclasses import dataclass, field
 
-from marshmallow import RAISE, Schema, ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields as mfields
 
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.errors import ContractError, DefinitionError, UnknownEvent
@@ -48,6 +50,30 @@ class Contract:
         except ValidationError as exc:
             raise ContractError(f"{self.type}: invalid data: {describe(exc.messages)}", exc.messages) from None
 
+    def from_python(self, data) -> tuple[dict, dict]:
+        """Validate data as Python code gives it (snake_case keys, Python values): a reaction, or what
+        ``Producer.publish`` sends. Return (loaded data, wire data); an unknown key is an error naming
+        it, never dropped, and so is a missing or invalid field."""
+        if not isinstance(data, dict):
+            raise ContractError(f"{self.type}: data must be a dict")
+        unknown = unknown_keys(self.schema, data)
+        if unknown:
+            raise ContractError(f"{self.type}: invalid data: {'; '.join(unknown)}")
+        try:
+            wire = self.dump(data)
+        except Exception:  # a value its field cannot write, e.g. "ten" as money
+            raise ContractError(f"{self.type}: invalid data: {unwritable(self.schema, data)}") from None
+        if self.fast_load is not None:
+            try:
+                return self.fast_load(wire), wire
+            except (GiveUp, ValidationError):
+                pass
+        try:
+            return self.schema.load(wire), wire
+        except ValidationError as exc:
+            messages = python_names(exc.messages, self.schema)
+            raise ContractError(f"{self.type}: invalid data: {describe(messages)}", messages) from None
+
     def dump(self, data: dict) -> dict:
         """Python values (snake_case, Decimal) into wire data (camelCase, "100.00")."""
         if self.fast_dump is not None:
@@ -61,6 +87,71 @@ class Contract:
     def fields(self) -> list[tuple[str, bool]]:
         """(wire name, required) of each top-level field."""
         return [(f.data_key or n, f.required) for n, f in self.schema.fields.items()]
+
+
+def _nested(field):
+    """The schema of a nested field or of a list of nested items, else None."""
+    if isinstance(field, mfields.List):
+        field = field.inner
+    return field.schema if isinstance(field, mfields.Nested) else None
+
+
+def _hint(key: str, known) -> str:
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+    guess = snake if snake in known else next(iter(difflib.get_close_matches(key, known, 1)), None)
+    return f" (did you mean '{guess}'?)" if guess else ""
+
+
+def unknown_keys(schema: Schema, data: dict, prefix: str = "") -> list[str]:
+    """Python-side keys the schema does not know, nested items included, each with a suggestion."""
+    known = {(f.attribute or n): f for n, f in schema.fields.items()}
+    problems = []
+    for key, value in data.items():
+        field = known.get(key)
+        if field is None:
+            problems.append(f"unknown field '{prefix}{key}'{_hint(str(key), known)}")
+            continue
+        nested = _nested(field)
+        if nested is None:
+            continue
+        if isinstance(field, mfields.List) and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    problems += unknown_keys(nested, item, f"{prefix}{key}.{i}.")
+        elif isinstance(value, dict):
+            problems += unknown_keys(nested, value, f"{prefix}{key}.")
+    return problems
+
+
+def unwritable(schema: Schema, data: dict) -> str:
+    """Which top-level fields cannot be written to the wire, for the error message."""
+    bad = []
+    for name, field in schema.dump_fields.items():
+        attribute = field.attribute or name
+        try:
+            field.serialize(attribute, data, accessor=schema.get_attribute)
+        except Exception as exc:
+            reason = field.error_messages.get("invalid") or f"{type(exc).__name__}: {exc}"
+            bad.append(f"{attribute}: {reason} ({data.get(attribute)!r})")
+    return "; ".join(bad) or "a value cannot be written as JSON"
+
+
+def python_names(messages, schema: Schema):
+    """marshmallow's error messages, keyed by wire names, re-keyed by the Python names."""
+    if not isinstance(messages, dict):
+        return messages
+    by_key = {(f.data_key or n): (f.attribute or n, f) for n, f in schema.fields.items()}
+    out = {}
+    for key, value in messages.items():
+        name, field = by_key.get(key, (key, None))
+        nested = _nested(field) if field is not None else None
+        if nested is not None and isinstance(value, dict):
+            if isinstance(field, mfields.List):
+                value = {i: python_names(v, nested) for i, v in value.items()}
+            else:
+                value = python_names(value, nested)
+        out[name] = value
+    return out
 
 
 def describe(messages, prefix="") -> str:
