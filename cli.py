@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from eda.cli_support import COMMON, WORKER, Group, complete_events, complete_workers, settings_options
+from eda.cli_support import (COMMON, WORKER, Group, WorkerCommand, complete_events, complete_workers, own_options,
+                             settings_options)
 from eda.errors import ConfigError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -26,15 +27,17 @@ def main(app):
     discovery.use_app(app)
 
 
-@main.command(short_help="Run named workers until stopped.")
+@main.command(cls=WorkerCommand, short_help="Run named workers until stopped.")
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @settings_options(*COMMON, *WORKER)
-def worker(names, settings):
-    """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT."""
-    from eda.systemd import SystemdHooks
+def worker(names, settings, **own):
+    """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT. The settings a worker
+    declares itself are options too: `eda worker NAME --help` shows them."""
     from eda import discovery
     from eda.runtime.runner import Runner
+    from eda.systemd import SystemdHooks
 
+    settings = settings.with_(worker_options=own_options(own))
     if not names:
         raise ConfigError(f"name at least one worker to run; known workers: {', '.join(discovery.discover())}")
     classes = [discovery.get(name) for name in dict.fromkeys(names)]

@@ -18,10 +18,11 @@ from eda.contracts import registry
 from eda.contracts.envelope import Event, encode
 from eda.errors import DefinitionError, UnknownEvent
 from eda.settings import Settings
+from eda.worker_settings import declared
 
 # What the runtime reads or calls on a worker: a handler method may have any other name.
-RESERVED = frozenset({"name", "description", "handlers", "record_processed", "inline", "settings", "source",
-                      "log", "setup", "teardown", "event_types"})
+RESERVED = frozenset({"name", "description", "handlers", "record_processed", "inline", "circuit_pause", "settings",
+                      "source", "log", "setup", "teardown", "event_types"})
 
 
 def handles(event_type: str):
@@ -90,6 +91,9 @@ class Worker:
     # the I/O thread one at a time, without the two thread wake-ups per event a handler thread costs;
     # --concurrency does not apply. Handlers that call a remote service keep the default.
     inline: bool = False
+    # Seconds the worker stops taking events after a handler met an open circuit breaker
+    # (pybreaker.CircuitBreakerError): the event is given back, no attempt counted.
+    circuit_pause: float = 30.0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -109,6 +113,8 @@ class Worker:
         self.settings = settings
         self.source = f"eda/{self.name}"
         self.log = logging.getLogger(f"eda.worker.{self.name}")
+        for setting in declared(type(self)):
+            getattr(self, setting.name)  # a bad value fails now, when the worker is made, not later
 
     @classmethod
     def event_types(cls) -> list[str]:

@@ -77,10 +77,10 @@ class Settlement:
         if kind == failures.CIRCUIT_OPEN:
             self.give_back(d)  # not the event's fault: no attempt counted
             self._outcome(d, REQUEUED, None)
+            pause = d.consumer.worker.circuit_pause
             if d.consumer.paused_until is None:
-                log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
-                            extra={"worker": worker})
-            d.consumer.pause(self.settings.breaker_reset_timeout)
+                log.warning("circuit open: pausing for %ss", pause, extra={"worker": worker})
+            d.consumer.pause(pause)
             return
         attempts = failures.retry_count(message.headers)
         delay = failures.next_delay(kind, attempts, self.settings.retry_delays_ms)

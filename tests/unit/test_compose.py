@@ -41,6 +41,14 @@ def test_the_image_is_python_311_slim_runs_eda_as_entrypoint_and_not_as_root():
     assert any("pip install ." in run for run in image["RUN"])
 
 
+def workers_own_settings():
+    """The settings the known workers declare themselves (payment's gateway URL, inventory's threshold)."""
+    from eda import discovery
+    from eda.worker_settings import declared
+
+    return [s for cls in discovery.discover().values() for s in declared(cls)]
+
+
 def test_every_eda_service_is_built_from_the_repository_as_one_image(services):
     built = eda_services(services)
     assert {"gateway", "payment", "inventory", "shipping"} <= set(built)
@@ -64,11 +72,13 @@ def test_there_is_one_service_per_registered_worker_running_it_with_a_valid_comm
 
 
 def test_every_eda_setting_in_the_compose_file_is_a_valid_setting(services):
-    known = {spec.env for spec in SPECS.values()}
+    known = {spec.env for spec in SPECS.values()} | {s.env for s in workers_own_settings()}
     for name, service in eda_services(services).items():
         env = environment(service)
         assert {k for k in env if k.startswith("EDA_")} <= known, f"{name} sets unknown settings"
         Settings.from_env(environ=env)  # a bad value raises ConfigError naming it
+        for setting in workers_own_settings():
+            setting.parse(env.get(setting.env))
 
 
 def test_urls_in_the_environment_point_at_services_and_their_ports(services):

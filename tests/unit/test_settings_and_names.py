@@ -50,7 +50,36 @@ def test_names_follow_the_wire_contract():
 def test_every_setting_is_an_option_with_its_variable_in_help():
     result = CliRunner().invoke(main, ["worker", "--help"])
     assert result.exit_code == 0
-    for name in ("broker_url", "namespace", "state_dir", "payment_gateway_url", "log_format", "log_level",
-                 "prefetch", "concurrency"):
+    for name in ("broker_url", "namespace", "state_dir", "log_format", "log_level", "prefetch", "concurrency"):
         assert SPECS[name].option in result.output and SPECS[name].env in result.output
     assert "guest:guest" not in result.output
+
+
+def test_help_shows_numbers_as_numbers():
+    output = CliRunner().invoke(main, ["worker", "--help"]).output
+    assert "--prefetch INTEGER" in output and "--shutdown-timeout NUMBER" in output
+    assert "--metrics-port PORT" in output
+
+
+def test_a_workers_own_settings_are_offered_only_when_it_is_named():
+    payment = CliRunner().invoke(main, ["worker", "payment", "--help"]).output
+    for option, variable in (("--payment-gateway-url TEXT", "EDA_PAYMENT_GATEWAY_URL"),
+                             ("--breaker-fail-max INTEGER", "EDA_BREAKER_FAIL_MAX"),
+                             ("--breaker-reset-timeout NUMBER", "EDA_BREAKER_RESET_TIMEOUT"),
+                             ("--gateway-timeout NUMBER", "EDA_GATEWAY_TIMEOUT")):
+        assert option in payment and variable in payment
+    assert "--stock-threshold" not in payment
+    shipping = CliRunner().invoke(main, ["worker", "--concurrency", "2", "shipping", "--help"]).output
+    assert "--payment-gateway-url" not in shipping and "--stock-threshold" not in shipping
+    assert "--stock-threshold INTEGER" in CliRunner().invoke(main, ["worker", "inventory", "--help"]).output
+
+
+def test_an_option_of_another_worker_is_refused():
+    result = CliRunner().invoke(main, ["worker", "shipping", "--stock-threshold", "3"])
+    assert result.exit_code == 2 and "No such option '--stock-threshold'" in result.output
+
+
+def test_a_bad_value_of_a_workers_own_setting_is_a_one_line_error_at_start():
+    result = CliRunner().invoke(main, ["worker", "inventory"], env={"EDA_STOCK_THRESHOLD": "lots"})
+    assert result.exit_code == 2
+    assert result.output == "error: --stock-threshold (EDA_STOCK_THRESHOLD): not an integer: 'lots'\n"
