@@ -9,7 +9,7 @@ from collections import deque
 
 from kombu import Consumer
 
-from eda.contracts.envelope import decode
+from eda.contracts.binary import decode_message
 from eda.connection import is_amqp
 from eda.errors import ContractError
 from eda.store import Store
@@ -82,7 +82,7 @@ class WorkerConsumer:
     def on_message(self, message) -> None:
         """Called by kombu on the I/O thread for each delivery."""
         try:
-            event = decode(message.body, self.accepted)
+            event = decode_message(message.body, message.content_type, message.headers, self.accepted)
         except ContractError as exc:
             # A poison message: dead-letter it at once (never retried) and go on with the next.
             self.runner.fail(Delivery(message, self, None, self.session), exc)
