@@ -88,11 +88,13 @@ def load() -> None:
     for ep in entry_points(group=WORKERS):
         try:
             cls = ep.load()
-        except Exception as exc:
+            if getattr(cls, "name", None) in _workers:
+                continue  # the app's own win over installed ones
+            cls.handlers  # every contract source is loaded now: its event names must resolve
+        except Exception as exc:  # e.g. a project's own `workers` package shadows the plug-in's
             log.warning("cannot load worker entry point %s (%s): %s", ep.name, ep.value, exc)
             continue
-        if getattr(cls, "name", None) not in _workers:  # the app's own win over installed ones
-            _add(cls, f"entry point {ep.name}")
+        _add(cls, f"entry point {ep.name}")
 
 
 def discover() -> dict[str, type]:

@@ -84,10 +84,11 @@ class Eda:
 
     def __init__(self, env):
         self.env = env
+        self.cwd = None  # the directory commands run in (a project's own folder)
         self.processes: list[EdaProcess] = []
 
     def start(self, *args, **env) -> EdaProcess:
-        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}})
+        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}}, cwd=self.cwd)
         self.processes.append(proc)
         return proc
 
