@@ -1,5 +1,7 @@
 """The Producer API an application publishes with: validated, confirmed, shareable between threads."""
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -62,3 +64,13 @@ def test_wire_keys_are_an_error_naming_the_python_key(producer, broker, namespac
     with pytest.raises(ContractError, match=r"unknown field 'orderId' \(did you mean 'order_id'\?\)"):
         producer.publish("order-placed", make_order())
     assert broker.depth(f"{namespace}.payment") == 0
+
+
+def test_the_shops_order_producer_places_a_confirmed_order(producer, broker, env):
+    spy = broker.spy("order.*")
+    run = subprocess.run([sys.executable, "-m", "producers.orders", "u-1", "WIDGET:2:19.99", "GADGET:1:5"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    [placed] = spy.wait_for("order.placed")
+    assert placed["data"]["orderId"] == run.stdout.strip() and placed["data"]["totalAmount"] == "44.98"
+    assert placed["source"] == "shop/web"
