@@ -85,14 +85,14 @@ class WorkerConsumer:
             event = decode_message(message.body, message.content_type, message.headers, self.accepted)
         except ContractError as exc:
             # A poison message: dead-letter it at once (never retried) and go on with the next.
-            self.runner.fail(Delivery(message, self, None, self.session), exc)
+            self.runner.settlement.fail(Delivery(message, self, None, self.session), exc)
             return
         delivery = Delivery(message, self, event, self.session)
         if self.processed is not None and (event.id in self.unrecorded
                                            or self.processed.was_processed(event.id)):
-            self.runner.skip_processed(delivery)
+            self.runner.settlement.skip_processed(delivery)
         elif self.stopped:
-            self.runner.give_back(delivery)  # arrived while stopping: not started, so given back
+            self.runner.settlement.give_back(delivery)  # arrived while stopping: not started, so given back
         elif self.in_flight < self.concurrency and self.paused_until is None:
             self._start(delivery)
         else:
@@ -101,7 +101,7 @@ class WorkerConsumer:
     def _start(self, delivery: Delivery) -> None:
         self.in_flight += 1
         if self.pool is None:
-            self.runner.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
+            self.runner.settlement.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
         else:
             self.pool.submit(delivery)
 
@@ -168,7 +168,7 @@ class WorkerConsumer:
 
     def give_back(self) -> None:
         while self.backlog:
-            self.runner.give_back(self.backlog.popleft())
+            self.runner.settlement.give_back(self.backlog.popleft())
 
     def flush_acks(self) -> None:
         """Send the acks held since the last turn of the I/O loop (amqp transport only)."""

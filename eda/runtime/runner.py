@@ -25,7 +25,7 @@ from eda.runtime.settlement import Settlement
 log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
-class Runner(Settlement):
+class Runner:
     """Runs one or more named workers on one connection until stopped."""
 
     def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=()):
@@ -34,6 +34,7 @@ class Runner(Settlement):
         self.connect = connect
         self.topology = Topology.from_settings(settings)
         self.workers = [cls(settings) for cls in worker_classes]
+        self.settlement = Settlement(self)
         self.consumers = [WorkerConsumer(w, self) for w in self.workers]
         self.connection = None
         self.publisher = None
@@ -67,6 +68,10 @@ class Runner(Settlement):
             for worker in self.workers:
                 worker.teardown()
             self._close_connection()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def stop(self) -> None:
         """Begin a graceful stop: no new deliveries, running handlers finish within the timeout."""
@@ -254,4 +259,4 @@ class Runner(Settlement):
                 outcome = self._outcomes.get_nowait()
             except queue.Empty:
                 return
-            self.complete(outcome)
+            self.settlement.complete(outcome)

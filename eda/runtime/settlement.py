@@ -1,9 +1,10 @@
 """Settling deliveries on the I/O thread: ack after the work, or move the event by a confirmed copy.
 
-``Settlement`` is the part of the Runner that decides what happens to each delivery once it was
-handled (or could not be): reactions published and confirmed before the ack; a failure retried later
-or dead-lettered with its reason; an event not handled (circuit open, stopping) given back. It uses
-the Runner's ``settings``, ``topology``, ``publisher``, ``session``, ``hooks`` and ``_stopping``.
+``Settlement`` decides what happens to each delivery once it was handled (or could not be):
+reactions published and confirmed before the ack; a failure retried later or dead-lettered with its
+reason; an event not handled (circuit open, stopping) given back. The Runner owns one, and it reads
+the Runner's public state only: ``settings``, ``topology``, ``publisher``, ``session``, ``hooks`` and
+``stopping`` (the publisher and session change with each connection).
 """
 
 import logging
@@ -27,15 +28,17 @@ def copy_properties(message) -> dict:
     return props
 
 
-
 class Settlement:
-    """What happens to each delivery after its handler; mixed into ``Runner`` (see the module docstring)."""
+    """What happens to each delivery after its handler, for one Runner (see the module docstring)."""
+
+    def __init__(self, runner):
+        self.runner = runner
 
     def complete(self, outcome: Outcome) -> None:
         """Settle a handler's outcome on the I/O thread."""
         d = outcome.delivery
         d.consumer.finished(d)
-        if d.session is not self.session:
+        if d.session is not self.runner.session:
             return  # its channel is gone with the old connection: the broker redelivers the event
         if outcome.error is not None:
             self.fail(d, outcome.error)
@@ -55,7 +58,7 @@ class Settlement:
             if error is not None:
                 errors.append(error)
             remaining[0] -= 1
-            if remaining[0] == 0 and d.session is self.session:
+            if remaining[0] == 0 and d.session is self.runner.session:
                 if errors:
                     self.fail(d, errors[0])
                 else:
@@ -63,12 +66,12 @@ class Settlement:
                     d.message.ack()
                     self._outcome(d, OK, outcome.seconds)
                     for event, _ in outcome.reactions:
-                        for hook in self.hooks:
+                        for hook in self.runner.hooks:
                             hook.on_published(d.consumer.worker.name, event.type)
 
-        exchange = self.topology.events.name
+        exchange = self.runner.topology.events.name
         for event, body in outcome.reactions:
-            self.publisher.send_event(event, exchange, body=body, callback=settled)
+            self.runner.publisher.send_event(event, exchange, body=body, callback=settled)
 
     def fail(self, d: Delivery, error: BaseException) -> None:
         """Retry the event later or dead-letter it, by a confirmed publish before the ack."""
@@ -83,20 +86,20 @@ class Settlement:
             d.consumer.pause(pause)
             return
         attempts = failures.retry_count(message.headers)
-        delay = failures.next_delay(kind, attempts, self.settings.retry_delays_ms)
+        delay = failures.next_delay(kind, attempts, self.runner.settings.retry_delays_ms)
         fields = self._event_fields(d, error=f"{type(error).__name__}: {error}", attempt=attempts + 1)
         if delay is not None:
-            exchange, routing_key = "", names.retry_queue(self.settings.namespace, worker, delay)
+            exchange, routing_key = "", names.retry_queue(self.runner.settings.namespace, worker, delay)
             headers = failures.retry_headers(message.headers, message.delivery_info, attempts)
             log.warning("failed; retrying in %s", names.format_delay(delay), extra=fields)
         else:
-            exchange, routing_key = self.topology.dlx.name, d.consumer.queue_name
+            exchange, routing_key = self.runner.topology.dlx.name, d.consumer.queue_name
             headers = failures.dead_letter_headers(message.headers, message.delivery_info, error, worker=worker,
                                                    queue=d.consumer.queue_name, attempts=attempts)
             log.error("dead-lettered (%s)", kind, extra=fields)
 
         def settled(publish_error):
-            if d.session is not self.session:
+            if d.session is not self.runner.session:
                 return
             if publish_error is None:
                 message.ack()  # the copy is safe with the broker: now the original may go
@@ -107,10 +110,10 @@ class Settlement:
                 log.error("could not move the event (%s); it goes back to its queue and the worker pauses "
                           "for %ss", publish_error, MOVE_FAILED_PAUSE, extra=fields)
                 message.reject(requeue=True)
-                if not self._stopping:
+                if not self.runner.stopping:
                     d.consumer.pause(MOVE_FAILED_PAUSE)  # not a hot loop of redeliveries
 
-        self.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
+        self.runner.publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
                             mandatory=True, label=f"event {message.properties.get('message_id')}",
                             callback=settled)
 
@@ -125,23 +128,23 @@ class Settlement:
         and then the ack: a requeue would spend one of a quorum queue's ``x-delivery-limit`` deliveries,
         and a long gateway outage would then dead-letter events that never failed."""
         message = d.message
-        if self.publisher is None or d.session is not self.session:
+        if self.runner.publisher is None or d.session is not self.runner.session:
             return  # the connection is gone: the broker redelivers the event anyway
 
         def settled(publish_error):
-            if d.session is not self.session:
+            if d.session is not self.runner.session:
                 return
             if publish_error is None:
                 message.ack()
             else:
                 message.reject(requeue=True)
 
-        self.publisher.send("", d.consumer.queue_name, message.body, copy_properties(message),
+        self.runner.publisher.send("", d.consumer.queue_name, message.body, copy_properties(message),
                             headers=failures.given_back_headers(message.headers), mandatory=True,
                             label=f"event {message.properties.get('message_id')}", callback=settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
-        for hook in self.hooks:
+        for hook in self.runner.hooks:
             hook.on_outcome(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
 
     @staticmethod
