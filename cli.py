@@ -6,31 +6,41 @@ import sys
 
 import click
 
-from eda.cli_support import COMMON, WORKER, Group, complete_events, complete_workers, settings_options
+from eda.cli_support import (COMMON, WORKER, Group, WorkerCommand, complete_events, complete_workers, own_options,
+                             settings_options)
 from eda.errors import ConfigError, ContractError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="eda")
-def main():
+@click.option("--app", envvar="EDA_APP", show_envvar=True, metavar="MODULE[,MODULE...]",
+              help="Modules to import first (the current directory first on the path): a project's contracts "
+                   "and workers, found without installing it.")
+def main(app):
     """eda: event-driven workers on RabbitMQ.
 
     Every setting is an option and an EDA_* environment variable; pass the broker URL through
-    EDA_BROKER_URL or --broker-url-file so that `ps` never shows its password.
+    EDA_BROKER_URL or --broker-url-file so that `ps` never shows its password. Workers and contracts
+    come from --app (EDA_APP) and from installed packages' eda.workers and eda.contracts entry points.
     """
+    from eda import discovery
+
+    discovery.use_app(app)
 
 
-@main.command(short_help="Run named workers until stopped.")
+@main.command(cls=WorkerCommand, short_help="Run named workers until stopped.")
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @settings_options(*COMMON, *WORKER)
-def worker(names, settings):
-    """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT."""
+def worker(names, settings, **own):
+    """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT. The settings a worker
+    declares itself are options too: `eda worker NAME --help` shows them."""
+    from eda import discovery
+    from eda.runtime.runner import Runner
     from eda.systemd import SystemdHooks
-    from workers import registry
-    from workers.runtime import Runner
 
+    settings = settings.with_(worker_options=own_options(own))
     if not names:
-        raise ConfigError(f"name at least one worker to run; known workers: {', '.join(registry.discover())}")
-    classes = [registry.get(name) for name in dict.fromkeys(names)]
+        raise ConfigError(f"name at least one worker to run; known workers: {', '.join(discovery.discover())}")
+    classes = [discovery.get(name) for name in dict.fromkeys(names)]
     hooks = [SystemdHooks()]  # notifies systemd where NOTIFY_SOCKET is set (Type=notify units)
     if settings.metrics_port is not None:
         from eda.metrics import MetricsHooks
@@ -49,8 +59,8 @@ def worker(names, settings):
 def publish(event, data, file, correlation_id, source, settings):
     """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it.
     Every event is validated before the first is published: an invalid one publishes nothing."""
-    from contracts.envelope import check_attribute
-    from producers.batch import events_from_input, publish_confirmed
+    from eda.contracts.envelope import check_attribute
+    from eda.publishing.batch import events_from_input, publish_confirmed
 
     for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
         try:
@@ -75,7 +85,7 @@ def topology_declare(settings):
     """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
     from eda.connection import open_connection
     from eda.topology import Topology
-    from workers import registry
+    from eda import discovery
 
     conn = open_connection(settings)
     try:
@@ -83,7 +93,7 @@ def topology_declare(settings):
         topo = Topology.from_settings(settings)
         topo.declare_exchanges(channel)
         click.echo(f"exchange {topo.events.name} (topic), {topo.dlx.name} (direct)")
-        for name, cls in registry.discover().items():
+        for name, cls in discovery.discover().items():
             queue = topo.declare_worker(channel, name, cls.event_types())
             click.echo(f"queue {queue.name} <- {', '.join(cls.event_types())}")
     finally:
@@ -101,10 +111,10 @@ def dlq():
 def dlq_list(as_json, settings):
     """Every known worker's DLQ with the number of events in it."""
     from eda.dlq import depth_table, open_dead_letters
-    from workers import registry
+    from eda import discovery
 
     with open_dead_letters(settings) as dead:
-        rows = dead.depths(registry.discover())
+        rows = dead.depths(discovery.discover())
     for line in ([json.dumps({"worker": w, "queue": q, "depth": d}) for w, q, d in rows] if as_json
                  else depth_table(rows)):
         click.echo(line)
@@ -118,9 +128,9 @@ def dlq_list(as_json, settings):
 def dlq_show(worker, limit, as_json, settings):
     """The dead events of WORKER with their reasons; they stay in the DLQ."""
     from eda.dlq import as_json as to_json, count, describe, open_dead_letters
-    from workers import registry
+    from eda import discovery
 
-    registry.get(worker)
+    discovery.get(worker)
     with open_dead_letters(settings) as dead:
         events, depth = dead.show(worker, limit)
     for event in events:
@@ -137,9 +147,9 @@ def dlq_show(worker, limit, as_json, settings):
 def dlq_replay(worker, limit, event_id, dry_run, settings):
     """Move dead events back to WORKER's own queue, failure headers removed and attempts reset."""
     from eda.dlq import count, open_dead_letters
-    from workers import registry
+    from eda import discovery
 
-    registry.get(worker)
+    discovery.get(worker)
     with open_dead_letters(settings) as dead:
         if dry_run:
             events = dead.preview(worker, limit=limit, event_id=event_id)
@@ -158,9 +168,9 @@ def dlq_replay(worker, limit, event_id, dry_run, settings):
 def dlq_purge(worker, yes, settings):
     """Delete every dead event of WORKER for good."""
     from eda.dlq import count, open_dead_letters
-    from workers import registry
+    from eda import discovery
 
-    registry.get(worker)
+    discovery.get(worker)
     if not yes:
         raise ConfigError(f"purge deletes the dead events of {worker} for good; add --yes to confirm")
     with open_dead_letters(settings) as dead:
@@ -170,13 +180,13 @@ def dlq_purge(worker, yes, settings):
 @main.command()
 def events():
     """List the event contracts: name, routing key, fields (* required) and consumers."""
-    from contracts import CONTRACTS
-    from workers import registry
+    from eda import discovery
+    from eda.contracts.registry import all_contracts
 
     rows = [("EVENT", "ROUTING KEY", "CONSUMED BY", "FIELDS")]
-    for c in CONTRACTS:
+    for c in all_contracts():
         fields = ", ".join(f"{name}{'*' if required else ''}" for name, required in c.fields)
-        rows.append((c.name, c.type, ",".join(registry.consumers_of(c.type)) or "-", fields))
+        rows.append((c.name, c.type, ",".join(discovery.consumers_of(c.type)) or "-", fields))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[3])
@@ -192,9 +202,9 @@ def status(names, as_json, settings):
     from eda import status as st
     from eda.connection import open_connection
     from eda.topology import Topology
-    from workers import registry
+    from eda import discovery
 
-    workers = [registry.get(n).name for n in dict.fromkeys(names)] or list(registry.discover())
+    workers = [discovery.get(n).name for n in dict.fromkeys(names)] or list(discovery.discover())
     conn = open_connection(settings)
     try:
         rows = st.queue_status(conn, Topology.from_settings(settings), workers)
@@ -216,8 +226,8 @@ def contracts():
 @click.argument("event", shell_complete=complete_events)
 def contracts_show(event):
     """The JSON Schema of EVENT's CloudEvent: the envelope with the schema of its data inside."""
-    from contracts import get
-    from contracts.export import event_schema
+    from eda.contracts.export import event_schema
+    from eda.contracts.registry import get
 
     click.echo(json.dumps(event_schema(get(event)), indent=2))
 
@@ -229,13 +239,13 @@ def contracts_show(event):
 @settings_options("namespace")
 def contracts_export(fmt, output, settings):
     """Export every contract as one JSON document (the namespace names the exchange and queues)."""
-    from contracts.export import asyncapi_document, jsonschema_document
-    from workers import registry
+    from eda.contracts.export import asyncapi_document, jsonschema_document
+    from eda import discovery
 
     if fmt == "jsonschema":
         doc = jsonschema_document()
     else:
-        doc = asyncapi_document(settings.namespace, registry.discover())
+        doc = asyncapi_document(settings.namespace, discovery.discover())
     output.write(json.dumps(doc, indent=2) + "\n")
 
 
@@ -268,49 +278,6 @@ def tail(pattern, as_json, count, timeout, settings):
     finally:
         watcher.close()
         conn.release()
-
-
-@main.command()
-@click.option("--embedded", is_flag=True, help="Run in one process on kombu's in-memory transport.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the flow to finish.")
-@settings_options(*COMMON)
-def demo(embedded, timeout, settings):
-    """Run the whole order flow: the three workers, sample orders, a live view and a summary."""
-    from eda.demo import run_demo
-
-    sys.exit(run_demo(settings, embedded=embedded, timeout=timeout))
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--decline-over", default="10000", show_default=True, help="Decline charges above this amount.")
-@click.option("--latency", default=0.0, show_default=True, help="Seconds each answer takes.")
-@click.option("--failure-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of requests answered 503.")
-@click.option("--down", is_flag=True, help="Answer every request 503.")
-def gateway(host, port, decline_over, latency, failure_rate, down):
-    """Serve a simulated payment gateway on the gateway's HTTP JSON API."""
-    from decimal import Decimal, InvalidOperation
-
-    from eda.gateway import Simulation, serve
-
-    try:
-        limit = Decimal(decline_over)
-    except InvalidOperation:
-        raise ConfigError(f"--decline-over: not a number: {decline_over!r}") from None
-    try:
-        server = serve(Simulation(limit, latency, failure_rate, down), host, port)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
-    click.echo(f"payment gateway simulation on http://{host}:{server.server_address[1]}", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from pathlib import Path
 import kombu
 from kombu import Exchange, Queue
 
-from contracts.envelope import Event, encode
+from eda.contracts.envelope import Event, encode
 from eda.settings import DEFAULT_BROKER_URL, Settings
 from eda.topology import Topology
-from producers.publisher import Publisher, event_properties
+from eda.publishing.publisher import Publisher, event_properties
 
 PREFETCH = Settings().prefetch  # raw kombu consumes with eda's default prefetch: same broker work
 ORDER = {"order_id": "ord-1", "user_id": "user-1", "total_amount": Decimal("30.00"), "currency": "USD",

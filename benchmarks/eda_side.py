@@ -13,10 +13,10 @@ import time
 from benchmarks.bench import Bench
 from eda import logs
 from eda.connection import open_connection
-from producers.publisher import Publisher
-from workers.base import Worker, handles
-from workers.hooks import Hooks
-from workers.runtime import Runner
+from eda.publishing.publisher import Publisher
+from eda.worker import Worker, handles
+from eda.runtime.hooks import Hooks
+from eda.runtime.runner import Runner
 
 
 class NoOp(Worker):

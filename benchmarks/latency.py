@@ -17,10 +17,10 @@ from pathlib import Path
 import orjson
 
 from benchmarks.bench import Bench, eda_worker, order_event, stop, wait_for
-from contracts.envelope import Event
+from eda.contracts.envelope import Event
 from eda.connection import open_connection
-from producers.publisher import Publisher
-from workers import registry
+from eda.publishing.publisher import Publisher
+from eda import discovery
 
 ROOT = Path(__file__).resolve().parents[1]
 HOPS = (("order.placed", "payment.succeeded"), ("payment.succeeded", "inventory.reserved"),
@@ -116,7 +116,7 @@ def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
     """The three real workers, one `eda worker NAME` process each (as the systemd unit runs them)."""
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
         for name in WORKERS:
-            bench.worker_queue(name, registry.get(name).handlers)
+            bench.worker_queue(name, discovery.get(name).handlers)
         procs = []
         try:
             for name in WORKERS:  # appended one by one inside the try: a failed start stops the others

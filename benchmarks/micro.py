@@ -5,7 +5,7 @@ import time
 from kombu.serialization import loads as kombu_loads
 
 from benchmarks.bench import order_event
-from contracts.envelope import decode, encode
+from eda.contracts.envelope import decode, encode
 
 
 def per_call_us(fn, arg, n: int) -> float:

@@ -11,8 +11,8 @@ import sys
 
 from benchmarks import eda_side
 from benchmarks.bench import Bench, order_event, reserved_event
-from workers.hooks import Hooks
-from workers.runtime import Runner
+from eda.runtime.hooks import Hooks
+from eda.runtime.runner import Runner
 from workers.shipping import Shipping
 
 

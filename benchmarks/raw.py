@@ -11,7 +11,7 @@ from kombu.utils import json
 from kombu import Queue
 
 from benchmarks.bench import PREFETCH, Bench
-from contracts.envelope import to_wire
+from eda.contracts.envelope import to_wire
 
 
 def publish(bench: Bench, events, *, confirm: bool) -> float:

@@ -1,6 +1,6 @@
-"""Event contracts: the CloudEvents envelope and each event type's marshmallow schema."""
+"""The reference shop's event contracts; importing the package registers them with eda (the shop's
+``eda.contracts`` entry point names it, as any team's package would be named)."""
 
-from contracts.envelope import Event, decode, encode, new_event
-from contracts.registry import CONTRACTS, Contract, get
+from contracts.events import CONTRACTS
 
-__all__ = ["CONTRACTS", "Contract", "Event", "decode", "encode", "get", "new_event"]
+__all__ = ["CONTRACTS"]

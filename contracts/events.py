@@ -1,27 +1,12 @@
-"""The data schemas of the reference application's events: e-commerce order processing.
+"""The reference shop's events (e-commerce order processing), registered with eda when imported.
 
 Attributes are snake_case in Python and camelCase on the wire (``orderId``); see ``EventData``.
 """
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
-from contracts.fields import Currency, Id, Money
-
-
-def camel_case(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-class EventData(Schema):
-    """Base of every event's data: camelCase keys on the wire, unknown keys ignored by consumers
-    (so a producer may add an optional field without breaking running workers)."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    def on_bind_field(self, field_name, field_obj):
-        field_obj.data_key = camel_case(field_obj.data_key or field_name)
+from eda import EventData, contract
+from eda.fields import Currency, Id, Money
 
 
 class Item(EventData):
@@ -35,6 +20,7 @@ def Items(**kwargs):
                        **kwargs)
 
 
+@contract("order.placed", description="A customer placed an order.")
 class OrderPlaced(EventData):
     order_id = Id(required=True)
     user_id = Id(required=True)
@@ -43,6 +29,7 @@ class OrderPlaced(EventData):
     items = Items(required=True)
 
 
+@contract("payment.succeeded", description="An order was charged.", published_by=("payment",))
 class PaymentSucceeded(EventData):
     order_id = Id(required=True)
     payment_id = Id(required=True)
@@ -51,38 +38,52 @@ class PaymentSucceeded(EventData):
     items = Items(required=True)
 
 
+@contract("payment.failed", description="The gateway declined an order.", published_by=("payment",))
 class PaymentFailed(EventData):
     order_id = Id(required=True)
     reason = fields.String(required=True)
 
 
+@contract("stock.replenished", description="Stock of a SKU arrived.")
 class StockReplenished(EventData):
     sku = Id(required=True)
     quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
 
 
+@contract("inventory.reserved", description="Every item of a paid order is reserved.",
+          published_by=("inventory",))
 class InventoryReserved(EventData):
     order_id = Id(required=True)
     items = Items(required=True)
 
 
+@contract("inventory.depleted", description="A SKU's stock fell to or below the threshold.",
+          published_by=("inventory",))
 class InventoryDepleted(EventData):
     sku = Id(required=True)
     remaining = fields.Integer(required=True, strict=True)
 
 
+@contract("order.cancelled", description="An order was cancelled.", published_by=("inventory",))
 class OrderCancelled(EventData):
     order_id = Id(required=True)
     reason = fields.String(required=True)
 
 
+@contract("payment.refunded", description="A charged order was refunded.", published_by=("payment",))
 class PaymentRefunded(EventData):
     order_id = Id(required=True)
     payment_id = Id(required=True)
     amount = Money(required=True)
 
 
+@contract("order.shipped", description="An order left the warehouse.", published_by=("shipping",))
 class OrderShipped(EventData):
     order_id = Id(required=True)
     tracking_number = Id(required=True)
     carrier = fields.String(required=True)
+
+
+CONTRACTS = tuple(c.eda_contract for c in (OrderPlaced, PaymentSucceeded, PaymentFailed, StockReplenished,
+                                           InventoryReserved, InventoryDepleted, OrderCancelled, PaymentRefunded,
+                                           OrderShipped))

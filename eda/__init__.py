@@ -1,3 +1,27 @@
-"""Broker plumbing shared by producers and workers: settings, names, topology, connection, logging."""
+"""eda: event-driven workers on RabbitMQ. What a service built on eda imports:
+
+    from eda import Worker, handles, contract, EventData, Producer, Settings, PermanentError, ContractError
+    from eda import Setting                   # a worker's own setting
+    from eda.fields import Money, Id, Currency
+
+The names load on first use, so ``import eda.settings`` stays cheap (see docs/api.md).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_API = {
+    "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.worker",
+    "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "Event": "eda.contracts.envelope",
+    "Producer": "eda.publishing.producer", "Settings": "eda.settings", "Setting": "eda.worker_settings",
+    "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'eda' has no attribute {name!r}")

@@ -6,13 +6,14 @@ import sys
 import click
 
 from eda import logs
-from eda.errors import EdaError
+from eda.errors import ConfigError, EdaError
 from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
-WORKER = ("state_dir", "payment_gateway_url", "prefetch", "concurrency", "retry_delays", "shutdown_timeout",
-          "breaker_fail_max", "breaker_reset_timeout", "gateway_timeout", "stock_threshold", "reconnect_window",
+WORKER = ("state_dir", "prefetch", "concurrency", "retry_delays", "shutdown_timeout", "reconnect_window",
           "heartbeat", "queue_type", "delivery_limit", "metrics_port", "metrics_address")
+METAVARS = {int: "INTEGER", float: "NUMBER"}  # --help shows numbers as numbers; the rest is TEXT
+METAVAR_OF = {"metrics_port": "PORT", "metrics_address": "ADDRESS", "state_dir": "PATH", "broker_url_file": "PATH"}
 
 
 def settings_options(*names):
@@ -31,6 +32,7 @@ def settings_options(*names):
             default = redact_url(str(spec.default)) if spec.secret else spec.default
             wrapper = click.option(
                 spec.option, name, envvar=spec.env, show_envvar=True, default=None,
+                metavar=None if spec.choices else METAVAR_OF.get(name) or METAVARS.get(type(spec.default)),
                 type=click.Choice(spec.choices, case_sensitive=False) if spec.choices else None,
                 help=spec.help + (f" [default: {default}]" if default not in (None, "") else ""),
             )(wrapper)
@@ -39,26 +41,120 @@ def settings_options(*names):
     return decorate
 
 
+OWN = "worker_option__"  # prefix of the parameter names of the workers' own settings
+
+
+def _worker_names(args) -> list[str]:
+    """The worker names among ``eda worker``'s arguments: those that are not options or their values
+    (every option but --help takes a value)."""
+    names, value_next = [], False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg.startswith("-"):
+            value_next = arg not in ("-h", "--help") and "=" not in arg
+        else:
+            names.append(arg)
+    return names
+
+
+class WorkerCommand(click.Command):
+    """``eda worker NAMES...``: the settings the named workers declare join the command's options, so
+    ``eda worker shipping --help`` offers shipping's settings and no other worker's."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["eda.worker_names"] = _worker_names(args)
+        return super().parse_args(ctx, args)
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        own = ctx.meta.get("eda.worker_params")
+        if own is None:
+            own = ctx.meta["eda.worker_params"] = self._own_params(ctx.meta.get("eda.worker_names", ()))
+        return [*params[:-1], *own, params[-1]] if params and params[-1].name == "help" else [*params, *own]
+
+    @staticmethod
+    def _own_params(names) -> list[click.Option]:
+        from eda import discovery
+        from eda.worker_settings import declared
+
+        params = {}
+        for name in dict.fromkeys(names):
+            try:
+                cls = discovery.get(name)
+            except EdaError:
+                continue  # the command says so when it runs
+            for setting in declared(cls):
+                if setting.name in params:
+                    continue
+                shown = f" [default: {setting.default}]" if setting.default not in (None, "") else ""
+                params[setting.name] = click.Option(
+                    [setting.option, OWN + setting.name], envvar=setting.env, show_envvar=True, default=None,
+                    metavar=setting.metavar, help=f"({cls.name}) {setting.help}{shown}")
+        return list(params.values())
+
+
+def own_options(kwargs: dict) -> tuple:
+    """Take the workers' own settings out of a command's keyword arguments: (name, value) pairs."""
+    return tuple((key[len(OWN):], kwargs.pop(key)) for key in [k for k in kwargs if k.startswith(OWN)]
+                 if kwargs.get(key) is not None) if kwargs else ()
+
+
 def complete_workers(ctx, param, incomplete):
     """Shell completion of worker names, with their descriptions."""
-    from workers import registry
+    from eda import discovery
 
     return [click.shell_completion.CompletionItem(name, help=cls.description)
-            for name, cls in registry.discover().items() if name.startswith(incomplete)]
+            for name, cls in discovery.discover().items() if name.startswith(incomplete)]
 
 
 def complete_events(ctx, param, incomplete):
     """Shell completion of event names (``order-placed``), or types once a dot is typed (``order.placed``)."""
-    from contracts import CONTRACTS
+    from eda.contracts.registry import all_contracts
 
     key = "type" if "." in incomplete else "name"
     return [click.shell_completion.CompletionItem(getattr(c, key), help=c.description)
-            for c in CONTRACTS if getattr(c, key).startswith(incomplete)]
+            for c in all_contracts() if getattr(c, key).startswith(incomplete)]
+
+
+COMMANDS = "eda.commands"  # entry-point group: commands a package adds (the shop's `eda demo`, `eda gateway`)
+
+
+def _unavailable(name: str, ep, exc: Exception) -> click.Command:
+    """Stands in for a plug-in command that cannot be imported (say a project's own ``workers``
+    package shadows the one it lives in): listed, and a one-line error when run."""
+
+    def fail(**_):
+        raise ConfigError(f"command {name!r} is not available: cannot load {ep.value}: {exc}")
+
+    return click.Command(name, callback=fail, short_help=f"(not available: cannot load {ep.value})",
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 class Group(click.Group):
-    """Shows expected errors as one line on stderr with their exit code, never as a traceback; click's
-    usage errors (an unknown option, a missing argument, a file that cannot be opened) too, exit 2."""
+    """Adds the commands of ``eda.commands`` entry points, loaded only when used, and shows expected
+    errors as one line on stderr with their exit code, never as a traceback; click's usage errors (an
+    unknown option, a missing argument, a file that cannot be opened) too, exit 2."""
+
+    def _plugins(self) -> dict:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=COMMANDS) if ep.name not in self.commands}
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        ep = self._plugins().get(name)
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except Exception as exc:
+            return _unavailable(name, ep, exc)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:

@@ -15,9 +15,9 @@ import click
 from eda import names
 from eda.connection import open_connection
 from eda.errors import NotFound, PublishError
-from producers.publisher import Publisher
-from workers import failures
-from workers.settlement import copy_properties
+from eda.publishing.publisher import Publisher
+from eda.runtime import failures
+from eda.runtime.settlement import copy_properties
 
 PROGRESS_MIN = 100  # a replay moving fewer events than this shows no progress bar
 BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")

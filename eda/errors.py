@@ -21,6 +21,10 @@ class UnknownEvent(ConfigError):
     """No contract is registered under that event name or type."""
 
 
+class DefinitionError(ConfigError):
+    """A worker or contract is defined wrongly: a reserved handler name, an event registered twice."""
+
+
 class QueueMismatch(ConfigError):
     """A queue exists with other arguments than eda declares (e.g. classic where quorum is asked for)."""
 

@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from eda.errors import ConfigError
-from workers.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED, Hooks
+from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED, Hooks
 
 log = logging.getLogger("eda.metrics")
 

@@ -1,6 +1,7 @@
-"""The one settings object, built from ``EDA_*`` variables and CLI options in one place.
+"""The framework's settings object, built from ``EDA_*`` variables and CLI options in one place.
 
-Each setting is declared once in ``SPECS``: its environment variable, default and help. The CLI turns
+Each setting is declared once in ``SPECS``: its environment variable, default and help. A worker's
+own settings (a gateway URL, a threshold) are declared by the worker (``eda.worker_settings``). The CLI turns
 the specs into click options (so ``--help`` shows both), and ``Settings.from_env`` reads the same
 variables for code that runs without the CLI.
 """
@@ -51,8 +52,6 @@ SPECS = {
         Spec("namespace", "EDA_NAMESPACE", "eda", "Prefix of every exchange and queue name."),
         Spec("state_dir", "EDA_STATE_DIR", None,
              "Where workers keep their state [default: $XDG_STATE_HOME/eda or ~/.local/state/eda]."),
-        Spec("payment_gateway_url", "EDA_PAYMENT_GATEWAY_URL", None,
-             "Base URL of the payment gateway; unset, the payment worker simulates it in process."),
         Spec("log_format", "EDA_LOG_FORMAT", "json", "Log lines as JSON, or text for people.",
              choices=("json", "text")),
         Spec("log_level", "EDA_LOG_LEVEL", "INFO", "Least severe level logged.",
@@ -66,16 +65,6 @@ SPECS = {
         Spec("shutdown_timeout", "EDA_SHUTDOWN_TIMEOUT", 30.0,
              "Seconds running handlers get to finish after SIGTERM or SIGINT.",
              low=0, high=MAX_SECONDS, why="a year"),
-        Spec("breaker_fail_max", "EDA_BREAKER_FAIL_MAX", 5,
-             "Gateway failures in a row that open the circuit breaker.", low=1, high=1_000_000),
-        Spec("breaker_reset_timeout", "EDA_BREAKER_RESET_TIMEOUT", 30.0,
-             "Seconds the breaker stays open before it probes the gateway again.",
-             low=0, high=MAX_SECONDS, why="a year"),
-        Spec("gateway_timeout", "EDA_GATEWAY_TIMEOUT", 5.0, "Seconds one payment gateway call may take.",
-             low=0.001, high=MAX_SECONDS, why="a year"),
-        Spec("stock_threshold", "EDA_STOCK_THRESHOLD", 5,
-             "Inventory publishes inventory.depleted when a SKU's stock falls to or below this.",
-             low=0, high=2**63 - 1, why="a 64-bit count"),
         Spec("reconnect_window", "EDA_RECONNECT_WINDOW", 60.0,
              "Seconds a worker keeps trying to reach a lost broker before it exits non-zero.",
              low=0, high=MAX_SECONDS, why="a year"),
@@ -161,8 +150,8 @@ def _check_address(address: str) -> str:
 
 
 def _check_range(name: str, value) -> None:
-    spec = SPECS[name]
-    if spec.low is None:
+    spec = SPECS.get(name)
+    if spec is None or spec.low is None:
         return
     where = f"{spec.option} ({spec.env})"
     if isinstance(value, float) and not math.isfinite(value):
@@ -202,27 +191,27 @@ class Settings:
     broker_url_file: str | None = None
     namespace: str = "eda"
     state_dir: Path | None = None
-    payment_gateway_url: str | None = None
     log_format: str = "json"
     log_level: str = "INFO"
     prefetch: int = 100
     concurrency: int = 4
     retry_delays: str = "1s,5s,30s,2m,10m"
     shutdown_timeout: float = 30.0
-    breaker_fail_max: int = 5
-    breaker_reset_timeout: float = 30.0
-    gateway_timeout: float = 5.0
-    stock_threshold: int = 5
     reconnect_window: float = 60.0
     heartbeat: int = 30
     queue_type: str = "classic"
     delivery_limit: int = 20
     metrics_port: int | None = None
     metrics_address: str = "0.0.0.0"
+    # Values of the workers' own settings given explicitly (``eda worker`` options): (name, value) pairs.
+    # A worker declares those settings itself (eda.worker_settings); EDA_* variables are read there.
+    worker_options: tuple = ()
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
         for f in fields(self):
+            if f.name not in SPECS:
+                continue
             value = getattr(self, f.name)
             spec = SPECS[f.name]
             if value is None or (value == "" and f.name != "retry_delays"):

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 
-from workers.hooks import Hooks
+from eda.runtime.hooks import Hooks
 
 log = logging.getLogger("eda.systemd")
 

@@ -1,1 +1,2 @@
-"""Producers: confirmed publishing of events (``Publisher``) and the sample order producer."""
+"""The reference shop's producers: the order producer (an example of the Producer API) and `eda demo`'s
+sample stock and orders."""

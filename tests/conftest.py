@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import kombu
 import pytest
 
-from eda.gateway import Simulation, serve
+from workers.gateway import Simulation, serve
 from eda.topology import Topology
 from tests.support import in_ci, Broker, EdaProcess, environment, port_open
-from workers import registry
+from eda import discovery
 
 LOCAL_BROKER = "amqp://guest:guest@localhost:5672//"
 TEST_RETRY_DELAYS = "200ms,400ms"
@@ -64,7 +64,7 @@ def namespace(broker_url):
         channel = conn.channel()
         for delays in ((), (200, 400), (1000, 5000, 30000, 120000, 600000)):
             topology = Topology(name, delays)
-            for worker in registry.discover():
+            for worker in discovery.discover():
                 topology.delete_worker(channel, worker)
         Topology(name).delete_exchanges(channel)
     finally:
@@ -84,10 +84,11 @@ class Eda:
 
     def __init__(self, env):
         self.env = env
+        self.cwd = None  # the directory commands run in (a project's own folder)
         self.processes: list[EdaProcess] = []
 
     def start(self, *args, **env) -> EdaProcess:
-        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}})
+        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}}, cwd=self.cwd)
         self.processes.append(proc)
         return proc
 

@@ -1,1 +1,1 @@
-"""Named workers (``payment``, ``inventory``, ``shipping``) and the runtime that runs them."""
+"""The reference shop's workers: payment (with its gateway client and simulation), inventory, shipping."""

@@ -7,8 +7,8 @@ so a redelivered ``payment.succeeded`` re-publishes the recorded decision and re
 import json
 from collections import Counter
 
+from eda import Setting, Worker, handles
 from eda.store import Store
-from workers.base import Worker, handles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, quantity INTEGER NOT NULL);
@@ -23,9 +23,10 @@ class Inventory(Worker):
     inline = True  # its state is a local SQLite file: nothing remote to wait for
     description = "Keeps stock per SKU; reserves paid orders or cancels them when stock is short."
 
+    stock_threshold = Setting(5, "Inventory publishes inventory.depleted when a SKU's stock falls to or below this.")
+
     def setup(self):
         self.store = Store(self.settings.state_dir, f"{self.settings.namespace}.inventory", SCHEMA)
-        self.threshold = self.settings.stock_threshold
 
     def teardown(self):
         self.store.close()
@@ -66,7 +67,7 @@ class Inventory(Worker):
             for sku, qty in needed.items():
                 db.execute("UPDATE stock SET quantity = quantity - ? WHERE sku = ?", (qty, sku))
             remaining = {sku: have[sku] - qty for sku, qty in needed.items()}
-            decision = (RESERVED, json.dumps({s: r for s, r in remaining.items() if r <= self.threshold}))
+            decision = (RESERVED, json.dumps({s: r for s, r in remaining.items() if r <= self.stock_threshold}))
         db.execute("INSERT INTO reservations VALUES (?, ?, ?)", (order_id, *decision))
         return decision
 

@@ -9,11 +9,10 @@ import logging
 
 import pybreaker
 
+from eda import PermanentError, Setting, Worker, handles
 from eda.breaker import Breaker
-from eda.errors import PermanentError
-from eda.gateway import HttpGateway, InProcessGateway, Simulation
 from eda.store import Store
-from workers.base import Worker, handles
+from workers.gateway import HttpGateway, InProcessGateway, Simulation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (order_id TEXT PRIMARY KEY, status TEXT NOT NULL, payment_id TEXT,
@@ -37,24 +36,33 @@ class Payment(Worker):
     name = "payment"
     description = "Charges placed orders through the payment gateway; refunds cancelled ones."
 
+    payment_gateway_url = Setting(None, "Base URL of the payment gateway; unset, the payment worker simulates it "
+                                        "in process.", type=str)
+    gateway_timeout = Setting(5.0, "Seconds one payment gateway call may take.")
+    breaker_fail_max = Setting(5, "Gateway failures in a row that open the circuit breaker.")
+    breaker_reset_timeout = Setting(30.0, "Seconds the breaker stays open before it probes the gateway again.")
+
     @property
     def inline(self) -> bool:
         """Handler threads only for a gateway over the network: the in-process simulation (no
         EDA_PAYMENT_GATEWAY_URL) answers at once, so its calls run on the I/O thread."""
-        return not self.settings.payment_gateway_url
+        return not self.payment_gateway_url
+
+    @property
+    def circuit_pause(self) -> float:
+        return self.breaker_reset_timeout  # given-back orders wait until the breaker probes again
 
     def setup(self):
         from eda.metrics import watch_breaker  # here: prometheus_client costs ~45ms to import, needed only to run
 
-        s = self.settings
-        if s.payment_gateway_url:
-            self.gateway = HttpGateway(s.payment_gateway_url, timeout=s.gateway_timeout)
+        if self.payment_gateway_url:
+            self.gateway = HttpGateway(self.payment_gateway_url, timeout=self.gateway_timeout)
         else:
             self.gateway = InProcessGateway(Simulation())
-        self.breaker = Breaker(fail_max=s.breaker_fail_max, reset_timeout=s.breaker_reset_timeout,
-                                                listeners=[BreakerLog(self.log)], name="payment-gateway")
+        self.breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
+                               listeners=[BreakerLog(self.log)], name="payment-gateway")
         watch_breaker(self.breaker)  # eda_breaker_state{name="payment-gateway"}
-        self.store = Store(s.state_dir, f"{s.namespace}.payment", SCHEMA)
+        self.store = Store(self.settings.state_dir, f"{self.settings.namespace}.payment", SCHEMA)
 
     def teardown(self):
         self.store.close()

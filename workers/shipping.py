@@ -2,7 +2,7 @@
 
 import hashlib
 
-from workers.base import Worker, handles
+from eda import Worker, handles
 
 
 def tracking_number(order_id: str) -> str:

@@ -10,7 +10,7 @@ from tests.support import handled
 pytestmark = pytest.mark.integration
 
 PLUGIN = '''
-from workers.base import Worker, handles
+from eda.worker import Worker, handles
 
 
 class Billing(Worker):

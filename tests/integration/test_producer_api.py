@@ -1,14 +1,21 @@
 """The Producer API an application publishes with: validated, confirmed, shareable between threads."""
 
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from eda.errors import ContractError, Unroutable
-from eda.settings import Settings
-from producers.producer import Producer
+from eda import ContractError, Producer, Settings
+from eda.contracts.registry import get
+from eda.errors import Unroutable
 
 pytestmark = pytest.mark.integration
+
+
+def python(order: dict) -> dict:
+    """An order as Python code publishes it: snake_case keys (the wire form loaded by its contract)."""
+    return get("order-placed").load(order)
 
 
 @pytest.fixture
@@ -20,7 +27,7 @@ def producer(broker_url, namespace, eda):
 
 def test_publish_returns_the_confirmed_event_which_is_on_the_wire(producer, broker, namespace, make_order):
     spy = broker.spy("order.*")
-    event = producer.publish("order-placed", make_order(amount=12.5), correlation_id="checkout-7")
+    event = producer.publish("order-placed", python(make_order(amount=12.5)), correlation_id="checkout-7")
     wire = spy.wait_for("order.placed")[0]
     assert wire["id"] == event.id and wire["source"] == "shop/web" and wire["correlationid"] == "checkout-7"
     assert wire["data"]["totalAmount"] == "12.50"
@@ -28,7 +35,7 @@ def test_publish_returns_the_confirmed_event_which_is_on_the_wire(producer, brok
 
 
 def test_invalid_data_raises_and_sends_nothing(producer, broker, namespace, make_order):
-    bad = make_order()
+    bad = python(make_order())
     bad["items"] = []
     with pytest.raises(ContractError, match="items"):
         producer.publish("order-placed", bad)
@@ -37,13 +44,13 @@ def test_invalid_data_raises_and_sends_nothing(producer, broker, namespace, make
 
 def test_an_event_no_queue_takes_raises_unroutable(producer):
     with pytest.raises(Unroutable, match="routed to no queue"):
-        producer.publish("order-shipped", {"orderId": "1", "trackingNumber": "T", "carrier": "UPS"})
+        producer.publish("order-shipped", {"order_id": "1", "tracking_number": "T", "carrier": "UPS"})
 
 
 def test_threads_can_share_one_producer(producer, broker, namespace, make_order):
     def publish_some():
         for _ in range(20):
-            producer.publish("order-placed", make_order())
+            producer.publish("order-placed", python(make_order()))
 
     threads = [threading.Thread(target=publish_some) for _ in range(4)]
     for t in threads:
@@ -51,3 +58,19 @@ def test_threads_can_share_one_producer(producer, broker, namespace, make_order)
     for t in threads:
         t.join(30)
     assert broker.depth(f"{namespace}.payment") == 80
+
+
+def test_wire_keys_are_an_error_naming_the_python_key(producer, broker, namespace, make_order):
+    with pytest.raises(ContractError, match=r"unknown field 'orderId' \(did you mean 'order_id'\?\)"):
+        producer.publish("order-placed", make_order())
+    assert broker.depth(f"{namespace}.payment") == 0
+
+
+def test_the_shops_order_producer_places_a_confirmed_order(producer, broker, env):
+    spy = broker.spy("order.*")
+    run = subprocess.run([sys.executable, "-m", "producers.orders", "u-1", "WIDGET:2:19.99", "GADGET:1:5"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    [placed] = spy.wait_for("order.placed")
+    assert placed["data"]["orderId"] == run.stdout.strip() and placed["data"]["totalAmount"] == "44.98"
+    assert placed["source"] == "shop/web"

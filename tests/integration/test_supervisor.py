@@ -12,7 +12,7 @@ import pytest
 
 from eda.settings import SPECS
 from tests.support import EdaProcess, eda_command, wait_until
-from workers import registry
+from eda import discovery
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "supervisor" / "eda.conf"
 WORKERS = ("payment", "inventory", "shipping")
@@ -31,7 +31,7 @@ def test_every_program_runs_a_registered_worker_and_stops_it_gracefully():
     for name, program in found.items():
         command = program["command"].split()
         assert command[:2] == ["eda", "worker"] and command[2:] == [name.removeprefix("eda-")]
-        assert set(command[2:]) <= set(registry.discover())
+        assert set(command[2:]) <= set(discovery.discover())
         assert program["stopsignal"] == "TERM"
         assert int(program["stopwaitsecs"]) > SPECS["shutdown_timeout"].default
         assert program["autorestart"] in ("true", "unexpected") and program.get("exitcodes", "0") == "0"

@@ -1,6 +1,6 @@
 """Batched acks: a multiple ack never covers a delivery whose work is not done."""
 
-from workers.amqp_consumer import Acks
+from eda.runtime.amqp_consumer import Acks
 
 
 class Channel:

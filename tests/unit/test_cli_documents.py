@@ -9,7 +9,7 @@ import pytest
 
 from contracts import CONTRACTS
 from tests.support import eda_command, environment
-from workers import registry
+from eda import discovery
 
 
 def eda(*args, **env) -> subprocess.CompletedProcess:
@@ -67,7 +67,7 @@ def complete(line: str) -> list[str]:
 @pytest.mark.parametrize("line, expected", [
     ("eda wor", ["worker"]),
     ("eda contracts ", ["export", "show"]),
-    ("eda worker ", sorted(registry.discover())),
+    ("eda worker ", sorted(discovery.discover())),
     ("eda worker pa", ["payment"]),
     ("eda status inv", ["inventory"]),
     ("eda dlq show sh", ["shipping"]),

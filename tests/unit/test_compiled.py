@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from marshmallow import ValidationError
 
-from contracts import registry
+from eda.contracts import registry
 from eda.errors import ContractError
 
 ITEM = {"sku": "SKU-1", "quantity": 2, "unitPrice": "10.00"}

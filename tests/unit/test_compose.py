@@ -23,7 +23,7 @@ from tests.unit.compose import (
     running,
     worker_services,
 )
-from workers import registry
+from eda import discovery
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,14 @@ def test_the_image_is_python_311_slim_runs_eda_as_entrypoint_and_not_as_root():
     assert json.loads(image["ENTRYPOINT"][-1]) == ["eda"]
     assert image["USER"][-1] not in ("root", "0")
     assert any("pip install ." in run for run in image["RUN"])
+
+
+def workers_own_settings():
+    """The settings the known workers declare themselves (payment's gateway URL, inventory's threshold)."""
+    from eda import discovery
+    from eda.worker_settings import declared
+
+    return [s for cls in discovery.discover().values() for s in declared(cls)]
 
 
 def test_every_eda_service_is_built_from_the_repository_as_one_image(services):
@@ -58,17 +66,19 @@ def test_there_is_one_service_per_registered_worker_running_it_with_a_valid_comm
     for name, service in workers.items():
         command, params = parse_command_line(service["command"])
         assert command.name == "worker"
-        assert set(params["names"]) <= set(registry.discover()), f"{name} runs an unknown worker"
+        assert set(params["names"]) <= set(discovery.discover()), f"{name} runs an unknown worker"
         named.extend(params["names"])
-    assert sorted(named) == sorted(registry.discover())
+    assert sorted(named) == sorted(discovery.discover())
 
 
 def test_every_eda_setting_in_the_compose_file_is_a_valid_setting(services):
-    known = {spec.env for spec in SPECS.values()}
+    known = {spec.env for spec in SPECS.values()} | {s.env for s in workers_own_settings()}
     for name, service in eda_services(services).items():
         env = environment(service)
         assert {k for k in env if k.startswith("EDA_")} <= known, f"{name} sets unknown settings"
         Settings.from_env(environ=env)  # a bad value raises ConfigError naming it
+        for setting in workers_own_settings():
+            setting.parse(env.get(setting.env))
 
 
 def test_urls_in_the_environment_point_at_services_and_their_ports(services):
@@ -155,5 +165,5 @@ def test_the_build_context_installs_eda_with_its_console_script_and_workers(tmp_
     for package in ("eda", "contracts", "producers", "workers"):
         assert f"{package}/__init__.py" in names
     assert re.search(r"^eda = cli:main$", entry_points, re.M)
-    for worker in registry.discover():
+    for worker in discovery.discover():
         assert re.search(rf"^{worker} = workers\.", entry_points, re.M)

@@ -9,13 +9,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from contracts import CONTRACTS, get
-from contracts.envelope import decode, new_event, to_wire
-from contracts.export import asyncapi_document, event_schema, jsonschema_document
-from contracts.registry import CLIENTS
-from eda import names
+from contracts import CONTRACTS
+from eda import discovery, names
+from eda.contracts.envelope import decode, new_event, to_wire
+from eda.contracts.export import asyncapi_document, event_schema, jsonschema_document
+from eda.contracts.registry import CLIENTS, get
 from eda.errors import ContractError
-from workers import registry
 
 ASYNCAPI_SCHEMA = Path(__file__).parent.parent / "data" / "asyncapi-3.0.0.schema.json"
 ITEMS = [{"sku": "SKU-1", "quantity": 2, "unit_price": Decimal("10.00")}, {"sku": "SKU-2", "quantity": 1}]
@@ -134,14 +133,14 @@ def test_money_is_a_two_decimal_string_or_a_number():
 
 def test_published_by_matches_what_the_workers_publish():
     # The AsyncAPI document's publishers come from this table: it must name every ctx.publish of a worker.
-    for name, cls in registry.discover().items():
+    for name, cls in discovery.discover().items():
         for event_type in re.findall(r'ctx\.publish\("([\w.-]+)"', inspect.getsource(inspect.getmodule(cls))):
             assert name in get(event_type).published_by, f"{name} publishes {event_type}"
 
 
 @pytest.fixture(scope="module")
 def asyncapi():
-    return asyncapi_document("shop", registry.discover())
+    return asyncapi_document("shop", discovery.discover())
 
 
 def test_the_asyncapi_document_is_valid_asyncapi_3(asyncapi):
@@ -165,12 +164,12 @@ def test_asyncapi_has_a_channel_per_routing_key_with_its_publishers_and_consumer
         assert senders == set(c.published_by)
         receivers = {o["x-eda-worker"] for o in operations
                      if o["action"] == "receive" and o["messages"][0]["$ref"].endswith(f"/messages/{c.type}")}
-        assert receivers == set(registry.consumers_of(c.type))
+        assert receivers == set(discovery.consumers_of(c.type))
     assert CLIENTS in get("order.placed").published_by
 
 
 def test_asyncapi_names_each_worker_queue_from_eda_names(asyncapi):
-    for name, cls in registry.discover().items():
+    for name, cls in discovery.discover().items():
         channel = asyncapi["channels"][f"queue.{name}"]
         assert channel["address"] == names.work_queue("shop", name)
         assert channel["bindings"]["amqp"]["queue"]["name"] == names.work_queue("shop", name)

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-import contracts
-from contracts.envelope import decode, encode, new_event, to_wire
+from eda.contracts.envelope import decode, encode, new_event, to_wire
+from eda.contracts.registry import get
 from eda.errors import ContractError, UnknownEvent
 
 ORDER = {"orderId": "o-1", "userId": "u-1", "totalAmount": 19.99,
@@ -14,7 +14,7 @@ ORDER = {"orderId": "o-1", "userId": "u-1", "totalAmount": 19.99,
 
 
 def test_money_is_accepted_as_number_or_string_and_written_with_two_decimals():
-    contract = contracts.get("order-placed")
+    contract = get("order-placed")
     for amount in (100, 100.0, "100", "100.00"):
         data = contract.load({**ORDER, "totalAmount": amount})
         assert data["total_amount"] == Decimal("100.00")
@@ -23,7 +23,7 @@ def test_money_is_accepted_as_number_or_string_and_written_with_two_decimals():
 
 
 def test_currency_defaults_to_usd_and_must_be_three_letters():
-    contract = contracts.get("order-placed")
+    contract = get("order-placed")
     assert contract.load(ORDER)["currency"] == "USD"
     with pytest.raises(ContractError, match="currency"):
         contract.load({**ORDER, "currency": "usd"})
@@ -39,19 +39,19 @@ def test_currency_defaults_to_usd_and_must_be_three_letters():
 ])
 def test_invalid_order_data_names_the_field_at_fault(change, field):
     with pytest.raises(ContractError) as err:
-        contracts.get("order-placed").load({**ORDER, **change})
+        get("order-placed").load({**ORDER, **change})
     assert field + ":" in str(err.value)
 
 
 def test_consumers_ignore_unknown_fields_but_the_cli_rejects_them():
-    contract = contracts.get("order-placed")
+    contract = get("order-placed")
     assert "gift_wrap" not in contract.load({**ORDER, "giftWrap": True})
     with pytest.raises(ContractError, match="giftWrap: Unknown field"):
         contract.load({**ORDER, "giftWrap": True}, strict=True)
 
 
 def test_an_event_round_trips_through_the_wire_format():
-    data = contracts.get("order-placed").load(ORDER)
+    data = get("order-placed").load(ORDER)
     event = new_event("order-placed", data, "tests")
     wire = json.loads(encode(event))
     assert wire["type"] == "order.placed" and wire["specversion"] == "1.0"
@@ -62,7 +62,7 @@ def test_an_event_round_trips_through_the_wire_format():
 
 
 def test_a_reaction_keeps_the_correlation_and_names_its_cause():
-    cause = new_event("order-placed", contracts.get("order-placed").load(ORDER), "tests", correlation_id="c-1")
+    cause = new_event("order-placed", get("order-placed").load(ORDER), "tests", correlation_id="c-1")
     reaction = cause.reaction("payment.failed", {"order_id": "o-1", "reason": "declined"}, "eda/payment")
     wire = to_wire(reaction)
     assert wire["correlationid"] == "c-1" and wire["causationid"] == cause.id
@@ -84,12 +84,12 @@ def test_a_body_that_is_not_a_valid_cloudevent_is_a_contract_error(body, message
 
 
 def test_a_worker_takes_only_the_types_it_handles():
-    event = new_event("order-placed", contracts.get("order-placed").load(ORDER), "tests")
+    event = new_event("order-placed", get("order-placed").load(ORDER), "tests")
     with pytest.raises(ContractError, match="not handled here"):
         decode(encode(event), accepted_types={"payment.succeeded"})
 
 
 def test_contracts_are_found_by_cli_name_or_type_and_unknown_names_list_the_known():
-    assert contracts.get("order-placed") is contracts.get("order.placed")
+    assert get("order-placed") is get("order.placed")
     with pytest.raises(UnknownEvent, match="known events: order-placed"):
-        contracts.get("order-shipped-twice")
+        get("order-shipped-twice")

@@ -6,7 +6,7 @@ import pybreaker
 import pytest
 
 from eda.errors import ContractError, GatewayError, PermanentError
-from workers import failures
+from eda.runtime import failures
 
 DELIVERY = {"exchange": "shop.events", "routing_key": "order.placed"}
 RETRIED = {"exchange": "", "routing_key": "shop.payment"}  # how a copy comes back from a retry queue

@@ -7,7 +7,7 @@ import pytest
 
 from eda.breaker import Breaker
 from eda.metrics import REGISTRY, MetricsHooks, watch_breaker
-from workers.base import Worker, handles
+from eda.worker import Worker, handles
 
 
 def value(metric, **labels):

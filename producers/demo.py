@@ -1,4 +1,6 @@
-"""`eda demo`: the whole order flow in one command, with a live view and a summary.
+"""`eda demo`: the reference shop's whole order flow in one command, with a live view and a summary.
+
+The shop adds the command to the CLI through its ``eda.commands`` entry point.
 
 The three workers run in this process (a Runner on a thread) in a namespace of their own, so a demo
 never touches a real deployment's queues; everything it declares is deleted at the end. Without a
@@ -7,6 +9,7 @@ broker (or with --embedded) it runs on kombu's in-memory transport.
 
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -15,15 +18,21 @@ from decimal import Decimal
 import click
 import kombu
 
-from contracts.envelope import new_event
+import contracts  # noqa: F401  (registers the shop's events)
+from eda.cli_support import COMMON, settings_options
 from eda.connection import is_amqp, open_connection
+from eda.contracts.envelope import new_event
 from eda.errors import BrokerUnavailable
+from eda.publishing.publisher import Publisher
+from eda.runtime.runner import Runner
 from eda.settings import Settings
 from eda.tail import Tail, describe
 from eda.topology import Topology
-from producers.publisher import Publisher
-from workers import registry
-from workers.runtime import Runner
+from workers.inventory import Inventory
+from workers.payment import Payment
+from workers.shipping import Shipping
+
+WORKERS = (Payment, Inventory, Shipping)
 
 STOCK = {"WIDGET": 20, "GADGET": 2}
 # (order id, what should happen, amount, items, the event that ends its story)
@@ -60,13 +69,14 @@ def run_demo(settings: Settings, *, embedded: bool = False, timeout: float = 30.
     url = _connect_or_embed(settings, embedded)
     state_dir = tempfile.mkdtemp(prefix="eda-demo-")
     demo = settings.with_(namespace=f"{settings.namespace}-demo-{uuid.uuid4().hex[:6]}", state_dir=state_dir,
-                          broker_url=url, broker_url_file=None, payment_gateway_url=None, retry_delays="")
+                          broker_url=url, broker_url_file=None, retry_delays="",
+                          worker_options=(("payment_gateway_url", ""),))  # the gateway simulated in process
     logging.getLogger("eda").setLevel(logging.WARNING)  # the live view below is the demo's output
-    runner = Runner(list(registry.discover().values()), demo)
+    runner = Runner(list(WORKERS), demo)
     thread = threading.Thread(target=runner.run, name="eda-demo-workers", daemon=True)
     conn = kombu.Connection(url) if url == "memory://" else open_connection(demo)
     where = "in memory" if url == "memory://" else demo.safe_broker_url
-    click.echo(f"eda demo: workers {', '.join(registry.discover())} in namespace {demo.namespace} ({where})")
+    click.echo(f"eda demo: workers {', '.join(w.name for w in WORKERS)} in namespace {demo.namespace} ({where})")
     tail = Tail(conn, demo.namespace)
     outcome = {}
     try:
@@ -107,6 +117,15 @@ def _clean_up(conn, demo: Settings) -> None:
         return  # the in-memory broker goes with the process
     channel = conn.channel()
     topology = Topology(demo.namespace, demo.retry_delays_ms)
-    for worker in registry.discover():
-        topology.delete_worker(channel, worker)
+    for worker in WORKERS:
+        topology.delete_worker(channel, worker.name)
     topology.delete_exchanges(channel)
+
+
+@click.command("demo")
+@click.option("--embedded", is_flag=True, help="Run in one process on kombu's in-memory transport.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the flow to finish.")
+@settings_options(*COMMON)
+def command(embedded, timeout, settings):
+    """Run the whole order flow: the three workers, sample orders, a live view and a summary."""
+    sys.exit(run_demo(settings, embedded=embedded, timeout=timeout))

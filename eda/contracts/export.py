@@ -12,10 +12,10 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION
-from contracts.fields import Money
-from contracts.registry import CLIENTS, CONTRACTS, Contract
 from eda import names
+from eda.contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION
+from eda.contracts.registry import CLIENTS, Contract, all_contracts
+from eda.fields import Money
 
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION = "3.0.0"
@@ -104,8 +104,8 @@ def jsonschema_document() -> dict:
         "$id": "urn:eda:events",
         "title": "eda events",
         "description": "CloudEvents 1.0 (structured JSON mode) of every event type on the bus.",
-        "oneOf": [{"$ref": schema_id(c)} for c in CONTRACTS],
-        "$defs": {c.type: event_schema(c) for c in CONTRACTS},
+        "oneOf": [{"$ref": schema_id(c)} for c in all_contracts()],
+        "$defs": {c.type: event_schema(c) for c in all_contracts()},
     }
 
 
@@ -125,8 +125,9 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
     publishers send), a channel per worker queue (where workers receive), and every event's message."""
     exchange = {"name": names.events_exchange(namespace), "type": "topic", "durable": True, "autoDelete": False}
     channels, operations, messages = {}, {}, {}
-    consumers = {c.type: [w for w, cls in workers.items() if c.type in cls.handlers] for c in CONTRACTS}
-    for c in CONTRACTS:
+    contracts = all_contracts()
+    consumers = {c.type: [w for w, cls in workers.items() if c.type in cls.handlers] for c in contracts}
+    for c in contracts:
         payload = {k: v for k, v in event_schema(c).items() if k not in ("$schema", "$id")}
         messages[c.type] = {
             "name": c.type, "title": c.name, "summary": c.description, "contentType": CONTENT_TYPE,

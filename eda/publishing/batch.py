@@ -13,10 +13,10 @@ import tempfile
 import click
 import orjson
 
-from contracts import registry
-from contracts.envelope import Event, encode
+from eda.contracts import registry
+from eda.contracts.envelope import Event, encode
 from eda.errors import ContractError, Unroutable
-from producers.producer import Producer, build_event
+from eda.publishing.producer import Producer, build_event
 
 MAX_REPORTED = 20  # invalid lines listed; the rest are counted
 MAX_PROBLEM = 300  # characters shown of one line's problem

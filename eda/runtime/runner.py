@@ -18,14 +18,14 @@ import time
 from eda.connection import describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.topology import Topology
-from producers.publisher import Publisher
-from workers.consumer import Outcome, WorkerConsumer
-from workers.settlement import Settlement
+from eda.publishing.publisher import Publisher
+from eda.runtime.consumer import Outcome, WorkerConsumer
+from eda.runtime.settlement import Settlement
 
 log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
-class Runner(Settlement):
+class Runner:
     """Runs one or more named workers on one connection until stopped."""
 
     def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=()):
@@ -34,6 +34,7 @@ class Runner(Settlement):
         self.connect = connect
         self.topology = Topology.from_settings(settings)
         self.workers = [cls(settings) for cls in worker_classes]
+        self.settlement = Settlement(self)
         self.consumers = [WorkerConsumer(w, self) for w in self.workers]
         self.connection = None
         self.publisher = None
@@ -68,6 +69,10 @@ class Runner(Settlement):
             for worker in self.workers:
                 worker.teardown()
             self._close_connection()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def stop(self) -> None:
         """Begin a graceful stop: no new deliveries, running handlers finish within the timeout."""
@@ -260,4 +265,4 @@ class Runner(Settlement):
                 outcome = self._outcomes.get_nowait()
             except queue.Empty:
                 return
-            self.complete(outcome)
+            self.settlement.complete(outcome)

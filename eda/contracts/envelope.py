@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from contracts import registry
+from eda.contracts import registry
 from eda.errors import ContractError
 
 SPECVERSION = "1.0"
@@ -75,8 +75,9 @@ def new_event(type: str, data: dict, source: str, **attributes) -> Event:
     return Event(type=contract.type, data=data, source=source, **attributes)
 
 
-def to_wire(event: Event) -> dict:
-    """The CloudEvent as a JSON-ready dict, data dumped by its contract (camelCase, money as strings)."""
+def to_wire(event: Event, data: dict | None = None) -> dict:
+    """The CloudEvent as a JSON-ready dict, data dumped by its contract (camelCase, money as strings)
+    unless ``data`` is its wire form already."""
     wire = {
         "specversion": SPECVERSION,
         "id": event.id,
@@ -85,17 +86,17 @@ def to_wire(event: Event) -> dict:
         "time": event.time,
         "datacontenttype": DATA_CONTENT_TYPE,
         "correlationid": event.correlation_id,
-        "data": event.contract.dump(event.data),
+        "data": event.contract.dump(event.data) if data is None else data,
     }
     if event.causation_id:
         wire["causationid"] = event.causation_id
     return wire
 
 
-def encode(event: Event) -> bytes:
+def encode(event: Event, data: dict | None = None) -> bytes:
     """The event's JSON body; data JSON cannot hold (a lone surrogate in a string) is a ContractError."""
     try:
-        return orjson.dumps(to_wire(event))
+        return orjson.dumps(to_wire(event, data))
     except orjson.JSONEncodeError as exc:
         raise ContractError(f"{event.type}: data cannot be written as JSON: {exc}") from None
 

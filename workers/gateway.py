@@ -1,6 +1,7 @@
 """The payment gateway: its HTTP JSON API, a client for it, and a simulation of it.
 
-``eda gateway`` serves ``Simulation`` over HTTP; the payment worker talks to any gateway on this API
+Part of the reference shop. ``eda gateway`` (this module's ``command``, added to the CLI through the
+shop's ``eda.commands`` entry point) serves ``Simulation`` over HTTP; the payment worker talks to any gateway on this API
 through ``HttpGateway``, or to ``Simulation`` in process when no URL is configured. Technical
 failures (5xx, timeouts, refused connections) raise GatewayError, which the circuit breaker counts;
 a decline (402) is a business answer and returns normally.
@@ -8,6 +9,7 @@ a decline (402) is a business answer and returns normally.
 
 import json
 import random
+import signal
 import threading
 import time
 import urllib.error
@@ -15,10 +17,12 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from eda.errors import GatewayError
+import click
+
+from eda.errors import ConfigError, GatewayError
 
 
 @dataclass(frozen=True)
@@ -185,3 +189,31 @@ def serve(simulation: Simulation, host: str = "127.0.0.1", port: int = 8080) -> 
             pass
 
     return ThreadingHTTPServer((host, port), Handler)
+
+
+@click.command("gateway")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--decline-over", default="10000", show_default=True, help="Decline charges above this amount.")
+@click.option("--latency", default=0.0, show_default=True, help="Seconds each answer takes.")
+@click.option("--failure-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of requests answered 503.")
+@click.option("--down", is_flag=True, help="Answer every request 503.")
+def command(host, port, decline_over, latency, failure_rate, down):
+    """Serve a simulated payment gateway on the gateway's HTTP JSON API."""
+    try:
+        limit = Decimal(decline_over)
+    except InvalidOperation:
+        raise ConfigError(f"--decline-over: not a number: {decline_over!r}") from None
+    try:
+        server = serve(Simulation(limit, latency, failure_rate, down), host, port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
+    click.echo(f"payment gateway simulation on http://{host}:{server.server_address[1]}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -9,15 +9,16 @@ from collections import deque
 
 from kombu import Consumer
 
-from contracts.envelope import clip, decode
 from eda.connection import is_amqp
+from eda.contracts.binary import decode_message
+from eda.contracts.envelope import clip
 from eda.errors import ContractError
+from eda.runtime import failures
+from eda.runtime.amqp_consumer import AmqpConsumer
+from eda.runtime.duplicates import Duplicates
+from eda.runtime.threads import HandlerThreads
 from eda.store import Store
-from workers import failures
-from workers.amqp_consumer import AmqpConsumer
-from workers.base import Worker
-from workers.duplicates import Duplicates
-from workers.threads import HandlerThreads
+from eda.worker import Worker, dispatch
 
 
 class Delivery:
@@ -90,14 +91,14 @@ class WorkerConsumer:
         try:
             event = self._event_of(message)
         except Exception as exc:  # noqa: BLE001 - a poison message: dead-letter it at once, go on
-            self.runner.fail(Delivery(message, self, None, self.session), exc)
+            self.runner.settlement.fail(Delivery(message, self, None, self.session), exc)
             return
         delivery = Delivery(message, self, event, self.session)
         try:
             if self.duplicates is not None and self._seen(delivery):
                 return
         except Exception as exc:  # noqa: BLE001 - the record could not be read: a transient failure
-            self.runner.fail(delivery, exc)
+            self.runner.settlement.fail(delivery, exc)
             return
         self.admit(delivery)
 
@@ -107,7 +108,7 @@ class WorkerConsumer:
         if undecodable:
             raise ContractError(f"message refused: {undecodable}")
         try:
-            event = decode(message.body, self.accepted)
+            event = decode_message(message.body, message.content_type, message.headers, self.accepted)
         except ContractError:
             raise
         except Exception as exc:  # noqa: BLE001 - decoding is deterministic: retrying cannot help
@@ -125,14 +126,14 @@ class WorkerConsumer:
         if event_id in self.duplicates:
             return self.duplicates.arrived(delivery)  # waits for the copy in flight
         if event_id in self.unrecorded or self.processed.was_processed(event_id):
-            self.runner.skip_processed(delivery)
+            self.runner.settlement.skip_processed(delivery)
             return True
         return self.duplicates.arrived(delivery)
 
     def admit(self, delivery: Delivery) -> None:
         """Start a delivery now, or keep it in the backlog; while stopping, give it back."""
         if self.stopped:
-            self.runner.give_back(delivery)  # arrived while stopping: not started, so given back
+            self.runner.settlement.give_back(delivery)  # arrived while stopping: not started, so given back
         elif self.in_flight < self.concurrency and self.paused_until is None:
             self._start(delivery)
         else:
@@ -145,14 +146,14 @@ class WorkerConsumer:
             return
         skipped, successor = self.duplicates.resolved(delivery, processed)
         for copy in skipped:
-            self.runner.skip_processed(copy)
+            self.runner.settlement.skip_processed(copy)
         if successor is not None:
             self.admit(successor)
 
     def _start(self, delivery: Delivery) -> None:
         self.in_flight += 1
         if self.pool is None:
-            self.runner.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
+            self.runner.settlement.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
         else:
             self.pool.submit(delivery)
 
@@ -162,7 +163,7 @@ class WorkerConsumer:
     def _execute(self, delivery: Delivery) -> Outcome:
         started = time.perf_counter()
         try:
-            ctx = self.worker.handle(delivery.event)
+            ctx = dispatch(self.worker, delivery.event)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - any handler error (sys.exit too) is the event's failure
@@ -221,7 +222,7 @@ class WorkerConsumer:
 
     def give_back(self) -> None:
         while self.backlog:
-            self.runner.give_back(self.backlog.popleft())
+            self.runner.settlement.give_back(self.backlog.popleft())
 
     def flush_acks(self) -> None:
         """Send the acks held since the last turn of the I/O loop (amqp transport only)."""

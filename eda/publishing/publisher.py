@@ -14,7 +14,7 @@ from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import RecoverableConnectionError
 from kombu import Producer
 
-from contracts.envelope import CONTENT_TYPE, Event, encode
+from eda.contracts.envelope import CONTENT_TYPE, Event, encode
 from eda.connection import is_amqp
 from eda.errors import BrokerUnavailable, PublishError, Unroutable
 

@@ -1,17 +1,18 @@
 """Settling deliveries on the I/O thread: ack after the work, or move the event by a confirmed copy.
 
-``Settlement`` is the part of the Runner that decides what happens to each delivery once it was
-handled (or could not be): reactions published and confirmed before the ack; a failure retried later
-or dead-lettered with its reason; an event not handled (circuit open, stopping) given back. It uses
-the Runner's ``settings``, ``topology``, ``publisher``, ``session``, ``hooks`` and ``_stopping``.
+``Settlement`` decides what happens to each delivery once it was handled (or could not be):
+reactions published and confirmed before the ack; a failure retried later or dead-lettered with its
+reason; an event not handled (circuit open, stopping) given back. The Runner owns one, and it reads
+the Runner's public state only: ``settings``, ``topology``, ``publisher``, ``session``, ``session_errors``,
+``hooks`` and ``stopping`` (the publisher and session change with each connection).
 """
 
 import logging
 
 from eda import names
-from workers import failures
-from workers.consumer import Delivery, Outcome
-from workers.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
+from eda.runtime import failures
+from eda.runtime.consumer import Delivery, Outcome
+from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 
 log = logging.getLogger("eda.worker")
 
@@ -27,19 +28,21 @@ def copy_properties(message) -> dict:
     return props
 
 
-
 class Settlement:
-    """What happens to each delivery after its handler; mixed into ``Runner`` (see the module docstring)."""
+    """What happens to each delivery after its handler, for one Runner (see the module docstring)."""
+
+    def __init__(self, runner):
+        self.runner = runner
 
     def complete(self, outcome: Outcome) -> None:
         """Settle a handler's outcome on the I/O thread; an error while doing so fails the event."""
         d = outcome.delivery
         d.consumer.finished(d)
-        if d.session is not self.session:
+        if d.session is not self.runner.session:
             return  # its channel is gone with the old connection: the broker redelivers the event
         try:
             self._settle(d, outcome)
-        except self.session_errors:
+        except self.runner.session_errors:
             raise  # the connection or channel is gone: the session ends, the broker redelivers
         except Exception as exc:  # noqa: BLE001 - e.g. a reaction that cannot be written
             self.fail(d, exc)
@@ -61,18 +64,18 @@ class Settlement:
             if error is not None:
                 errors.append(error)
             remaining[0] -= 1
-            if remaining[0] == 0 and d.session is self.session:
+            if remaining[0] == 0 and d.session is self.runner.session:
                 if errors:
                     self.fail(d, errors[0])
                 else:
                     self._processed(d, outcome.seconds)
                     for event, _ in outcome.reactions:
-                        for hook in self.hooks:
+                        for hook in self.runner.hooks:
                             hook.on_published(d.consumer.worker.name, event.type)
 
-        exchange = self.topology.events.name
+        exchange = self.runner.topology.events.name
         for event, body in outcome.reactions:
-            self.publisher.send_event(event, exchange, body=body, callback=settled)
+            self.runner.publisher.send_event(event, exchange, body=body, callback=settled)
 
     def _processed(self, d: Delivery, seconds) -> None:
         d.consumer.record(d)
@@ -85,7 +88,7 @@ class Settlement:
         that copy cannot be written, the broker dead-letters the event (a reject, never a requeue)."""
         try:
             self._move(d, error)
-        except self.session_errors:
+        except self.runner.session_errors:
             raise
         except Exception as exc:  # noqa: BLE001 - the copy itself cannot be written
             log.error("cannot write the event's copy (%s: %s); rejected to the work queue's dead-letter "
@@ -101,27 +104,27 @@ class Settlement:
         if kind == failures.CIRCUIT_OPEN:
             self.give_back(d)  # not the event's fault: no attempt counted
             self._outcome(d, REQUEUED, None)
+            pause = d.consumer.worker.circuit_pause
             if d.consumer.paused_until is None:
-                log.warning("circuit open: pausing for %ss", self.settings.breaker_reset_timeout,
-                            extra={"worker": worker})
-            d.consumer.pause(self.settings.breaker_reset_timeout)
+                log.warning("circuit open: pausing for %ss", pause, extra={"worker": worker})
+            d.consumer.pause(pause)
             return
         attempts = failures.retry_count(message.headers)
-        delay = failures.next_delay(kind, attempts, self.settings.retry_delays_ms)
+        delay = failures.next_delay(kind, attempts, self.runner.settings.retry_delays_ms)
         fields = self._event_fields(d, error=f"{type(error).__name__}: {failures.describe(error)}",
                                     attempt=attempts + 1)
         if delay is not None:
-            exchange, routing_key = "", names.retry_queue(self.settings.namespace, worker, delay)
+            exchange, routing_key = "", names.retry_queue(self.runner.settings.namespace, worker, delay)
             headers = failures.retry_headers(message.headers, message.delivery_info, attempts)
             log.warning("failed; retrying in %s", names.format_delay(delay), extra=fields)
         else:
-            exchange, routing_key = self.topology.dlx.name, d.consumer.queue_name
+            exchange, routing_key = self.runner.topology.dlx.name, d.consumer.queue_name
             headers = failures.dead_letter_headers(message.headers, message.delivery_info, error, worker=worker,
                                                    queue=d.consumer.queue_name, attempts=attempts)
             log.error("dead-lettered (%s)", kind, extra=fields)
 
         def settled(publish_error):
-            if d.session is not self.session:
+            if d.session is not self.runner.session:
                 return
             if publish_error is None:
                 message.ack()  # the copy is safe with the broker: now the original may go
@@ -132,7 +135,7 @@ class Settlement:
                 log.error("could not move the event (%s); it goes back to its queue and the worker pauses "
                           "for %ss", publish_error, MOVE_FAILED_PAUSE, extra=fields)
                 message.reject(requeue=True)
-                if not self._stopping:
+                if not self.runner.stopping:
                     d.consumer.pause(MOVE_FAILED_PAUSE)  # not a hot loop of redeliveries
             d.consumer.resolved(d, processed=False)
 
@@ -140,7 +143,7 @@ class Settlement:
 
     def _send_copy(self, exchange: str, routing_key: str, message, headers: dict, callback) -> None:
         """Publish a copy of a delivered message, confirmed and mandatory, with headers made writable."""
-        self.publisher.send(exchange, routing_key, message.body, copy_properties(message),
+        self.runner.publisher.send(exchange, routing_key, message.body, copy_properties(message),
                             headers=failures.encodable_headers(headers, own=failures.OWN_HEADERS), mandatory=True,
                             label=f"event {message.properties.get('message_id')}", callback=callback)
 
@@ -155,11 +158,11 @@ class Settlement:
         and then the ack: a requeue would spend one of a quorum queue's ``x-delivery-limit`` deliveries,
         and a long gateway outage would then dead-letter events that never failed."""
         message = d.message
-        if self.publisher is None or d.session is not self.session:
+        if self.runner.publisher is None or d.session is not self.runner.session:
             return  # the connection is gone: the broker redelivers the event anyway
 
         def settled(publish_error):
-            if d.session is not self.session:
+            if d.session is not self.runner.session:
                 return
             if publish_error is None:
                 message.ack()
@@ -171,7 +174,7 @@ class Settlement:
                         failures.given_back_headers(message.headers, message.delivery_info), settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
-        for hook in self.hooks:
+        for hook in self.runner.hooks:
             hook.on_outcome(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
 
     @staticmethod

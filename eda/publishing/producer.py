@@ -1,10 +1,9 @@
 """The producer API for applications: validate an event against its contract and publish it confirmed.
 
-    from eda.settings import Settings
-    from producers.producer import Producer
+    from eda import Producer, Settings
 
     with Producer(Settings.from_env(), source="shop/web") as producer:
-        event = producer.publish("order-placed", {"orderId": "1", "userId": "u1", ...})
+        event = producer.publish("order-placed", {"order_id": "1", "user_id": "u1", ...})
 
 ``publish`` returns once the broker confirmed the event (and a queue took it); it raises a
 ContractError for invalid data and a PublishError or BrokerUnavailable otherwise. One Producer may be
@@ -13,12 +12,12 @@ shared by threads: a lock keeps its connection to one thread at a time.
 
 import threading
 
-from contracts import registry
-from contracts.envelope import Event, new_event
 from eda.connection import open_connection
+from eda.contracts import registry
+from eda.contracts.envelope import Event, new_event
+from eda.publishing.publisher import Publisher
 from eda.settings import Settings
 from eda.topology import Topology
-from producers.publisher import Publisher
 
 
 def build_event(event_name: str, data, source: str, correlation_id: str | None = None) -> Event:
@@ -48,8 +47,12 @@ class Producer:
         return self._publisher
 
     def publish(self, event_name: str, data: dict, correlation_id: str | None = None) -> Event:
-        """Validate, publish and wait for the broker's confirm; return the published event."""
-        event = build_event(event_name, data, self.source, correlation_id)
+        """Validate ``data`` (Python values, snake_case keys, as a handler's ``ctx.publish`` takes
+        them), publish and wait for the broker's confirm; return the published event."""
+        contract = registry.get(event_name)
+        loaded, _ = contract.from_python(data)
+        event = new_event(contract.type, loaded, self.source,
+                          **({"correlation_id": correlation_id} if correlation_id else {}))
         self.publish_events([event])
         return event
 

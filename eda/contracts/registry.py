@@ -1,0 +1,234 @@
+"""The open table of contracts: each event's CLI name, routing key (= CloudEvents type) and data schema.
+
+Any package registers its events with ``@contract`` on an ``EventData`` subclass; eda itself knows
+none. ``get`` of a name not registered yet first runs discovery (entry points, ``--app``) once.
+"""
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from marshmallow import RAISE, Schema, ValidationError, fields as mfields
+
+from eda.contracts.compiled import GiveUp, compile_dump, compile_load
+from eda.errors import ContractError, DefinitionError, UnknownEvent
+
+CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One event type. Its schema instance is made once: schema construction is costly."""
+
+    name: str
+    type: str
+    schema_class: type
+    description: str
+    version: int = 1
+    published_by: tuple[str, ...] = (CLIENTS,)  # worker names, or CLIENTS: `eda publish`, producers
+    where: str = field(default="", compare=False)  # module.Class that registered it, for error messages
+    schema: Schema = field(init=False, repr=False, compare=False)
+    fast_load: object = field(init=False, repr=False, compare=False)
+    fast_dump: object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "schema", self.schema_class())
+        object.__setattr__(self, "fast_load", compile_load(self.schema))
+        object.__setattr__(self, "fast_dump", compile_dump(self.schema))
+
+    def load(self, data, *, strict=False) -> dict:
+        """Validate wire data into Python values; ``strict`` also rejects unknown fields (CLI input)."""
+        if not isinstance(data, dict):
+            raise ContractError(f"{self.type}: data must be a JSON object")
+        if not strict and self.fast_load is not None:
+            try:
+                return self.fast_load(data)  # valid data, about 5x faster; anything else: marshmallow decides
+            except (GiveUp, ValidationError):
+                pass
+        try:
+            return self.schema.load(data, unknown=RAISE if strict else None)
+        except ValidationError as exc:
+            raise ContractError(f"{self.type}: invalid data: {describe(exc.messages)}", exc.messages) from None
+
+    def from_python(self, data) -> tuple[dict, dict]:
+        """Validate data as Python code gives it (snake_case keys, Python values): a reaction, or what
+        ``Producer.publish`` sends. Return (loaded data, wire data); an unknown key is an error naming
+        it, never dropped, and so is a missing or invalid field."""
+        if not isinstance(data, dict):
+            raise ContractError(f"{self.type}: data must be a dict")
+        unknown = unknown_keys(self.schema, data)
+        if unknown:
+            raise ContractError(f"{self.type}: invalid data: {'; '.join(unknown)}")
+        try:
+            wire = self.dump(data)
+        except Exception:  # a value its field cannot write, e.g. "ten" as money
+            raise ContractError(f"{self.type}: invalid data: {unwritable(self.schema, data)}") from None
+        if self.fast_load is not None:
+            try:
+                return self.fast_load(wire), wire
+            except (GiveUp, ValidationError):
+                pass
+        try:
+            return self.schema.load(wire), wire
+        except ValidationError as exc:
+            messages = python_names(exc.messages, self.schema)
+            raise ContractError(f"{self.type}: invalid data: {describe(messages)}", messages) from None
+
+    def dump(self, data: dict) -> dict:
+        """Python values (snake_case, Decimal) into wire data (camelCase, "100.00")."""
+        if self.fast_dump is not None:
+            try:
+                return self.fast_dump(data)
+            except GiveUp:
+                pass
+        return self.schema.dump(data)
+
+    @property
+    def fields(self) -> list[tuple[str, bool]]:
+        """(wire name, required) of each top-level field."""
+        return [(f.data_key or n, f.required) for n, f in self.schema.fields.items()]
+
+
+def _nested(field):
+    """The schema of a nested field or of a list of nested items, else None."""
+    if isinstance(field, mfields.List):
+        field = field.inner
+    return field.schema if isinstance(field, mfields.Nested) else None
+
+
+def _hint(key: str, known) -> str:
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+    guess = snake if snake in known else next(iter(difflib.get_close_matches(key, known, 1)), None)
+    return f" (did you mean '{guess}'?)" if guess else ""
+
+
+def unknown_keys(schema: Schema, data: dict, prefix: str = "") -> list[str]:
+    """Python-side keys the schema does not know, nested items included, each with a suggestion."""
+    known = {(f.attribute or n): f for n, f in schema.fields.items()}
+    problems = []
+    for key, value in data.items():
+        field = known.get(key)
+        if field is None:
+            problems.append(f"unknown field '{prefix}{key}'{_hint(str(key), known)}")
+            continue
+        nested = _nested(field)
+        if nested is None:
+            continue
+        if isinstance(field, mfields.List) and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    problems += unknown_keys(nested, item, f"{prefix}{key}.{i}.")
+        elif isinstance(value, dict):
+            problems += unknown_keys(nested, value, f"{prefix}{key}.")
+    return problems
+
+
+def unwritable(schema: Schema, data: dict) -> str:
+    """Which top-level fields cannot be written to the wire, for the error message."""
+    bad = []
+    for name, field in schema.dump_fields.items():
+        attribute = field.attribute or name
+        try:
+            field.serialize(attribute, data, accessor=schema.get_attribute)
+        except Exception as exc:
+            reason = field.error_messages.get("invalid") or f"{type(exc).__name__}: {exc}"
+            bad.append(f"{attribute}: {reason} ({data.get(attribute)!r})")
+    return "; ".join(bad) or "a value cannot be written as JSON"
+
+
+def python_names(messages, schema: Schema):
+    """marshmallow's error messages, keyed by wire names, re-keyed by the Python names."""
+    if not isinstance(messages, dict):
+        return messages
+    by_key = {(f.data_key or n): (f.attribute or n, f) for n, f in schema.fields.items()}
+    out = {}
+    for key, value in messages.items():
+        name, field = by_key.get(key, (key, None))
+        nested = _nested(field) if field is not None else None
+        if nested is not None and isinstance(value, dict):
+            if isinstance(field, mfields.List):
+                value = {i: python_names(v, nested) for i, v in value.items()}
+            else:
+                value = python_names(value, nested)
+        out[name] = value
+    return out
+
+
+def describe(messages, prefix="") -> str:
+    """Flatten marshmallow's nested error messages into ``field: reason; other.0.sku: reason``."""
+    parts = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            parts.append(describe(value, f"{prefix}{key}."))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        parts.append(f"{prefix.rstrip('.')}: {' '.join(messages)}" if prefix else " ".join(messages))
+    else:
+        parts.extend(describe(m, prefix) for m in messages)
+    return "; ".join(parts)
+
+
+_CONTRACTS: dict[str, Contract] = {}  # by type, in registration order
+_BY_KEY: dict[str, Contract] = {}  # by type and by CLI name
+
+
+def _shape(schema: Schema) -> tuple:
+    """What makes two schemas the same contract: each field's name, kind, wire key and requiredness."""
+    return tuple((name, type(f).__name__, f.data_key, f.required) for name, f in sorted(schema.fields.items()))
+
+
+def register(new: Contract) -> Contract:
+    """Add a contract; the same type registered again with the same schema is the one already there
+    (a module imported twice), with another schema it is an error naming both places."""
+    old = _CONTRACTS.get(new.type) or _BY_KEY.get(new.name)
+    if old is not None:
+        if old.type == new.type and old.name == new.name and old.version == new.version \
+                and _shape(old.schema) == _shape(new.schema):
+            return old
+        raise DefinitionError(f"event {new.type!r} ({new.name}) is registered twice with different schemas: "
+                              f"{old.where} and {new.where}")
+    _CONTRACTS[new.type] = new
+    _BY_KEY[new.type] = _BY_KEY[new.name] = new
+    return new
+
+
+def contract(type: str, *, name: str | None = None, version: int = 1, description: str = "",
+             published_by: tuple[str, ...] = (CLIENTS,)):
+    """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key).
+
+    The CLI name defaults to the type with dots as dashes (``invoice.requested`` -> ``invoice-requested``).
+    """
+
+    def register_class(schema_class):
+        doc = (schema_class.__doc__ or "").strip().splitlines()
+        registered = register(Contract(
+            name or type.replace(".", "-"), type, schema_class, description or (doc[0] if doc else ""),
+            version=version, published_by=tuple(published_by),
+            where=f"{schema_class.__module__}.{schema_class.__qualname__}"))
+        schema_class.eda_contract = registered
+        return schema_class
+
+    return register_class
+
+
+def _discover() -> None:
+    from eda import discovery  # discovery imports workers, which import this module
+
+    discovery.load()
+
+
+def all_contracts() -> tuple[Contract, ...]:
+    """Every registered contract, in registration order (after discovery)."""
+    _discover()
+    return tuple(_CONTRACTS.values())
+
+
+def get(name_or_type: str) -> Contract:
+    """The contract for a CLI name (``order-placed``) or type (``order.placed``)."""
+    found = _BY_KEY.get(name_or_type)
+    if found is None:
+        _discover()
+        found = _BY_KEY.get(name_or_type)
+    if found is None:
+        known = ", ".join(c.name for c in _CONTRACTS.values()) or "none"
+        raise UnknownEvent(f"unknown event {name_or_type!r}; known events: {known}")
+    return found

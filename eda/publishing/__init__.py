@@ -1,0 +1,1 @@
+"""Publishing events, confirmed: the pipelined ``Publisher``, the ``Producer`` API, ``eda publish``'s batches."""

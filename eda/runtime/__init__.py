@@ -1,0 +1,1 @@
+"""Running workers: the I/O loop (``Runner``), consumers, settlement of deliveries, failures, hooks, threads."""

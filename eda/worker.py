@@ -1,0 +1,134 @@
+"""How a worker is declared: a ``Worker`` subclass with a name and one ``@handles`` method per type.
+
+    class Shipping(Worker):
+        name = "shipping"
+
+        @handles("inventory.reserved")
+        def ship(self, event, ctx):
+            ctx.publish("order.shipped", {"order_id": event.data["order_id"], ...})
+
+A handler gets the validated event and a context to publish reactions with. Reactions are sent,
+with publisher confirms, only after the handler returned, and the handled event is acked after that.
+Event names resolve when the worker starts, so a worker module may be imported before its contracts.
+"""
+
+import logging
+
+from eda.contracts import registry
+from eda.contracts.envelope import Event, encode
+from eda.errors import DefinitionError, UnknownEvent
+from eda.settings import Settings
+from eda.worker_settings import declared
+
+# What the runtime reads or calls on a worker: a handler method may have any other name.
+RESERVED = frozenset({"name", "description", "handlers", "record_processed", "inline", "circuit_pause", "settings",
+                      "source", "log", "setup", "teardown", "event_types"})
+
+
+def handles(event_type: str):
+    """Mark a method as the handler of one event type (routing key or CLI name)."""
+
+    def mark(method):
+        method.eda_handles = event_type
+        return method
+
+    return mark
+
+
+class Context:
+    """What a handler may do besides computing: publish reactions to the event it handles."""
+
+    __slots__ = ("event", "source", "reactions")
+
+    def __init__(self, event: Event, source: str):
+        self.event = event
+        self.source = source
+        self.reactions: list[tuple[Event, bytes]] = []
+
+    def publish(self, event_type: str, data: dict) -> Event:
+        """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
+        its cause.
+
+        It is validated and encoded here, on the handler's thread: a reaction that breaks its contract
+        fails the handler with ContractError (the event is dead-lettered with the reason, and nothing
+        is sent) instead of failing in the worker that would receive it."""
+        contract = registry.get(event_type)
+        loaded, wire = contract.from_python(data)
+        reaction = self.event.reaction(contract.type, loaded, self.source)
+        self.reactions.append((reaction, encode(reaction, wire)))
+        return reaction
+
+
+class _Handlers:
+    """``Worker.handlers``: event type -> method name, resolved through the registry on first use."""
+
+    def __get__(self, obj, cls) -> dict[str, str]:
+        resolved = cls.__dict__.get("_eda_resolved")
+        if resolved is None:
+            resolved = {}
+            for name, attr in cls._eda_handler_names.items():
+                try:
+                    resolved[registry.get(name).type] = attr
+                except UnknownEvent as exc:
+                    raise UnknownEvent(f"worker {cls.name!r} handles an {exc}") from None
+            cls._eda_resolved = resolved
+        return resolved
+
+
+class Worker:
+    """Base of every named worker. Subclasses set ``name`` and mark handlers with ``@handles``.
+
+    A handler may have any name except those in ``RESERVED`` (an error when the class is created)."""
+
+    name: str = ""
+    description: str = ""
+    handlers = _Handlers()
+    _eda_handler_names: dict[str, str] = {}
+    # True for a worker without idempotency of its own: the runtime records the ids of the events it
+    # processed (under EDA_STATE_DIR) and acks a redelivered one without running the handler again.
+    record_processed: bool = False
+    # True when the handlers never wait on the network (computation and local state only): they run on
+    # the I/O thread one at a time, without the two thread wake-ups per event a handler thread costs;
+    # --concurrency does not apply. Handlers that call a remote service keep the default.
+    inline: bool = False
+    # Seconds the worker stops taking events after a handler met an open circuit breaker
+    # (pybreaker.CircuitBreakerError): the event is given back, no attempt counted.
+    circuit_pause: float = 30.0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        found = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                event_type = getattr(value, "eda_handles", None)
+                if event_type:
+                    if attr in RESERVED:
+                        raise DefinitionError(f"{cls.__module__}.{cls.__qualname__}: a handler cannot be named "
+                                              f"{attr!r}, which eda reserves ({', '.join(sorted(RESERVED))})")
+                    found[event_type] = attr
+        cls._eda_handler_names = found
+        cls._eda_resolved = None
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.source = f"eda/{self.name}"
+        self.log = logging.getLogger(f"eda.worker.{self.name}")
+        for setting in declared(type(self)):
+            getattr(self, setting.name)  # a bad value fails now, when the worker is made, not later
+
+    @classmethod
+    def event_types(cls) -> list[str]:
+        return sorted(cls.handlers)
+
+    def setup(self) -> None:
+        """Open what the handlers need (stores, gateway clients); runs once before consuming."""
+
+    def teardown(self) -> None:
+        """Close what ``setup`` opened; runs once after the last handler finished."""
+
+
+def dispatch(worker: Worker, event: Event) -> Context:
+    """Run the worker's handler of the event's type; return the context holding its reactions."""
+    ctx = Context(event, worker.source)
+    getattr(worker, worker.handlers[event.type])(event, ctx)
+    return ctx
