@@ -10,6 +10,7 @@ the setting's type fails when the worker starts, as a one-line error naming the 
 """
 
 import builtins
+import math
 import os
 
 from eda.errors import ConfigError
@@ -22,8 +23,10 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 class Setting:
     """One setting of a worker: a default, a help line, a type (that of the default unless given)."""
 
-    def __init__(self, default=None, help: str = "", *, type: type | None = None, env: str | None = None):
+    def __init__(self, default=None, help: str = "", *, type: type | None = None, env: str | None = None,
+                 low=None, high=None):
         self.default = default
+        self.low, self.high = low, high  # bounds of a number, checked when the worker starts
         self.help = help
         self.type = type or (builtins.type(default) if default is not None else str)
         self.env = env
@@ -58,13 +61,26 @@ class Setting:
                 pass
         raise ConfigError(f"{self.option} ({self.env}): not {EXPECTED.get(self.type, 'valid')}: {raw!r}")
 
+    def checked(self, value):
+        """``value`` within the setting's bounds, or a one-line ConfigError naming the option."""
+        if value is None or self.type not in (int, float):
+            return value
+        where = f"{self.option} ({self.env})"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, not {value!r}")
+        if self.low is not None and value < self.low:
+            raise ConfigError(f"{where}: must be at least {self.low}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{where}: must be at most {self.high}, not {value}")
+        return value
+
     def __get__(self, worker, cls):
         if worker is None:
             return self
         values = worker.__dict__.setdefault("_eda_setting_values", {})
         if self.name not in values:
             given = dict(getattr(worker.settings, "worker_options", ())).get(self.name)
-            values[self.name] = self.parse(given if given is not None else os.environ.get(self.env))
+            values[self.name] = self.checked(self.parse(given if given is not None else os.environ.get(self.env)))
         return values[self.name]
 
 

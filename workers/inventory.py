@@ -23,7 +23,8 @@ class Inventory(Worker):
     inline = True  # its state is a local SQLite file: nothing remote to wait for
     description = "Keeps stock per SKU; reserves paid orders or cancels them when stock is short."
 
-    stock_threshold = Setting(5, "Inventory publishes inventory.depleted when a SKU's stock falls to or below this.")
+    stock_threshold = Setting(5, "Inventory publishes inventory.depleted when a SKU's stock falls to or below this.",
+                              low=0, high=2**63 - 1)
 
     def setup(self):
         self.store = Store(self.settings.state_dir, f"{self.settings.namespace}.inventory", SCHEMA)

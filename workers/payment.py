@@ -32,15 +32,19 @@ class BreakerLog(pybreaker.CircuitBreakerListener):
                          new_state.name, extra={"worker": "payment"})
 
 
+YEAR = 365 * 24 * 3600
+
+
 class Payment(Worker):
     name = "payment"
     description = "Charges placed orders through the payment gateway; refunds cancelled ones."
 
     payment_gateway_url = Setting(None, "Base URL of the payment gateway; unset, the payment worker simulates it "
                                         "in process.", type=str)
-    gateway_timeout = Setting(5.0, "Seconds one payment gateway call may take.")
-    breaker_fail_max = Setting(5, "Gateway failures in a row that open the circuit breaker.")
-    breaker_reset_timeout = Setting(30.0, "Seconds the breaker stays open before it probes the gateway again.")
+    gateway_timeout = Setting(5.0, "Seconds one payment gateway call may take.", low=0.001, high=YEAR)
+    breaker_fail_max = Setting(5, "Gateway failures in a row that open the circuit breaker.", low=1, high=1_000_000)
+    breaker_reset_timeout = Setting(30.0, "Seconds the breaker stays open before it probes the gateway again.",
+                                    low=0, high=YEAR)
 
     @property
     def inline(self) -> bool:
