@@ -52,6 +52,12 @@ SPECS = {
         Spec("namespace", "EDA_NAMESPACE", "eda", "Prefix of every exchange and queue name."),
         Spec("state_dir", "EDA_STATE_DIR", None,
              "Where workers keep their state [default: $XDG_STATE_HOME/eda or ~/.local/state/eda]."),
+        Spec("database_url", "EDA_DATABASE_URL", None,
+             "postgresql://... URL of the database holding every worker's state (several instances, several "
+             "hosts); unset: SQLite under the state folder. Prefer the variable or --database-url-file.",
+             secret=True),
+        Spec("database_url_file", "EDA_DATABASE_URL_FILE", None,
+             "File holding the database URL (a docker or systemd secret); wins over the URL."),
         Spec("log_format", "EDA_LOG_FORMAT", "json", "Log lines as JSON, or text for people.",
              choices=("json", "text")),
         Spec("log_level", "EDA_LOG_LEVEL", "INFO", "Least severe level logged.",
@@ -189,6 +195,8 @@ class Settings:
 
     broker_url: str = DEFAULT_BROKER_URL
     broker_url_file: str | None = None
+    database_url: str | None = None
+    database_url_file: str | None = None
     namespace: str = "eda"
     state_dir: Path | None = None
     log_format: str = "json"
@@ -233,6 +241,12 @@ class Settings:
                 raise ConfigError(f"--broker-url-file: cannot read {self.broker_url_file}: {exc.strerror}") from None
             object.__setattr__(self, "broker_url", url)
         _check_broker_url(self.broker_url)
+        if self.database_url_file:
+            try:
+                url = Path(self.database_url_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"--database-url-file: cannot read {self.database_url_file}: {exc.strerror}") from None
+            object.__setattr__(self, "database_url", url or None)
         object.__setattr__(self, "state_dir", Path(self.state_dir) if self.state_dir else _default_state_dir())
         object.__setattr__(self, "log_format", self.log_format.lower())
         object.__setattr__(self, "log_level", self.log_level.upper())
@@ -269,6 +283,20 @@ class Settings:
             return tuple(parse_delay(part) for part in text.split(","))
         except ValueError as exc:
             raise ConfigError(f"--retry-delays (EDA_RETRY_DELAYS): {exc}") from None
+
+    @property
+    def safe_database_url(self) -> str | None:
+        """The database URL with its password masked, or None where state stays in SQLite."""
+        if not self.database_url:
+            return None
+        try:
+            parts = urlsplit(self.database_url)
+            if parts.password is None:
+                return self.database_url
+            host = parts.netloc.rsplit("@", 1)[1]
+            return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+        except ValueError:
+            return "<database URL not shown: it cannot be parsed>"
 
     @property
     def safe_broker_url(self) -> str:
