@@ -27,6 +27,15 @@ def build_event(event_name: str, data, source: str, correlation_id: str | None =
     return new_event(contract.type, contract.load(data, strict=True), source, **attrs)
 
 
+def python_event(event_name: str, data, source: str, correlation_id: str | None = None) -> tuple[Event, dict]:
+    """An event from Python-side data (snake_case keys, Python values), validated as ``Producer.publish``
+    and ``outbox.add`` take it; returned with its wire data, so that encoding it dumps nothing again."""
+    contract = registry.get(event_name)
+    loaded, wire = contract.from_python(data)
+    attrs = {"correlation_id": correlation_id} if correlation_id else {}
+    return new_event(contract.type, loaded, source, **attrs), wire
+
+
 class Producer:
     def __init__(self, settings: Settings, source: str = "eda/producer", *, mandatory: bool = True,
                  timeout: float = 30.0):
@@ -49,10 +58,7 @@ class Producer:
     def publish(self, event_name: str, data: dict, correlation_id: str | None = None) -> Event:
         """Validate ``data`` (Python values, snake_case keys, as a handler's ``ctx.publish`` takes
         them), publish and wait for the broker's confirm; return the published event."""
-        contract = registry.get(event_name)
-        loaded, _ = contract.from_python(data)
-        event = new_event(contract.type, loaded, self.source,
-                          **({"correlation_id": correlation_id} if correlation_id else {}))
+        event, _ = python_event(event_name, data, self.source, correlation_id)
         self.publish_events([event])
         return event
 
@@ -70,29 +76,11 @@ class Producer:
     def publish_encoded(self, items, on_confirmed=None) -> None:
         """Publish ``(event, body)`` pairs (a body of None is encoded from the event) with pipelined
         confirms, as ``publish_events`` does: ``eda publish`` sends bodies it encoded while validating."""
-        errors = []
-
-        def settled_for(event):
-            def settled(error):
-                if error:
-                    errors.append(error)
-                elif on_confirmed:
-                    on_confirmed(event)
-            return settled
-
         with self._lock:
             publisher = self._ready_publisher()
             try:
-                for event, body in items:
-                    publisher.send_event(event, self.exchange, body=body, mandatory=self.mandatory,
-                                         callback=settled_for(event))
-                    if publisher.in_flight >= publisher.window:
-                        publisher.wait(self.timeout, until=publisher.window // 2)
-                    if errors:
-                        break
-                publisher.wait(self.timeout)
-                if errors:
-                    raise errors[0]
+                publisher.publish_encoded(items, self.exchange, mandatory=self.mandatory, timeout=self.timeout,
+                                          on_confirmed=on_confirmed)
             except Exception:
                 self._reset()  # a connection in an unknown state is not reused
                 raise
