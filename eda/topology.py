@@ -9,24 +9,52 @@ from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue, binding
 
 from eda import names
-from eda.errors import QueueMismatch
+from eda.errors import PluginMissing, QueueMismatch
 from eda.settings import SPECS
 
 CLASSIC, QUORUM = "classic", "quorum"
 DEFAULT_DELIVERY_LIMIT = SPECS["delivery_limit"].default
 
 
+def queue_arguments(queue_type: str, arguments: dict | None = None, *, delivery_limit: int | None = None) -> dict:
+    """``arguments`` made those of a queue of ``queue_type``: every queue eda declares (work, retry,
+    dead-letter and partition queues) gets its type here, so under quorum none is left classic (a
+    cluster that loses the node of a classic queue cannot declare it). A quorum queue that dead-letters
+    does it at least once: the event stays until the target queue confirmed it, so a node failure loses
+    no retry or crash-looping event (RabbitMQ 3.10+ needs reject-publish overflow for that). A consumed
+    quorum queue also takes the delivery limit."""
+    arguments = dict(arguments or {})
+    if queue_type == QUORUM:
+        arguments["x-queue-type"] = QUORUM
+        if "x-dead-letter-exchange" in arguments:
+            arguments.update({"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+        if delivery_limit is not None:
+            arguments["x-delivery-limit"] = delivery_limit
+    return arguments
+
+
 def work_queue_arguments(namespace: str, worker: str, queue_type: str = CLASSIC,
                          delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> dict:
     """The work queue's arguments: rejects go to the worker's DLQ; a quorum queue also dead-letters an
     event delivered ``delivery_limit`` times (a crash loop of one poison event) to the same DLQ."""
-    arguments = {
+    return queue_arguments(queue_type, {
         "x-dead-letter-exchange": names.dead_letter_exchange(namespace),
         "x-dead-letter-routing-key": names.work_queue(namespace, worker),
-    }
-    if queue_type == QUORUM:
-        arguments.update({"x-queue-type": QUORUM, "x-delivery-limit": delivery_limit})
-    return arguments
+    }, delivery_limit=delivery_limit)
+
+
+def partition_queue_arguments(namespace: str, worker: str, queue_type: str = CLASSIC,
+                              delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> dict:
+    """A partition queue's arguments: the work queue's, and a single active consumer. Every instance of
+    an ordered worker consumes every partition; the broker delivers to one at a time, fails over to
+    another when it goes away, and so keeps one partition's events in order across instances."""
+    return {**work_queue_arguments(namespace, worker, queue_type, delivery_limit), "x-single-active-consumer": True}
+
+
+HASH_EXCHANGE_TYPE = "x-consistent-hash"  # RabbitMQ's plugin rabbitmq_consistent_hash_exchange
+HASH_PLUGIN = "rabbitmq_consistent_hash_exchange"
+PARTITION_WEIGHT = "1"  # a partition's binding key: its share of the hash ring (all partitions equal)
+DEFAULT_PARTITIONS = SPECS["partitions"].default
 
 
 def mismatch_message(queue: str, broker_text: str) -> str:
@@ -38,6 +66,10 @@ def mismatch_message(queue: str, broker_text: str) -> str:
         difference = f"{arg} is {current} there, {asked} here"
         if arg == "x-delivery-limit":
             option = "--delivery-limit (EDA_DELIVERY_LIMIT)"
+        if arg in ("x-dead-letter-strategy", "x-overflow"):  # a quorum queue of an eda before at-least-once
+            return (f"queue {queue!r} exists with other arguments ({difference}): an earlier eda declared it, "
+                    f"whose dead-lettering a node failure can lose; let it drain, then delete it and eda "
+                    f"declares it again")
     else:
         difference = broker_text.split(" - ", 1)[-1]
     return (f"queue {queue!r} exists with other arguments ({difference}); delete it (its events go with it) "
@@ -62,18 +94,19 @@ class Topology:
     """What one namespace declares: the events exchange, the dead-letter exchange and worker queues."""
 
     def __init__(self, namespace: str, retry_delays_ms: tuple[int, ...] = (), *, queue_type: str = CLASSIC,
-                 delivery_limit: int = DEFAULT_DELIVERY_LIMIT):
+                 delivery_limit: int = DEFAULT_DELIVERY_LIMIT, partitions: int = DEFAULT_PARTITIONS):
         self.namespace = namespace
         self.retry_delays_ms = retry_delays_ms
         self.queue_type = queue_type.lower()
         self.delivery_limit = delivery_limit
+        self.partitions = partitions  # of each ordered worker
         self.events = Exchange(names.events_exchange(namespace), type="topic", durable=True)
         self.dlx = Exchange(names.dead_letter_exchange(namespace), type="direct", durable=True)
 
     @classmethod
     def from_settings(cls, settings) -> "Topology":
         return cls(settings.namespace, settings.retry_delays_ms, queue_type=settings.queue_type,
-                   delivery_limit=settings.delivery_limit)
+                   delivery_limit=settings.delivery_limit, partitions=settings.partitions)
 
     def work_queue(self, worker: str, event_types) -> Queue:
         """The worker's queue, bound to each type it handles; rejects go to its DLQ as a safety net.
@@ -90,7 +123,8 @@ class Topology:
     def dead_letter_queue(self, worker: str) -> Queue:
         """Bound to the DLX with the work queue's name as key, so each worker's failures stay apart."""
         return Queue(names.dead_letter_queue(self.namespace, worker), exchange=self.dlx,
-                     routing_key=names.work_queue(self.namespace, worker), durable=True)
+                     routing_key=names.work_queue(self.namespace, worker), durable=True,
+                     queue_arguments=queue_arguments(self.queue_type) or None)
 
     def retry_queues(self, worker: str) -> dict[int, Queue]:
         """One TTL queue per delay; on expiry the broker dead-letters the event back to the worker's
@@ -100,11 +134,11 @@ class Topology:
             delay: Queue(
                 names.retry_queue(self.namespace, worker, delay),
                 durable=True,
-                queue_arguments={
+                queue_arguments=queue_arguments(self.queue_type, {
                     "x-message-ttl": delay,
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": work,
-                },
+                }),
             )
             for delay in sorted(set(self.retry_delays_ms))
         }
@@ -140,3 +174,71 @@ class Topology:
     def delete_exchanges(self, channel) -> None:
         channel.exchange_delete(self.events.name)
         channel.exchange_delete(self.dlx.name)
+
+    # An ordered worker (``ordered_by``): partitions instead of a work queue and retry queues.
+
+    def partitions_exchange(self, worker: str) -> Exchange:
+        """The worker's consistent-hash exchange, hashing the partition key header; bound to the events
+        exchange with the worker's types, it sends each key's events to one partition."""
+        return Exchange(names.partitions_exchange(self.namespace, worker), type=HASH_EXCHANGE_TYPE, durable=True,
+                        arguments={"hash-header": names.PARTITION_KEY_HEADER})
+
+    def partition_queue(self, worker: str, index: int) -> Queue:
+        return Queue(names.partition_queue(self.namespace, worker, index), exchange=self.partitions_exchange(worker),
+                     routing_key=PARTITION_WEIGHT, durable=True, exclusive=False, auto_delete=False,
+                     queue_arguments=partition_queue_arguments(self.namespace, worker, self.queue_type,
+                                                               self.delivery_limit))
+
+    def declare_ordered(self, channel, worker: str, event_types) -> list[str]:
+        """Declare an ordered worker's exchanges, partitions and DLQ (idempotent); return the partitions
+        to consume: ``self.partitions`` of them, then any left from a larger count, taken off the hash
+        ring (they get no new events) and consumed until someone deletes them."""
+        self.declare_exchanges(channel)
+        declare(self.dead_letter_queue(worker), channel)
+        exchange = self.partitions_exchange(worker)
+        try:
+            exchange.declare(channel=channel)
+        except Exception as exc:
+            if "unknown exchange type" in str(getattr(exc, "reply_text", "") or exc):
+                raise PluginMissing(f"worker {worker!r} is ordered (ordered_by) and needs RabbitMQ's consistent-hash "
+                                    f"exchange: enable it with `rabbitmq-plugins enable {HASH_PLUGIN}`") from None
+            raise
+        for event_type in sorted(event_types):
+            channel.exchange_bind(destination=exchange.name, source=self.events.name, routing_key=event_type)
+        queues = [self.partition_queue(worker, i) for i in range(self.partitions)]
+        for queue in queues:
+            declare(queue, channel)
+        leftovers = self._leftover_partitions(channel, worker)
+        for name in leftovers:
+            channel.queue_unbind(name, exchange.name, routing_key=PARTITION_WEIGHT)
+        return [q.name for q in queues] + leftovers
+
+    def _leftover_partitions(self, channel, worker: str) -> list[str]:
+        """Partition queues past ``self.partitions`` (the worker ran with more), found by passive
+        declares on a channel of their own: a queue that does not exist closes the channel it is asked on."""
+        found = []
+        probe = channel.connection.channel()
+        try:
+            while True:
+                name = names.partition_queue(self.namespace, worker, self.partitions + len(found))
+                try:
+                    probe.queue_declare(name, passive=True)
+                except Exception:  # 404: no more of them (the broker closed the probe channel)
+                    return found
+                found.append(name)
+        finally:
+            try:
+                probe.close()
+            except Exception:  # already closed by the 404
+                pass
+
+    def ordered_queue_names(self, worker: str, partitions: int | None = None) -> list[str]:
+        """The partition queues and DLQ of an ordered worker (for status, clean-up and tests)."""
+        count = self.partitions if partitions is None else partitions
+        return [*(names.partition_queue(self.namespace, worker, i) for i in range(count)),
+                names.dead_letter_queue(self.namespace, worker)]
+
+    def delete_ordered(self, channel, worker: str, partitions: int | None = None) -> None:
+        for name in self.ordered_queue_names(worker, partitions):
+            channel.queue_delete(name)
+        channel.exchange_delete(names.partitions_exchange(self.namespace, worker))

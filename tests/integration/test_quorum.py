@@ -32,10 +32,11 @@ def test_a_quorum_worker_processes_orders_and_a_classic_redeclare_is_refused(eda
     redeclare(broker_url, Topology(namespace, queue_type="quorum", delivery_limit=20), Payment)
     with pytest.raises(PreconditionFailed):
         redeclare(broker_url, Topology(namespace), Payment)
-    # When the worker is started as classic on it, then it exits with a one-line error naming the queue
+    # When the worker is started as classic on it, then it exits with a one-line error naming the first
+    # queue it declares (its DLQ: quorum too, as every queue of a quorum worker)
     code, output = eda.run("worker", "payment")
     assert code == 2, output
-    assert output == (f"error: queue '{namespace}.payment' exists with other arguments (x-queue-type is quorum "
+    assert output == (f"error: queue '{namespace}.payment.dlq' exists with other arguments (x-queue-type is quorum "
                       f"there, none here); delete it (its events go with it) or use the same --queue-type "
                       f"(EDA_QUEUE_TYPE) it was declared with")
 

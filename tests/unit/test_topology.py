@@ -16,7 +16,8 @@ def test_a_classic_work_queue_dead_letters_to_its_worker_dlq_and_has_no_type_arg
 def test_a_quorum_work_queue_keeps_the_dlx_and_adds_a_delivery_limit():
     assert work_queue_arguments("shop", "payment", "quorum", 7) == {
         "x-dead-letter-exchange": "shop.dlx", "x-dead-letter-routing-key": "shop.payment",
-        "x-queue-type": "quorum", "x-delivery-limit": 7}
+        "x-queue-type": "quorum", "x-delivery-limit": 7,
+        "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
 def test_the_topology_takes_queue_type_and_limit_from_settings():
