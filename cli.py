@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from eda.cli_support import (COMMON, WORKER, Group, WorkerCommand, complete_events, complete_workers, own_options,
-                             settings_options)
+from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, complete_events,
+                             complete_workers, own_options, settings_options)
+from eda import tracing
 from eda.errors import ConfigError, ContractError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -41,6 +42,7 @@ def worker(names, settings, **own):
     if not names:
         raise ConfigError(f"name at least one worker to run; known workers: {', '.join(discovery.discover())}")
     classes = [discovery.get(name) for name in dict.fromkeys(names)]
+    tracing.setup("eda-" + "+".join(cls.name for cls in classes))  # on only where OTEL_TRACES_EXPORTER asks
     hooks = [SystemdHooks()]  # notifies systemd where NOTIFY_SOCKET is set (Type=notify units)
     if settings.metrics_port is not None:
         from eda.metrics import MetricsHooks
@@ -61,6 +63,8 @@ def publish(event, data, file, correlation_id, source, settings):
     Every event is validated before the first is published: an invalid one publishes nothing."""
     from eda.contracts.envelope import check_attribute
     from eda.publishing.batch import events_from_input, publish_confirmed
+
+    tracing.setup("eda-publish")
 
     for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
         try:
@@ -150,6 +154,7 @@ def dlq_replay(worker, limit, event_id, dry_run, settings):
     from eda import discovery
 
     discovery.get(worker)
+    tracing.setup("eda-dlq")  # a replay is a span in each event's own trace
     with open_dead_letters(settings) as dead:
         if dry_run:
             events = dead.preview(worker, limit=limit, event_id=event_id)
@@ -195,7 +200,7 @@ def events():
 @main.command(short_help="Queues, their depths and consumers; non-zero if unhealthy.")
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: healthy, problems, queues.")
-@settings_options(*COMMON, "retry_delays")
+@settings_options(*COMMON, "retry_delays", "state_dir", "database_url", "database_url_file")
 def status(names, as_json, settings):
     """Every worker's queue, retry queues and DLQ (or those of the named workers) with their message
     and consumer counts. Exits 1 when a DLQ holds events or a work queue has no consumer."""
@@ -210,10 +215,49 @@ def status(names, as_json, settings):
         rows = st.queue_status(conn, Topology.from_settings(settings), workers)
     finally:
         conn.release()
-    click.echo(json.dumps(st.as_json(rows), indent=2) if as_json else st.as_table(rows))
+    from eda.store import describe
+
+    state = describe(settings)  # where the state lives (no password); the database is not contacted
+    click.echo(json.dumps(st.as_json(rows, state), indent=2) if as_json
+               else st.as_table(rows) + "\n\n" + st.state_line(state))
     found = st.problems(rows)
     if found:
         click.echo(f"unhealthy: {'; '.join(found)}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def outbox():
+    """The transactional outbox: events applications wrote in their own database transactions."""
+
+
+@outbox.command("relay")
+@click.option("--batch", type=click.IntRange(1, 10000), default=500, show_default=True, envvar="EDA_OUTBOX_BATCH",
+              show_envvar=True, help="Rows published (with pipelined confirms) and marked sent per transaction.")
+@click.option("--retention", type=Duration(), default="1h", show_default=True, envvar="EDA_OUTBOX_RETENTION",
+              show_envvar=True, help="How long sent rows are kept before they are deleted.")
+@settings_options(*COMMON, *OUTBOX, "metrics_port", "metrics_address")
+def outbox_relay(batch, retention, settings):
+    """Publish committed outbox rows in the order they were added, confirmed and mandatory, and mark them
+    sent; runs until SIGTERM or SIGINT. Several relays may run at once on PostgreSQL."""
+    from eda.outbox.relay import Relay
+
+    sys.exit(Relay(settings, batch=batch, retention=retention).run())
+
+
+@outbox.command("status")
+@click.option("--max-age", type=Duration(), default="5m", show_default=True,
+              help="Exit 1 when the oldest pending row is older than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@settings_options("namespace", "log_format", "log_level", *OUTBOX)
+def outbox_status(max_age, as_json, settings):
+    """Rows not yet published and the oldest one's age; exits 1 when it is older than --max-age."""
+    from eda.outbox.status import check
+
+    text, problem = check(settings, max_age, as_json)
+    click.echo(text)
+    if problem:
+        click.echo(f"unhealthy: {problem}", err=True)
         sys.exit(1)
 
 

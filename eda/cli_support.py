@@ -10,10 +10,28 @@ from eda.errors import ConfigError, EdaError
 from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
-WORKER = ("state_dir", "prefetch", "concurrency", "retry_delays", "shutdown_timeout", "reconnect_window",
-          "heartbeat", "queue_type", "delivery_limit", "metrics_port", "metrics_address")
+WORKER = ("state_dir", "database_url", "database_url_file", "prefetch", "concurrency", "retry_delays", "shutdown_timeout", "reconnect_window",
+          "heartbeat", "queue_type", "delivery_limit", "partitions", "metrics_port", "metrics_address")
 METAVARS = {int: "INTEGER", float: "NUMBER"}  # --help shows numbers as numbers; the rest is TEXT
-METAVAR_OF = {"metrics_port": "PORT", "metrics_address": "ADDRESS", "state_dir": "PATH", "broker_url_file": "PATH"}
+METAVAR_OF = {"metrics_port": "PORT", "metrics_address": "ADDRESS", "state_dir": "PATH", "broker_url_file": "PATH",
+             "database_url_file": "PATH", "database_url": "URL"}
+OUTBOX = ("state_dir", "database_url", "database_url_file")  # where the outbox is: PostgreSQL, else SQLite
+
+
+class Duration(click.ParamType):
+    """``500ms``, ``5s``, ``2m``, ``1h`` or plain seconds, as seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        from eda.names import parse_delay
+
+        try:
+            return parse_delay(str(value)) / 1000
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def settings_options(*names):

@@ -58,6 +58,19 @@ BREAKER = Gauge("eda_breaker_state", "Circuit breaker state: 0 closed, 1 half-op
 IN_FLIGHT = Gauge("eda_handlers_in_flight", "Handlers running now.", ["worker"], registry=REGISTRY)
 CONNECTED = Gauge("eda_broker_connected", "1 while connected to the broker and consuming, else 0.", ["worker"],
                   registry=REGISTRY)
+# The outbox relay's (eda.outbox.relay): pending rows and their oldest's age as last counted (every few seconds).
+OUTBOX_PENDING = Gauge("eda_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY)
+OUTBOX_OLDEST = Gauge("eda_outbox_oldest_pending_seconds", "Age of the oldest pending outbox row (0: none).",
+                      registry=REGISTRY)
+OUTBOX_PUBLISHED = Counter("eda_outbox_published", "Outbox rows this relay published and the broker confirmed.",
+                           registry=REGISTRY)
+
+
+def outbox_pending(count: int, age: float | None) -> None:
+    """Record a count of pending outbox rows; the oldest one's age keeps growing until the next count."""
+    OUTBOX_PENDING.set(count)
+    added = time.time() - age if age is not None else None
+    OUTBOX_OLDEST.set_function(lambda: max(0.0, time.time() - added) if added is not None else 0.0)
 
 
 def start_server(port: int, addr: str = "0.0.0.0") -> "MetricsServer":

@@ -12,6 +12,7 @@ shared by threads: a lock keeps its connection to one thread at a time.
 
 import threading
 
+from eda import tracing
 from eda.connection import open_connection
 from eda.contracts import registry
 from eda.contracts.envelope import Event, new_event
@@ -47,6 +48,9 @@ class Producer:
         self._lock = threading.Lock()
         self._conn = None
         self._publisher = None
+        # Tracing on where OTEL_TRACES_EXPORTER asks: each publish is a span, a child of the caller's
+        # current span, in the application's TracerProvider where it set one up.
+        tracing.setup("eda-producer")
 
     def _ready_publisher(self) -> Publisher:
         if self._publisher is None:

@@ -1,0 +1,244 @@
+"""``eda outbox relay``: publish committed outbox rows, confirmed and mandatory, and mark them sent.
+
+Rows go out in the order they were added, a batch at a time with pipelined confirms; a row is marked
+sent only after the broker acked its event, so a relay killed between the two publishes it again later
+with the same event id (consumers' idempotency absorbs it), never loses it. A broker that is down or
+refuses an event leaves its rows pending and is retried with backoff; a database that goes away is
+reconnected. SIGTERM/SIGINT finish the batch under way; systemd hears READY, WATCHDOG and STOPPING.
+"""
+
+import logging
+import signal
+import socket
+import time
+
+from eda.connection import open_connection
+from eda.contracts.envelope import Event
+from eda.errors import BrokerUnavailable, ConfigError, PublishError
+from eda.outbox.outbox import Outbox
+from eda.outbox.sessions import open_session
+from eda.publishing.publisher import Publisher
+from eda.systemd import Notifier
+from eda.topology import Topology
+
+log = logging.getLogger("eda.outbox")
+
+TICK = 1.0  # seconds between watchdog pings, heartbeats and checks for a stop while idle
+PRUNE_EVERY = 60.0
+METRICS_EVERY = 2.0
+MAX_BACKOFF = 30.0
+CONFIRM_TIMEOUT = 10.0  # below the unit's WatchdogSec: a silent broker ends a batch, not the relay
+
+
+class Relay:
+    def __init__(self, settings, *, batch: int = 500, retention: float = 3600.0, poll: float = 0.5,
+                 notifier: Notifier | None = None):
+        self.settings = settings
+        self.batch = batch
+        self.retention = retention
+        self.poll = poll
+        self.metrics = settings.metrics_port is not None
+        self.notifier = notifier or Notifier.from_env()
+        self.exchange = Topology(settings.namespace).events.name
+        self.outbox = Outbox(settings)  # a wrong database URL fails here: one line, exit 2
+        self.session = None
+        self.conn = self.publisher = None
+        self.stopping = False
+        self._signals = 0
+        self._backoff = 0.0
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        self._next_metrics = 0.0
+
+    # The loop.
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        if self.metrics:
+            from eda.metrics import outbox_pending, start_server
+
+            start_server(self.settings.metrics_port, self.settings.metrics_address)
+            outbox_pending(0, None)
+        self.session = open_session(self.outbox, self.poll)
+        self.notifier.notify(READY=1, STATUS=f"relaying {self.outbox.where}")
+        log.info("relaying the outbox in %s to exchange %s", self.outbox.where, self.exchange,
+                 extra={"outbox": self.outbox.where, "exchange": self.exchange})
+        waiting_logged = False
+        try:
+            while not self.stopping:
+                self._tick()
+                if not self.session.acquire():
+                    if not waiting_logged:
+                        log.info("another relay holds this SQLite outbox: standing by")
+                        waiting_logged = True
+                    self._sleep(TICK)
+                    continue
+                self._step()
+        finally:
+            self._close_broker()
+            if self.session is not None:
+                self.session.close()
+        log.info("stopped: every published row of the last batch is marked sent")
+        return 0
+
+    def _step(self) -> None:
+        """One round: a batch if the broker and database are there; wait when idle or after a failure."""
+        if self.publisher is None and not self._connect_broker():
+            return
+        try:
+            full = self._relay_batch()
+        except BrokerUnavailable as exc:
+            self._close_broker()
+            self._retry(f"lost the broker: {exc}")
+            return
+        except PublishError as exc:
+            self._retry(str(exc))
+            return
+        except self.session.errors as exc:
+            self._reopen_session(exc)
+            return
+        self._backoff = 0.0
+        try:
+            self._chores()
+            if not full and not self.stopping:
+                self.session.wait(TICK)
+        except self.session.errors as exc:
+            self._reopen_session(exc)
+
+    def _relay_batch(self) -> bool:
+        """Publish the oldest pending rows; mark those confirmed. True when the batch was full."""
+        confirmed, failed, broken = [], [], None
+        with self.session.claimed(self.batch) as (rows, mark):
+            if not rows:
+                return False
+            try:
+                self._publish(rows, confirmed, failed)
+            except BrokerUnavailable as exc:
+                broken = exc
+            except (OSError, *self.conn.connection_errors, *self.conn.channel_errors) as exc:
+                broken = BrokerUnavailable(str(exc) or type(exc).__name__)
+            if confirmed:
+                mark(confirmed)  # committed as the claim's transaction ends
+        if confirmed:
+            self._published(len(confirmed))
+        if broken is not None:
+            raise broken
+        if failed:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise PublishError(f"the broker did not take {failed[0]}{more}; the rows stay in the outbox")
+        return len(rows) == self.batch
+
+    def _publish(self, rows, confirmed: list, failed: list) -> None:
+        publisher = self.publisher
+
+        def settled_for(position):
+            def settled(error):
+                if error is None:
+                    confirmed.append(position)
+                else:
+                    failed.append(error)
+            return settled
+
+        for position, event_id, event_type, source, correlation_id, body in rows:
+            event = Event(type=event_type, data={}, source=source, id=event_id, time="", correlation_id=correlation_id)
+            publisher.send_event(event, self.exchange, body=bytes(body), mandatory=True, callback=settled_for(position))
+            if publisher.in_flight >= publisher.window:
+                publisher.wait(CONFIRM_TIMEOUT, until=publisher.window // 2)
+        publisher.wait(CONFIRM_TIMEOUT)
+
+    # The broker.
+
+    def _connect_broker(self) -> bool:
+        try:
+            self.conn = open_connection(self.settings)
+            self.publisher = Publisher(self.conn)
+            Topology(self.settings.namespace).declare_exchanges(self.publisher.channel)
+        except ConfigError:
+            raise  # a refused login: retrying cannot help
+        except (BrokerUnavailable, OSError) as exc:
+            self._close_broker()
+            self._retry(str(exc))
+            return False
+        log.info("connected to the broker at %s", self.settings.safe_broker_url)
+        self.notifier.notify(STATUS=f"relaying {self.outbox.where}")
+        return True
+
+    def _close_broker(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.release()
+            except Exception:  # already broken
+                pass
+        self.conn = self.publisher = None
+
+    def _tick(self) -> None:
+        """Watchdog, and the broker connection's heartbeats (read what it sent, answer in time)."""
+        self.notifier.ping_if_due()
+        if self.conn is None:
+            return
+        try:
+            self.conn.heartbeat_check()
+            self.conn.drain_events(timeout=0.001)
+        except socket.timeout:
+            pass
+        except (OSError, *self.conn.connection_errors) as exc:
+            self._close_broker()
+            log.warning("lost the broker: %s", exc)
+
+    # Failures and waiting.
+
+    def _retry(self, reason: str) -> None:
+        self._backoff = min(MAX_BACKOFF, self._backoff * 2 or 1.0)
+        log.warning("%s; the rows stay in the outbox, retrying in %.0fs", reason, self._backoff,
+                    extra={"error": reason})
+        self.notifier.notify(STATUS=f"retrying in {self._backoff:.0f}s: {reason}"[:200])
+        self._sleep(self._backoff)
+
+    def _reopen_session(self, exc) -> None:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        self.session.close()
+        self._retry(f"lost the database: {reason}")
+        while not self.stopping:
+            try:
+                self.session = open_session(self.outbox, self.poll)
+                log.info("reconnected to the database")
+                return
+            except Exception as again:  # ConfigError from connecting, or the LISTEN that followed
+                self._retry(" ".join(str(again).split())[:300])
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait, still answering the watchdog and heartbeats, until ``seconds`` passed or a stop is asked."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, TICK))
+            self._tick()
+
+    def _chores(self) -> None:
+        """Now and then: delete sent rows past the retention, count what is pending for the metrics."""
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            deleted = self.session.prune(self.retention)
+            if deleted:
+                log.info("deleted %d sent rows older than %.0fs", deleted, self.retention)
+        if self.metrics and now >= self._next_metrics:
+            self._next_metrics = now + METRICS_EVERY
+            from eda.metrics import outbox_pending
+
+            outbox_pending(*self.session.pending())
+
+    def _published(self, count: int) -> None:
+        log.info("published %d events from the outbox", count, extra={"published": count})
+        if self.metrics:
+            from eda.metrics import OUTBOX_PUBLISHED
+
+            OUTBOX_PUBLISHED.inc(count)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now; rows published but not yet marked are published again")
+            raise SystemExit(1)
+        self.stopping = True
+        log.info("%s received: finishing the batch under way", signal.Signals(signum).name)
+        self.notifier.notify(STOPPING=1, STATUS="stopping: finishing the batch under way")

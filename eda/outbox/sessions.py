@@ -1,0 +1,112 @@
+"""A relay's hold on the outbox: claim a batch, mark what the broker confirmed, wait for new rows.
+
+PostgreSQL: the batch is claimed with ``FOR UPDATE SKIP LOCKED`` in a transaction that lasts until its
+rows are marked sent, so several relays share the outbox and none takes rows another holds; a relay
+that dies before its commit leaves its rows pending (published again later: a duplicate, never a
+loss). A second connection LISTENs for the NOTIFY the table's trigger sends on commit.
+
+SQLite has no row locks: one relay at a time holds the outbox, through an exclusive ``flock`` on a
+file beside it (released by the kernel when the process dies); it polls for new rows.
+"""
+
+import fcntl
+import sqlite3
+import time
+from contextlib import contextmanager
+
+from eda.outbox.tables import connect_postgres, connect_sqlite, quoted
+
+
+class PostgresSession:
+    def __init__(self, outbox):
+        import psycopg
+
+        self.errors = (psycopg.OperationalError, psycopg.InterfaceError)
+        self.table = outbox.table
+        self.conn = connect_postgres(self.table.url)
+        self.conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # SKIP LOCKED re-checks rows committed meanwhile
+        self.listener = connect_postgres(self.table.url, autocommit=True)
+        self.listener.execute(f"LISTEN {quoted(self.table.channel)}")
+
+    def acquire(self) -> bool:
+        return True  # rows are shared row by row
+
+    @contextmanager
+    def claimed(self, limit: int):
+        """``(rows, mark)`` in one transaction: ``mark(positions)`` records them sent, committed on exit."""
+        with self.conn.transaction():
+            rows = self.table.claim(self.conn, limit)
+            yield rows, lambda positions: self.table.mark_sent(self.conn, positions)
+
+    def wait(self, timeout: float) -> None:
+        """Return on a NOTIFY of new rows (those queued already included) or after ``timeout``."""
+        for _ in self.listener.notifies(timeout=timeout, stop_after=1):
+            pass
+        for _ in self.listener.notifies(timeout=0):
+            pass
+
+    def pending(self) -> tuple[int, float | None]:
+        with self.conn.transaction():
+            return self.table.pending(self.conn)
+
+    def prune(self, retention: float) -> int:
+        with self.conn.transaction():
+            return self.table.prune(self.conn, retention)
+
+    def close(self) -> None:
+        for conn in (self.conn, self.listener):
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+
+class SqliteSession:
+    errors = (sqlite3.OperationalError,)
+
+    def __init__(self, outbox, poll: float):
+        self.table = outbox.table
+        self.poll = poll
+        self.conn = connect_sqlite(self.table.path)
+        self._lock = open(self.table.path.with_name(self.table.path.name + ".relay-lock"), "a")
+        self._held = False
+
+    def acquire(self) -> bool:
+        """Hold the outbox (True), or False while another relay holds it."""
+        if not self._held:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = True
+            except BlockingIOError:
+                return False
+        return True
+
+    @contextmanager
+    def claimed(self, limit: int):
+        def mark(positions):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.table.mark_sent(self.conn, positions)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+        yield self.table.claim(self.conn, limit), mark
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(max(0.0, min(timeout, self.poll)))
+
+    def pending(self) -> tuple[int, float | None]:
+        return self.table.pending(self.conn)
+
+    def prune(self, retention: float) -> int:
+        return self.table.prune(self.conn, retention)
+
+    def close(self) -> None:
+        self.conn.close()
+        self._lock.close()
+
+
+def open_session(outbox, poll: float):
+    return PostgresSession(outbox) if outbox.engine == "postgresql" else SqliteSession(outbox, poll)
