@@ -84,7 +84,7 @@ def topology():
 
 
 @topology.command("declare")
-@settings_options(*COMMON, "retry_delays", "queue_type", "delivery_limit")
+@settings_options(*COMMON, "retry_delays", "queue_type", "delivery_limit", "partitions")
 def topology_declare(settings):
     """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
     from eda.connection import open_connection
@@ -98,6 +98,11 @@ def topology_declare(settings):
         topo.declare_exchanges(channel)
         click.echo(f"exchange {topo.events.name} (topic), {topo.dlx.name} (direct)")
         for name, cls in discovery.discover().items():
+            if cls.ordered_by:  # partitions through a consistent-hash exchange (eda.runtime.partitions)
+                queues = topo.declare_ordered(channel, name, cls.event_types())
+                click.echo(f"partitions {queues[0]}..{queues[-1]} ({len(queues)}, by {cls.ordered_by}) <- "
+                           f"{', '.join(cls.event_types())}")
+                continue
             queue = topo.declare_worker(channel, name, cls.event_types())
             click.echo(f"queue {queue.name} <- {', '.join(cls.event_types())}")
     finally:
@@ -200,19 +205,21 @@ def events():
 @main.command(short_help="Queues, their depths and consumers; non-zero if unhealthy.")
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: healthy, problems, queues.")
-@settings_options(*COMMON, "retry_delays", "state_dir", "database_url", "database_url_file")
+@settings_options(*COMMON, "retry_delays", "partitions", "state_dir", "database_url", "database_url_file")
 def status(names, as_json, settings):
     """Every worker's queue, retry queues and DLQ (or those of the named workers) with their message
-    and consumer counts. Exits 1 when a DLQ holds events or a work queue has no consumer."""
+    and consumer counts; an ordered worker's partitions, each with whether it has its active consumer.
+    Exits 1 when a DLQ holds events, a work queue has no consumer or a partition no active one."""
     from eda import status as st
     from eda.connection import open_connection
     from eda.topology import Topology
     from eda import discovery
 
     workers = [discovery.get(n).name for n in dict.fromkeys(names)] or list(discovery.discover())
+    ordered = {w for w in workers if discovery.get(w).ordered_by}
     conn = open_connection(settings)
     try:
-        rows = st.queue_status(conn, Topology.from_settings(settings), workers)
+        rows = st.queue_status(conn, Topology.from_settings(settings), workers, ordered=ordered)
     finally:
         conn.release()
     from eda.store import describe

@@ -29,6 +29,10 @@ class QueueMismatch(ConfigError):
     """A queue exists with other arguments than eda declares (e.g. classic where quorum is asked for)."""
 
 
+class PluginMissing(ConfigError):
+    """A RabbitMQ plugin eda needs for what it was asked is not enabled (the consistent-hash exchange)."""
+
+
 class NotFound(EdaError):
     """What a command works on is not on the broker: a queue not declared, an event not in a queue."""
 
@@ -45,6 +49,11 @@ class BrokerUnavailable(EdaError):
     """The broker cannot be reached, or the connection to it was lost."""
 
     exit_code = 3
+
+
+class StoreUnavailable(EdaError):
+    """The state database cannot be reached, or the connection to it was lost: a transient failure of
+    the event being handled (retried, then dead-lettered), never the worker's."""
 
 
 class AccessRefused(ConfigError):

@@ -66,17 +66,38 @@ def namespace(broker_url):
             topology = Topology(name, delays)
             for worker in discovery.discover():
                 topology.delete_worker(channel, worker)
+        for worker in discovery.discover():  # an ordered worker's partitions (up to 16) and hash exchange
+            Topology(name).delete_ordered(channel, worker, partitions=16)
         Topology(name).delete_exchanges(channel)
     finally:
         conn.release()
 
 
 @pytest.fixture
-def env(broker_url, namespace, tmp_path):
-    """The environment an `eda` process of this test runs with."""
+def database():
+    """A fresh PostgreSQL database of the test's own (its URL), dropped afterwards (tests/pg.py)."""
+    from tests import pg
+
+    try:
+        name, url = pg.create_database()
+    except Exception as exc:  # noqa: BLE001 - no PostgreSQL here
+        if in_ci():
+            pytest.fail(f"no PostgreSQL at {pg.ADMIN_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL at {pg.ADMIN_URL}: {exc}")
+    yield url
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def env(broker_url, namespace, tmp_path, request):
+    """The environment an `eda` process of this test runs with (state in PostgreSQL under
+    EDA_TEST_STATE=postgresql, see tests/pg.py)."""
+    from tests.pg import state_backend
+
+    state = {"EDA_DATABASE_URL": request.getfixturevalue("database")} if state_backend() == "postgresql" else {}
     return environment(EDA_BROKER_URL=broker_url, EDA_NAMESPACE=namespace, EDA_STATE_DIR=tmp_path / "state",
                        EDA_LOG_FORMAT="json", EDA_LOG_LEVEL="INFO", EDA_RETRY_DELAYS=TEST_RETRY_DELAYS,
-                       EDA_SHUTDOWN_TIMEOUT=10, PYTHONUNBUFFERED=1)
+                       EDA_SHUTDOWN_TIMEOUT=10, PYTHONUNBUFFERED=1, **state)
 
 
 class Eda:

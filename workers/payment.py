@@ -11,7 +11,7 @@ import pybreaker
 
 from eda import PermanentError, Setting, Worker, handles
 from eda.breaker import Breaker
-from eda.store import Store
+from eda.store import open_store
 from workers.gateway import HttpGateway, InProcessGateway, Simulation
 
 SCHEMA = """
@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS charges (order_id TEXT PRIMARY KEY, status TEXT NOT N
     reason TEXT, amount TEXT NOT NULL, currency TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refunds (order_id TEXT PRIMARY KEY, refund_id TEXT NOT NULL);
 """
+CHARGE_FIELDS = ("status", "payment_id", "reason", "amount", "currency")
+CHARGE = ", ".join(f"charges.{f}" for f in CHARGE_FIELDS)
 
 
 class BreakerLog(pybreaker.CircuitBreakerListener):
@@ -48,9 +50,9 @@ class Payment(Worker):
 
     @property
     def inline(self) -> bool:
-        """Handler threads only for a gateway over the network: the in-process simulation (no
-        EDA_PAYMENT_GATEWAY_URL) answers at once, so its calls run on the I/O thread."""
-        return not self.payment_gateway_url
+        """Handler threads for a gateway over the network or state in PostgreSQL: the in-process
+        simulation (no EDA_PAYMENT_GATEWAY_URL) with SQLite answers at once, so it runs on the I/O thread."""
+        return not self.payment_gateway_url and not self.settings.database_url
 
     @property
     def circuit_pause(self) -> float:
@@ -66,52 +68,58 @@ class Payment(Worker):
         self.breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
                                listeners=[BreakerLog(self.log)], name="payment-gateway")
         watch_breaker(self.breaker)  # eda_breaker_state{name="payment-gateway"}
-        self.store = Store(self.settings.state_dir, f"{self.settings.namespace}.payment", SCHEMA)
+        self.store = open_store(self.settings, "payment", SCHEMA)
 
     def teardown(self):
         self.store.close()
 
     @handles("order.placed")
     def charge(self, event, ctx):
+        """A recorded charge is re-published as it was; otherwise the gateway charges the order (its id
+        as idempotency key) and one transaction records the answer, or finds the one recorded by a
+        copy of the event handled at the same moment (by this instance or another)."""
         order = event.data
         charge = self._charge_of(order["order_id"])
         if charge is None:
             answer = self.breaker.call(self.gateway.charge, order["order_id"], order["total_amount"],
                                        order["currency"])
-            with self.store.transaction() as db:
-                db.execute("INSERT OR IGNORE INTO charges VALUES (?, ?, ?, ?, ?, ?)",
-                           (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
-                            order["currency"]))
-            charge = self._charge_of(order["order_id"])
+            with self.store.transaction() as tx:
+                rows = tx.execute(
+                    "INSERT INTO charges (order_id, status, payment_id, reason, amount, currency) "
+                    f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING {CHARGE}",
+                    (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
+                     order["currency"])).fetchall()
+                if not rows:  # recorded meanwhile by a copy of this event: that answer stands
+                    rows = tx.execute(f"SELECT {CHARGE} FROM charges WHERE order_id = ?",
+                                      (order["order_id"],)).fetchall()
+            charge = dict(zip(CHARGE_FIELDS, rows[0]))
         if charge["status"] == "succeeded":
             ctx.publish("payment.succeeded", {
                 "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
-                "currency": order["currency"], "items": order["items"]})
+                "currency": order["currency"], "items": order["items"], "user_id": order["user_id"]})
         else:
             ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
 
     @handles("order.cancelled")
     def refund(self, event, ctx):
         order_id = event.data["order_id"]
-        charge = self._charge_of(order_id)
+        rows = self.store.read(f"SELECT {CHARGE}, refunds.refund_id FROM charges LEFT JOIN refunds USING (order_id) "
+                               "WHERE order_id = ?", (order_id,))
+        charge = dict(zip((*CHARGE_FIELDS, "refund_id"), rows[0])) if rows else None
         if charge is None or charge["status"] != "succeeded":
             self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
             return
-        with self.store.transaction() as db:
-            row = db.execute("SELECT refund_id FROM refunds WHERE order_id = ?", (order_id,)).fetchone()
-        if row is None:
+        if charge["refund_id"] is None:
             answer = self.breaker.call(self.gateway.refund, order_id, charge["payment_id"], charge["amount"])
             if not answer.succeeded:
                 raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
-            with self.store.transaction() as db:
-                db.execute("INSERT OR IGNORE INTO refunds VALUES (?, ?)", (order_id, answer.id))
+            with self.store.transaction() as tx:
+                tx.execute("INSERT INTO refunds (order_id, refund_id) VALUES (?, ?) ON CONFLICT (order_id) DO NOTHING",
+                           (order_id, answer.id))
         ctx.publish("payment.refunded", {"order_id": order_id, "payment_id": charge["payment_id"],
-                                         "amount": charge["amount"]})
+                                         "amount": charge["amount"], "user_id": event.data.get("user_id")})
 
     def _charge_of(self, order_id: str) -> dict | None:
-        with self.store.transaction() as db:
-            row = db.execute("SELECT status, payment_id, reason, amount, currency FROM charges WHERE order_id = ?",
-                             (order_id,)).fetchone()
-        if row is None:
-            return None
-        return dict(zip(("status", "payment_id", "reason", "amount", "currency"), row))
+        """The recorded charge of an order: one read, outside any write transaction."""
+        rows = self.store.read(f"SELECT {CHARGE} FROM charges WHERE order_id = ?", (order_id,))
+        return dict(zip(CHARGE_FIELDS, rows[0])) if rows else None

@@ -4,6 +4,7 @@ Everything here runs on the I/O thread except ``_execute``, which runs the user'
 pool when concurrency > 1) and hands the outcome back without touching the connection.
 """
 
+import logging
 import time
 from collections import deque
 
@@ -12,13 +13,16 @@ from kombu import Consumer
 from eda.connection import is_amqp
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import clip
-from eda.errors import ContractError
+from eda.errors import ContractError, StoreUnavailable
 from eda.runtime import failures
 from eda.runtime.amqp_consumer import AmqpConsumer
 from eda.runtime.duplicates import Duplicates
+from eda.runtime.aio import HandlerLoop
 from eda.runtime.threads import HandlerThreads
-from eda.store import Store
-from eda.worker import Worker, dispatch
+from eda.store import open_store
+from eda.worker import Worker, dispatch, dispatch_async, is_async
+
+log = logging.getLogger("eda.worker")
 
 
 class Delivery:
@@ -42,15 +46,23 @@ class Outcome:
 class WorkerConsumer:
     """Feeds one worker's handlers from its queue, never more than ``concurrency`` at once."""
 
+    ordered = False  # a worker with ordered_by is consumed by eda.runtime.partitions.PartitionedConsumer
+
     def __init__(self, worker: Worker, runner):
         self.worker = worker
         self.runner = runner
-        self.concurrency = 1 if worker.inline else worker.settings.concurrency
+        self.asynchronous = is_async(worker)
+        self.concurrency = 1 if worker.inline and not self.asynchronous else worker.settings.concurrency
         self.accepted = frozenset(worker.handlers)
         # Only an inline worker runs handlers on the I/O thread: any other handler may wait on the
         # network, and the I/O thread must keep serving heartbeats, confirms and acks meanwhile.
-        self.pool = None if worker.inline else \
-            HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool)
+        # Coroutine handlers run as tasks on the worker's own event loop (eda.runtime.aio).
+        self.style = "async" if self.asynchronous else "inline" if worker.inline else "threads"
+        if self.asynchronous:
+            self.pool = HandlerLoop(f"eda-{worker.name}-loop", self._run_on_loop)
+        else:
+            self.pool = None if worker.inline else \
+                HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool)
         self.in_flight = 0
         self.backlog = deque()  # delivered but not started: given back to the broker on pause or stop
         self.consumer = None
@@ -59,9 +71,9 @@ class WorkerConsumer:
         self.paused_until = None
         self.stopped = False
         settings = worker.settings
-        # Workers without idempotency of their own get a record of the events they processed.
-        self.processed = Store(settings.state_dir, f"{settings.namespace}.{worker.name}") \
-            if worker.record_processed else None
+        # Workers without idempotency of their own get a record of the events they processed (in
+        # SQLite under EDA_STATE_DIR, or in EDA_DATABASE_URL's PostgreSQL, shared by every instance).
+        self.processed = open_store(settings, worker.name) if worker.record_processed else None
         self.unrecorded = set()  # processed this turn of the I/O loop; committed at its end, in one go
         self.duplicates = Duplicates() if self.processed is not None else None
 
@@ -170,6 +182,31 @@ class WorkerConsumer:
             return Outcome(delivery, (), exc, time.perf_counter() - started)
         return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
 
+    async def _run_on_loop(self, delivery: Delivery) -> None:
+        """``_execute`` of a coroutine handler, on the worker's event loop."""
+        started = time.perf_counter()
+        try:
+            ctx = await dispatch_async(self.worker, delivery.event)
+        except BaseException as exc:  # noqa: BLE001 - any handler error (CancelledError too) is the event's failure
+            outcome = Outcome(delivery, (), exc, time.perf_counter() - started)
+        else:
+            outcome = Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
+        self.runner.hand_back(outcome)
+
+    def setup(self) -> None:
+        """The worker's ``setup``; an async one runs on the worker's event loop."""
+        self.pool.call(self.worker.setup) if self.asynchronous else self.worker.setup()
+
+    def teardown(self) -> None:
+        """The worker's ``teardown`` (on its loop for an async one), then the loop ends."""
+        if self.asynchronous:
+            try:
+                self.pool.call(self.worker.teardown)
+            finally:
+                self.pool.shutdown()
+        else:
+            self.worker.teardown()
+
     def record(self, delivery: Delivery) -> None:
         """The event's work is done and its reactions confirmed: remember it, so that a redelivery is
         recognised. A crash before the record is committed gives a duplicate, never a lost reaction."""
@@ -180,8 +217,12 @@ class WorkerConsumer:
         """Commit the turn's processed event ids in one transaction (one commit, not one per event),
         before the turn's acks go out."""
         if self.unrecorded:
-            ids, self.unrecorded = self.unrecorded, set()
-            self.processed.record_processed(*ids)
+            try:
+                self.processed.record_processed(*self.unrecorded)
+            except StoreUnavailable as exc:  # the database is away: keep the ids for the next turn
+                log.warning("processed-event record not written yet: %s", exc, extra={"worker": self.worker.name})
+                return  # the acks still go: the work is done; the ids are remembered in this process
+            self.unrecorded = set()
 
     def finished(self, delivery: Delivery) -> None:
         """A handler finished: its slot is free (``pump`` fills it)."""
@@ -234,8 +275,16 @@ class WorkerConsumer:
     def idle(self) -> bool:
         return self.in_flight == 0
 
+    def retried(self, delivery: Delivery) -> int:
+        """Attempts retried in place (an ordered worker's); here retries are copies counted in a header."""
+        return 0
+
+    def wake_in(self) -> float | None:
+        """Seconds until this consumer has something due (an ordered worker's retry), or None."""
+        return None
+
     def close(self) -> None:
-        if self.pool is not None:
+        if self.pool is not None and not self.asynchronous:  # the loop ends after the async teardown
             self.pool.shutdown()
         if self.processed is not None:
             self.flush_records()

@@ -18,7 +18,7 @@ def status(env, *args) -> subprocess.CompletedProcess:
 
 def table(stdout: str) -> dict:
     """{queue: (kind, messages, consumers)} from the printed table."""
-    rows = [line.split() for line in stdout.splitlines()[1:]]
+    rows = [line.split() for line in stdout.split("\n\n")[0].splitlines()[1:]]  # the state line follows
     return {queue: (kind, messages, consumers) for _, queue, kind, messages, consumers in rows}
 
 

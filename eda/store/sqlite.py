@@ -1,7 +1,8 @@
-"""A small embedded store (SQLite) for a worker's state under ``EDA_STATE_DIR``.
+"""The embedded backend of the store: one SQLite file per worker under ``EDA_STATE_DIR``.
 
 SQLite keeps writes atomic across a crash (``kill -9`` included), which is what idempotency needs:
-a record and the change it guards are committed together or not at all.
+a record and the change it guards are committed together or not at all. One process uses a file;
+its handler threads share the connection through a lock (``BEGIN IMMEDIATE`` serialises writers).
 """
 
 import sqlite3
@@ -17,8 +18,32 @@ PROCESSED_MAX_ROWS = 1_000_000
 PRUNE_EVERY = 10_000  # commits between two prunings of the record
 
 
+class SqliteTransaction:
+    """What a ``transaction()`` block gets: statements in the store's SQL (``?`` placeholders)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def execute(self, sql: str, params=()):
+        """Run one statement; the cursor has ``fetchone``, ``fetchall`` and ``rowcount``."""
+        return self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows) -> None:
+        self._db.executemany(sql, rows)
+
+    def first_time(self, event_id: str) -> bool:
+        """Record ``event_id`` as processed in this transaction; False when it already was."""
+        cur = self._db.execute("INSERT INTO processed (event_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                               (event_id, time.time()))
+        return cur.rowcount == 1
+
+
 class Store:
     """One SQLite file per worker; handler threads share it through a lock."""
+
+    backend = "sqlite"
 
     def __init__(self, state_dir: Path, name: str, schema: str = ""):
         try:
@@ -36,13 +61,17 @@ class Store:
         self._lock = threading.Lock()
         self._writes = 0
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     @contextmanager
     def transaction(self):
-        """A cursor in one atomic transaction, committed on success and rolled back on error."""
+        """A ``SqliteTransaction`` in one atomic transaction, committed on success, rolled back on error."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield SqliteTransaction(self._db)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -51,10 +80,10 @@ class Store:
             if self._writes % PRUNE_EVERY == 0:
                 self.prune()
 
-    def first_time(self, db, event_id: str) -> bool:
-        """Record ``event_id`` as processed inside ``db``'s transaction; False when it already was."""
-        cur = db.execute("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)", (event_id, time.time()))
-        return cur.rowcount == 1
+    def read(self, sql: str, params=()) -> list[tuple]:
+        """The rows of one query, outside any write transaction (a committed snapshot)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def was_processed(self, event_id: str) -> bool:
         """Whether the record of processed events holds ``event_id``."""
@@ -64,8 +93,8 @@ class Store:
     def record_processed(self, *event_ids: str) -> None:
         """Add event ids to the record of processed events (kept for days, bounded in size), in one commit."""
         now = time.time()
-        with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)",
+        with self.transaction() as tx:
+            tx.executemany("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)",
                            [(event_id, now) for event_id in event_ids])
 
     def prune(self, retention: float = PROCESSED_RETENTION_SECONDS, max_rows: int = PROCESSED_MAX_ROWS) -> None:
@@ -78,3 +107,6 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+
+SqliteStore = Store
