@@ -14,6 +14,8 @@ validated and delivered to the bus's other workers, failures classified, transie
 reasons. ``publish`` returns once everything it caused is settled.
 """
 
+import asyncio
+import inspect
 import shutil
 import tempfile
 from collections import deque
@@ -23,7 +25,7 @@ from eda.contracts import registry
 from eda.contracts.envelope import Event, decode, encode, new_event
 from eda.runtime import failures
 from eda.settings import Settings
-from eda.worker import dispatch
+from eda.worker import dispatch, dispatch_async, is_async
 
 __test__ = False  # not a pytest test class, despite its name
 
@@ -79,16 +81,25 @@ class TestBus:
     def __enter__(self) -> "TestBus":
         for worker in self.workers:
             worker.handlers  # names resolve now, as when a worker starts: an unknown event fails here
+        # Workers with `async def` handlers share one event loop, their async setup and teardown too
+        # (a test using the bus therefore does not itself run on an event loop).
+        self._loop = asyncio.new_event_loop() if any(is_async(w) for w in self.workers) else None
         for worker in self.workers:
-            worker.setup()
+            self._call(worker.setup)
         self._started = True
         return self
 
     def __exit__(self, *exc) -> None:
         for worker in self.workers:
-            worker.teardown()
+            self._call(worker.teardown)
+        if self._loop is not None:
+            self._loop.close()
         if self._state_dir:
             shutil.rmtree(self._state_dir, ignore_errors=True)
+
+    def _call(self, func):
+        result = func()
+        return self._loop.run_until_complete(result) if inspect.isawaitable(result) else result
 
     def worker(self, name: str):
         """The running instance of the named worker (to look at its state)."""
@@ -136,7 +147,8 @@ class TestBus:
         event = None
         try:
             event = decode(d.body, frozenset(d.worker.handlers))
-            ctx = dispatch(d.worker, event)
+            ctx = self._loop.run_until_complete(dispatch_async(d.worker, event)) if is_async(d.worker) \
+                else dispatch(d.worker, event)
         except Exception as exc:  # what the runtime does with any handler error
             self._fail(d, event, exc)
             return

@@ -12,8 +12,10 @@ with publisher confirms, only after the handler returned, and the handled event 
 Event names resolve when the worker starts, so a worker module may be imported before its contracts.
 """
 
+import inspect
 import logging
 
+from eda import tracing
 from eda.contracts import registry
 from eda.contracts.envelope import Event, encode
 from eda.errors import DefinitionError, UnknownEvent
@@ -22,7 +24,7 @@ from eda.worker_settings import declared
 
 # What the runtime reads or calls on a worker: a handler method may have any other name.
 RESERVED = frozenset({"name", "description", "handlers", "record_processed", "inline", "circuit_pause", "settings",
-                      "source", "log", "setup", "teardown", "event_types"})
+                      "source", "log", "setup", "teardown", "event_types", "ordered_by"})
 
 
 def handles(event_type: str):
@@ -55,6 +57,8 @@ class Context:
         contract = registry.get(event_type)
         loaded, wire = contract.from_python(data)
         reaction = self.event.reaction(contract.type, loaded, self.source)
+        if tracing.active is not None:  # its publish span, a child of the handler's: its context goes on the wire
+            tracing.active.publishing(reaction)
         self.reactions.append((reaction, encode(reaction, wire)))
         return reaction
 
@@ -94,6 +98,10 @@ class Worker:
     # Seconds the worker stops taking events after a handler met an open circuit breaker
     # (pybreaker.CircuitBreakerError): the event is given back, no attempt counted.
     circuit_pause: float = 30.0
+    # The data field (snake_case; dotted for a nested one) the worker's events are ordered by: each
+    # handled contract names it as its ``key``, and the events are spread over EDA_PARTITIONS partition
+    # queues by it, each handled one at a time in order, a failing event retried in place (see README).
+    ordered_by: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -108,6 +116,7 @@ class Worker:
                     found[event_type] = attr
         cls._eda_handler_names = found
         cls._eda_resolved = None
+        cls._eda_async = _coroutine_handlers(cls, found)
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -127,8 +136,44 @@ class Worker:
         """Close what ``setup`` opened; runs once after the last handler finished."""
 
 
+def _coroutine_handlers(cls, found: dict[str, str]) -> bool:
+    """True when the class's handlers are ``async def`` (run on an event loop), False when plain ``def``
+    (run on a handler thread or inline); a class mixing both, or with an async setup or teardown beside
+    plain handlers, is refused when it is defined."""
+    kinds = {inspect.iscoroutinefunction(getattr(cls, attr)) for attr in found.values()}
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if len(kinds) > 1:
+        raise DefinitionError(f"{where}: the handlers of one worker are all `async def` or all `def`, not both")
+    asynchronous = kinds == {True}
+    for hook in ("setup", "teardown"):
+        if found and not asynchronous and inspect.iscoroutinefunction(getattr(cls, hook)):
+            raise DefinitionError(f"{where}: an `async def {hook}` needs `async def` handlers (they share its "
+                                  f"event loop)")
+    return asynchronous
+
+
+def is_async(worker) -> bool:
+    """Whether a worker (class or instance) has coroutine handlers."""
+    return getattr(worker, "_eda_async", False)
+
+
+async def dispatch_async(worker: Worker, event: Event) -> Context:
+    """``dispatch`` for a worker whose handlers are coroutines: awaited on the worker's event loop."""
+    ctx = Context(event, worker.source)
+    if tracing.active is None:
+        await getattr(worker, worker.handlers[event.type])(event, ctx)
+    else:
+        with tracing.active.handling(worker, event, worker.handlers[event.type]):
+            await getattr(worker, worker.handlers[event.type])(event, ctx)
+    return ctx
+
+
 def dispatch(worker: Worker, event: Event) -> Context:
     """Run the worker's handler of the event's type; return the context holding its reactions."""
     ctx = Context(event, worker.source)
-    getattr(worker, worker.handlers[event.type])(event, ctx)
+    if tracing.active is None:
+        getattr(worker, worker.handlers[event.type])(event, ctx)
+    else:  # the handling span, and the handler's own span current inside it
+        with tracing.active.handling(worker, event, worker.handlers[event.type]):
+            getattr(worker, worker.handlers[event.type])(event, ctx)
     return ctx

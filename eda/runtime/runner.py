@@ -15,11 +15,12 @@ import socket
 import threading
 import time
 
-from eda.connection import describe_connection_error, is_amqp, open_connection
+from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.topology import Topology
 from eda.publishing.publisher import Publisher
 from eda.runtime.consumer import Outcome, WorkerConsumer
+from eda.runtime.partitions import PartitionedConsumer
 from eda.runtime.settlement import Settlement
 
 log = logging.getLogger("eda.worker")
@@ -35,7 +36,7 @@ class Runner:
         self.topology = Topology.from_settings(settings)
         self.workers = [cls(settings) for cls in worker_classes]
         self.settlement = Settlement(self)
-        self.consumers = [WorkerConsumer(w, self) for w in self.workers]
+        self.consumers = [(PartitionedConsumer if w.ordered_by else WorkerConsumer)(w, self) for w in self.workers]
         self.connection = None
         self.publisher = None
         self.session = None  # a new object per connection: outcomes of a lost one are dropped
@@ -59,15 +60,15 @@ class Runner:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
             signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for worker in self.workers:
-            worker.setup()
+        for c in self.consumers:
+            c.setup()  # the worker's setup (on its event loop when async)
         try:
             return self._run_sessions()
         finally:
             for c in self.consumers:
                 c.close()
-            for worker in self.workers:
-                worker.teardown()
+            for c in self.consumers:
+                c.teardown()
             self._close_connection()
 
     @property
@@ -132,11 +133,15 @@ class Runner:
             try:
                 c.start(self.connection, self.topology, self.session)
             except self.connection.channel_errors as exc:
+                if getattr(exc, "code", None) == 404:  # a cluster node of the queue down: retried, not fatal
+                    raise
                 raise ConfigError(f"cannot declare the queues of worker {c.worker.name!r}: {exc}") from None
         for c in self.consumers:
             log.info("consuming", extra={"worker": c.worker.name, "queue": c.queue_name,
+                                         "broker": connected_address(self.connection),
                                          "event_types": sorted(c.accepted), "concurrency": c.concurrency,
-                                         "inline": c.worker.inline})
+                                         "inline": c.worker.inline and not c.asynchronous,
+                                         "handlers": c.style})
         self.ready.set()
         for hook in self.hooks:
             hook.on_ready(self)
@@ -189,7 +194,7 @@ class Runner:
                     log.warning("shutdown timeout: exiting with handlers unfinished; they will be redelivered")
                     logging.shutdown()
                     os._exit(EXIT_FORCED)  # pool threads still run user code: do not wait for them
-            self._wait(amqp, timeout=1.0)
+            self._wait(amqp, timeout=self._wait_timeout())
             self._settle_outcomes()
             for c in self.consumers:
                 if not self._stopping:
@@ -203,6 +208,11 @@ class Runner:
                 self._next_heartbeat = now + 1.0
                 for hook in self.hooks:
                     hook.on_tick(self)
+
+    def _wait_timeout(self) -> float:
+        """At most a second, less when a consumer has something due sooner (an ordered worker's retry)."""
+        due = [t for c in self.consumers if (t := c.wake_in()) is not None]
+        return min(1.0, *due) if due else 1.0
 
     def _wait(self, amqp: bool, timeout: float) -> None:
         """Block until the broker or a handler thread has something, then take all of it."""

@@ -1,0 +1,168 @@
+"""``async def`` handlers: how a worker declares them, the event loop that runs them (eda.runtime.aio), and the
+TestBus running them with an async setup and teardown."""
+
+import asyncio
+import threading
+
+import pybreaker
+import pytest
+
+from eda import EventData, PermanentError, Worker, contract, handles
+from eda.breaker import Breaker
+from eda.errors import DefinitionError
+from eda.fields import Id, Money
+from eda.runtime.aio import HandlerLoop
+from eda.settings import Settings
+from eda.testing import TestBus
+from eda.worker import is_async
+
+
+@pytest.fixture
+def invoices(own_contracts):
+    @contract("invoice.requested", description="An invoice should be sent.")
+    class InvoiceRequested(EventData):
+        invoice_id = Id(required=True)
+        amount = Money(required=True)
+
+    @contract("invoice.sent", published_by=("billing",))
+    class InvoiceSent(EventData):
+        invoice_id = Id(required=True)
+
+
+class Mailer:
+    """Stands for an async client (an httpx.AsyncClient): usable only on the loop it was opened on."""
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.sent, self.closed = [], False
+        self.failures = []
+
+    async def send(self, invoice_id):
+        assert asyncio.get_running_loop() is self.loop, "used on another loop than the one it was opened on"
+        await asyncio.sleep(0)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(invoice_id)
+
+    async def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def billing(invoices):
+    class Billing(Worker):
+        name = "billing"
+        failures = []
+
+        async def setup(self):
+            self.mailer = Mailer()
+            self.mailer.failures = list(self.failures)
+            self.breaker = Breaker(fail_max=2, reset_timeout=60)
+
+        async def teardown(self):
+            await self.mailer.close()
+
+        @handles("invoice.requested")
+        async def send(self, event, ctx):
+            await self.breaker.call_async(self.mailer.send, event.data["invoice_id"])
+            ctx.publish("invoice.sent", {"invoice_id": event.data["invoice_id"]})
+
+    return Billing
+
+
+def test_a_worker_with_coroutine_handlers_is_async(billing):
+    assert is_async(billing) and is_async(billing(Settings()))
+
+
+def test_a_worker_mixing_coroutine_and_plain_handlers_is_refused(invoices):
+    with pytest.raises(DefinitionError, match="all `async def` or all `def`"):
+        class Mixed(Worker):
+            name = "mixed"
+
+            @handles("invoice.requested")
+            async def one(self, event, ctx):
+                pass
+
+            @handles("invoice.sent")
+            def other(self, event, ctx):
+                pass
+
+
+def test_an_async_setup_beside_plain_handlers_is_refused(invoices):
+    with pytest.raises(DefinitionError, match="async def setup"):
+        class Plain(Worker):
+            name = "plain"
+
+            async def setup(self):
+                pass
+
+            @handles("invoice.requested")
+            def send(self, event, ctx):
+                pass
+
+
+def test_the_test_bus_runs_async_handlers_with_what_their_async_setup_opened(billing):
+    with TestBus(billing) as bus:
+        bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
+        mailer = bus.worker("billing").mailer
+        assert mailer.sent == ["i-1"]
+        assert [e.data["invoice_id"] for e in bus.published("invoice.sent")] == ["i-1"]
+    assert mailer.closed  # the async teardown ran
+
+
+def test_the_test_bus_retries_and_dead_letters_async_handlers_like_plain_ones(billing):
+    billing.failures = [TimeoutError("mail server slow"), PermanentError("no such customer")]
+    with TestBus(billing, settings=Settings(retry_delays="1s,5s")) as bus:
+        bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
+        [dead] = bus.dead_letters("billing")
+        assert (dead.exception_type, dead.reason, dead.attempts) == ("PermanentError", "no such customer", 2)
+        assert bus.published("invoice.sent") == []
+
+
+def test_an_open_breaker_around_an_async_call_gives_the_event_back(billing):
+    billing.failures = [TimeoutError("down")] * 2
+    with TestBus(billing, settings=Settings(retry_delays="1s,5s,10s")) as bus:
+        bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
+        assert bus.worker("billing").breaker.current_state == pybreaker.STATE_OPEN
+        [(worker, event)] = bus.given_back()  # the third attempt was refused: no attempt counted
+        assert (worker, event.data["invoice_id"]) == ("billing", "i-1")
+        assert bus.dead_letters() == []
+
+
+def test_the_handler_loop_runs_hundreds_of_coroutines_at_once_and_reports_each():
+    # Given a loop whose tasks each wait until every one of them has started
+    started, outcomes, done = set(), [], threading.Event()
+    all_in = asyncio.Event()
+
+    async def run(item):
+        started.add(item)
+        if len(started) == 300:
+            all_in.set()
+        await all_in.wait()
+        outcomes.append(item)
+        if len(outcomes) == 300:
+            done.set()
+
+    loop = HandlerLoop("test-loop", run)
+    try:
+        # When 300 items are submitted from this thread
+        for i in range(300):
+            loop.submit(i)
+        # Then all 300 run at once (none could finish before the last started) and each finishes
+        assert done.wait(10)
+        assert sorted(outcomes) == list(range(300))
+    finally:
+        loop.shutdown()
+    assert loop.loop.is_closed()
+
+
+def test_the_handler_loop_runs_an_async_setup_on_its_own_loop():
+    loop = HandlerLoop("test-loop", None)
+    try:
+        async def setup():
+            return asyncio.get_running_loop()
+
+        assert loop.call(setup) is loop.loop
+        assert loop.call(lambda: "plain") == "plain"
+    finally:
+        loop.shutdown()
