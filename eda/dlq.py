@@ -12,7 +12,7 @@ from datetime import datetime
 
 import click
 
-from eda import names
+from eda import names, tracing
 from eda.connection import open_connection
 from eda.errors import NotFound, PublishError
 from eda.publishing.publisher import Publisher
@@ -206,10 +206,12 @@ class DeadLetters:
         try:
             with bar:
                 for message in messages:
+                    settled = settled_for(message)
+                    if tracing.active is not None:  # the body keeps its traceparent: a replay span joins the trace
+                        settled = tracing.active.replaying(message, queue, settled)
                     publisher.send("", queue, message.body, copy_properties(message),
                                    headers=replay_headers(message.headers), mandatory=True,
-                                   label=f"event {message.properties.get('message_id')}",
-                                   callback=settled_for(message))
+                                   label=f"event {message.properties.get('message_id')}", callback=settled)
                     if publisher.in_flight >= publisher.window:
                         publisher.wait(until=publisher.window // 2)
                     if errors:

@@ -13,7 +13,9 @@ MAX_VALUE = 1000  # characters kept of a logged value (events carry what any pub
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s"
 TRACEBACKS = ("exc_info", "stack_info")
 CONTEXT_KEYS = ("worker", "event_type", "event_id", "correlation_id", "routing_key", "duration_ms", "error",
-                "attempt", "queue")
+                "attempt", "queue", "trace_id")
+# Set by eda.tracing when tracing is on: () -> the current span's trace_id and span_id, added to JSON lines.
+trace_ids = None
 
 
 def cut(text: str) -> str:
@@ -64,6 +66,8 @@ class JsonFormatter(OrjsonFormatter):
         for key, value in log_data.items():
             if type(value) is str and len(value) > MAX_VALUE or isinstance(value, (list, tuple, dict, set)):
                 log_data[key] = cut_traceback(value) if key in TRACEBACKS else _cut_value(value)
+        if trace_ids is not None and "trace_id" not in log_data:  # a line written inside a span (a handler's)
+            log_data.update(trace_ids())
 
     def jsonify_log_record(self, log_data) -> str:
         try:

@@ -14,6 +14,7 @@ from eda.errors import ContractError
 
 PREFIX = "ce-"
 MARKER = PREFIX + "specversion"
+TRACE_CONTEXT = ("traceparent", "tracestate")  # ce-traceparent: never a failure, whatever it holds
 
 
 def is_binary(content_type, headers) -> bool:
@@ -35,6 +36,8 @@ def structured(body: bytes, content_type, headers: dict) -> bytes:
     for key, value in headers.items():
         if isinstance(key, str) and key.lower().startswith(PREFIX):
             name = key[len(PREFIX):].lower()
+            if name in TRACE_CONTEXT and isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")  # checked by decode: a bad one starts a new trace
             wire[name] = _text(name, value)
     media_type = (content_type or DATA_CONTENT_TYPE).split(";")[0].strip().lower()
     wire["datacontenttype"] = media_type  # checked by decode like any datacontenttype

@@ -4,6 +4,7 @@ The envelope is checked by hand rather than with a schema: it is a handful of at
 runs once per event on the hot path. The data is validated by its event's marshmallow contract.
 """
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +31,12 @@ class Event:
     time: str = field(default_factory=lambda: now_rfc3339())
     correlation_id: str | None = None
     causation_id: str | None = None
+    # The CloudEvents Distributed Tracing extension (W3C Trace Context), carried on to reactions.
+    traceparent: str | None = None
+    tracestate: str | None = None
+    # With tracing on (eda.tracing): this event's span in this process, its publish span while it is
+    # sent or its handling span while it is handled. Never on the wire.
+    span: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.correlation_id is None:
@@ -42,7 +49,7 @@ class Event:
     def reaction(self, type: str, data: dict, source: str) -> "Event":
         """A new event caused by this one: same correlation, this event as its cause."""
         return Event(type=type, data=data, source=source, correlation_id=self.correlation_id,
-                     causation_id=self.id)
+                     causation_id=self.id, traceparent=self.traceparent, tracestate=self.tracestate)
 
 
 def check_attribute(name: str, value, *, required: bool = True) -> None:
@@ -90,6 +97,10 @@ def to_wire(event: Event, data: dict | None = None) -> dict:
     }
     if event.causation_id:
         wire["causationid"] = event.causation_id
+    if event.traceparent:
+        wire["traceparent"] = event.traceparent
+        if event.tracestate:
+            wire["tracestate"] = event.tracestate
     return wire
 
 
@@ -99,6 +110,23 @@ def encode(event: Event, data: dict | None = None) -> bytes:
         return orjson.dumps(to_wire(event, data))
     except orjson.JSONEncodeError as exc:
         raise ContractError(f"{event.type}: data cannot be written as JSON: {exc}") from None
+
+
+TRACESTATE_MAX_CHARS = 512  # what W3C Trace Context asks every vendor to carry on
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-[^\x00-\x1f]*)?")
+
+
+def trace_context(traceparent, tracestate=None) -> tuple[str | None, str | None]:
+    """The ``traceparent`` and ``tracestate`` attributes as the wire may carry them on, or (None, None)
+    where the traceparent is not W3C Trace Context (any other client may write it): a malformed one is
+    ignored and the event starts a new trace, it never fails. A tracestate is kept only beside a valid
+    traceparent and while it is a string of at most 512 characters."""
+    if type(traceparent) is not str or len(traceparent) > SHORT_STRING_BYTES or not _TRACEPARENT.fullmatch(
+            traceparent) or (traceparent.startswith("00") and len(traceparent) != 55):
+        return None, None
+    if type(tracestate) is not str or not tracestate or len(tracestate) > TRACESTATE_MAX_CHARS:
+        tracestate = None
+    return traceparent, tracestate
 
 
 _REQUIRED = ("id", "source", "type")
@@ -146,6 +174,9 @@ def decode(body: bytes, accepted_types=None) -> Event:
         raise ContractError(f"unknown event type {clip(type_)}") from None
     if "data" not in wire:
         raise ContractError(f"{type_}: the event has no data")
+    traceparent = tracestate = wire.get("traceparent")
+    if traceparent is not None:
+        traceparent, tracestate = trace_context(traceparent, wire.get("tracestate"))
     return Event(
         type=type_,
         data=contract.load(wire["data"]),
@@ -154,4 +185,6 @@ def decode(body: bytes, accepted_types=None) -> Event:
         time=time or now_rfc3339(),
         correlation_id=wire.get("correlationid") or wire["id"],
         causation_id=wire.get("causationid") or None,
+        traceparent=traceparent,
+        tracestate=tracestate,
     )

@@ -13,9 +13,11 @@ shared by threads: a lock keeps its connection to one thread at a time.
 import threading
 
 from eda import tracing
-from eda.connection import open_connection
+from eda.connection import describe_connection_error, open_connection
 from eda.contracts import registry
 from eda.contracts.envelope import Event, new_event
+from eda.errors import BrokerUnavailable
+from eda.publishing.failover import publish_through_losses, reiterable
 from eda.publishing.publisher import Publisher
 from eda.settings import Settings
 from eda.topology import Topology
@@ -48,6 +50,7 @@ class Producer:
         self._lock = threading.Lock()
         self._conn = None
         self._publisher = None
+        self._connected = False  # once connected, a lost connection is failed over, not an error
         # Tracing on where OTEL_TRACES_EXPORTER asks: each publish is a span, a child of the caller's
         # current span, in the application's TracerProvider where it set one up.
         tracing.setup("eda-producer")
@@ -68,26 +71,43 @@ class Producer:
 
     def publish_events(self, events, on_confirmed=None) -> None:
         """Publish built events with pipelined confirms; return once every one is confirmed."""
-        with self._lock:
-            publisher = self._ready_publisher()
-            try:
-                publisher.publish_events(events, self.exchange, mandatory=self.mandatory, timeout=self.timeout,
-                                         on_confirmed=on_confirmed)
-            except Exception:
-                self._reset()  # a connection in an unknown state is not reused
-                raise
+        self.publish_encoded([(event, None) for event in events], on_confirmed=on_confirmed)
 
     def publish_encoded(self, items, on_confirmed=None) -> None:
         """Publish ``(event, body)`` pairs (a body of None is encoded from the event) with pipelined
-        confirms, as ``publish_events`` does: ``eda publish`` sends bodies it encoded while validating."""
+        confirms, as ``publish_events`` does: ``eda publish`` sends bodies it encoded while validating.
+        A connection lost on the way is failed over within the reconnect window: what the broker had
+        not confirmed is sent again on a new connection (``eda.publishing.failover``)."""
+        items = reiterable(items)
         with self._lock:
-            publisher = self._ready_publisher()
-            try:
-                publisher.publish_encoded(items, self.exchange, mandatory=self.mandatory, timeout=self.timeout,
-                                          on_confirmed=on_confirmed)
-            except Exception:
-                self._reset()  # a connection in an unknown state is not reused
-                raise
+            publish_through_losses(lambda progress: self._publish_unconfirmed(items, progress, on_confirmed),
+                                   self.settings.reconnect_window, connected=lambda: self._connected)
+
+    def _publish_unconfirmed(self, items, progress, on_confirmed) -> None:
+        publisher = self._ready_publisher()
+        self._connected = True
+        positions = {}  # id(event) -> its position in items, while the broker has not confirmed it
+
+        def unconfirmed():
+            for index, (event, body) in enumerate(items):
+                if not progress.confirmed(index):
+                    positions[id(event)] = index
+                    yield event, body
+
+        def confirmed(event):
+            progress.confirm(positions.pop(id(event)))
+            if on_confirmed:
+                on_confirmed(event)
+
+        try:
+            publisher.publish_encoded(unconfirmed(), self.exchange, mandatory=self.mandatory, timeout=self.timeout,
+                                      on_confirmed=confirmed)
+        except (OSError, *self._conn.connection_errors) as exc:  # the socket died under a publish
+            self._reset()
+            raise BrokerUnavailable(f"lost the broker connection: {describe_connection_error(exc)}") from None
+        except Exception:
+            self._reset()  # a connection in an unknown state is not reused
+            raise
 
     def _reset(self) -> None:
         if self._conn is not None:

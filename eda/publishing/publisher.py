@@ -14,9 +14,11 @@ from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import RecoverableConnectionError
 from kombu import Producer
 
+from eda import tracing
 from eda.contracts.envelope import CONTENT_TYPE, Event, encode
 from eda.connection import is_amqp
 from eda.errors import BrokerUnavailable, PublishError, Unroutable
+from eda.publishing.partitioning import partition_headers
 
 DEFAULT_WINDOW = 1000
 
@@ -82,12 +84,16 @@ class Publisher:
                       properties.get("message_id"))
 
     def send_event(self, event: Event, exchange: str, *, body=None, mandatory=False, callback=None) -> None:
-        """Publish an event with the routing key and properties the wire contract fixes."""
+        """Publish an event with the routing key, properties and partition key header the wire contract fixes."""
+        if tracing.active is not None:  # the publish span, ended by the broker's confirm; its context in the body
+            body, callback = tracing.active.sending(event, body, exchange, callback)
         body = encode(event) if body is None else body
+        headers = partition_headers(event) or None
         if not self._amqp:
-            self.send(exchange, event.type, body, event_properties(event), mandatory=mandatory, callback=callback)
+            self.send(exchange, event.type, body, event_properties(event), headers=headers, mandatory=mandatory,
+                      callback=callback)
         else:  # the label is the event itself, made into text only if the broker refuses it
-            self._publish(exchange, event.type, body, _amqp_properties(event), None, mandatory, event, callback,
+            self._publish(exchange, event.type, body, _amqp_properties(event), headers, mandatory, event, callback,
                           event.id)
 
     def _publish(self, exchange, routing_key, body, props, headers, mandatory, label, callback, message_id):

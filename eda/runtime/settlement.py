@@ -9,7 +9,7 @@ the Runner's public state only: ``settings``, ``topology``, ``publisher``, ``ses
 
 import logging
 
-from eda import names
+from eda import names, tracing
 from eda.runtime import failures
 from eda.runtime.consumer import Delivery, Outcome
 from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
@@ -101,6 +101,12 @@ class Settlement:
     def _move(self, d: Delivery, error: BaseException) -> None:
         message, worker = d.message, d.consumer.worker.name
         kind = failures.classify(error)
+        if kind == failures.CIRCUIT_OPEN and d.consumer.ordered:  # held at its partition's head, no attempt counted
+            d.consumer.retry_in_place(d, int(d.consumer.worker.circuit_pause * 1000), counted=False)
+            log.warning("circuit open: its partition waits %ss", d.consumer.worker.circuit_pause,
+                        extra=self._event_fields(d))
+            self._outcome(d, REQUEUED, None)
+            return
         if kind == failures.CIRCUIT_OPEN:
             self.give_back(d)  # not the event's fault: no attempt counted
             self._outcome(d, REQUEUED, None)
@@ -109,10 +115,17 @@ class Settlement:
                 log.warning("circuit open: pausing for %ss", pause, extra={"worker": worker})
             d.consumer.pause(pause)
             return
-        attempts = failures.retry_count(message.headers)
+        attempts = failures.retry_count(message.headers) + d.consumer.retried(d)
         delay = failures.next_delay(kind, attempts, self.runner.settings.retry_delays_ms)
         fields = self._event_fields(d, error=f"{type(error).__name__}: {failures.describe(error)}",
                                     attempt=attempts + 1)
+        if delay is not None and d.consumer.ordered:
+            # An ordered worker's retry stays at the head of its partition: a copy in a retry queue
+            # would come back behind the events after it.
+            log.warning("failed; retrying in place in %s (its partition waits)", names.format_delay(delay), extra=fields)
+            d.consumer.retry_in_place(d, delay)
+            self._outcome(d, RETRIED, None)
+            return
         if delay is not None:
             exchange, routing_key = "", names.retry_queue(self.runner.settings.namespace, worker, delay)
             headers = failures.retry_headers(message.headers, message.delivery_info, attempts)
@@ -130,6 +143,11 @@ class Settlement:
                 message.ack()  # the copy is safe with the broker: now the original may go
                 self._outcome(d, RETRIED if delay is not None else REJECTED if kind == failures.CONTRACT
                               else DEAD_LETTERED, None)
+            elif d.consumer.ordered:  # held at its partition's head; handled again after the pause
+                log.error("could not move the event (%s); its partition waits %ss", publish_error, MOVE_FAILED_PAUSE,
+                          extra=fields)
+                d.consumer.retry_in_place(d, int(MOVE_FAILED_PAUSE * 1000), counted=False)
+                return
             else:
                 # Mandatory: a copy that no queue took (a retry queue or DLQ deleted) is not a move.
                 log.error("could not move the event (%s); it goes back to its queue and the worker pauses "
@@ -174,6 +192,8 @@ class Settlement:
                         failures.given_back_headers(message.headers, message.delivery_info), settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
+        if tracing.active is not None:  # the handling span ends with the event's outcome
+            tracing.active.settled(d, outcome)
         for hook in self.runner.hooks:
             hook.on_outcome(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
 
@@ -183,6 +203,8 @@ class Settlement:
         fields = {"worker": d.consumer.worker.name, "routing_key": info.get("routing_key")}
         if d.event is not None:
             fields.update(event_id=d.event.id, event_type=d.event.type, correlation_id=d.event.correlation_id)
+            if d.event.span is not None:  # tracing on: the line joins the event's trace
+                fields.update(tracing.span_ids(d.event.span))
         else:
             fields["event_id"] = d.message.properties.get("message_id")
         fields.update(extra)

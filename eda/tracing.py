@@ -1,0 +1,290 @@
+"""OpenTelemetry traces of events, opt in: a span per publish and per handling, context on the wire.
+
+Tracing is on when ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp``, ``console``, or any installed
+``opentelemetry_traces_exporter`` entry point); unset or ``none`` it is off, and nothing of
+OpenTelemetry is imported. ``setup`` decides once per process; the runtime reaches the hooks below
+through ``active``, which stays None when off, so each hook site costs one attribute check then.
+
+The context travels in the event, as the CloudEvents Distributed Tracing extension says: the
+``traceparent`` and ``tracestate`` attributes (W3C Trace Context). Spans follow OpenTelemetry's
+messaging conventions: ``publish <type>`` (PRODUCER, ended when the broker confirms), ``process
+<type>`` (CONSUMER, ended when the event is settled, with its outcome) and inside it the handler's
+own span, current while it runs, so that spans the handler makes (an instrumented HTTP call) nest
+under it. A reaction's publish span is a child of the handler's span.
+"""
+
+import os
+import threading
+from contextlib import contextmanager
+from importlib.metadata import entry_points
+
+from eda.errors import ConfigError
+
+active = None  # the Tracing of this process, or None: tracing is off
+_lock = threading.Lock()
+OFF = ("", "none")
+EXPORTER_GROUP = "opentelemetry_traces_exporter"
+OTLP_PROTOCOLS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+OUTCOMES = {"requeued": "given-back"}  # the runtime's outcome names, as a span says them
+SYSTEM = "rabbitmq"
+INSTALL = "pip install 'eda[otel]'"
+
+
+def exporter_names(environ=os.environ) -> list[str]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` asks for (a comma-separated list); none: tracing is off."""
+    names = [n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "").split(",")]
+    return [n for n in names if n not in OFF]
+
+
+def setup(service: str, environ=os.environ):
+    """Turn tracing on for this process if ``OTEL_TRACES_EXPORTER`` asks for it, with ``service`` as
+    the service name unless ``OTEL_SERVICE_NAME`` says otherwise; the first call decides. Returns
+    ``active``. A missing SDK or exporter is a ConfigError (one line, exit 2)."""
+    global active
+    if active is None and exporter_names(environ):
+        with _lock:
+            if active is None:
+                active = Tracing(service, environ)
+                from eda import logs
+
+                logs.trace_ids = active.current_ids
+    return active
+
+
+def stamp(event):
+    """Write the current trace context into ``event`` (a ``create`` span, ended at once), for events
+    published later by another process or thread, as an outbox does: call it before encoding the
+    event. Does nothing when tracing is off; returns the event."""
+    if active is not None:
+        active.create(event)
+    return event
+
+
+def span_ids(span) -> dict:
+    """``trace_id`` and ``span_id`` of a span as log fields (hex, as trace backends show them)."""
+    ctx = span.get_span_context()
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")} if ctx.is_valid else {}
+
+
+def _with_trace_context(body: bytes, event) -> bytes:
+    """An encoded CloudEvent with the event's trace attributes added (eda's bodies are JSON objects)."""
+    if body[:1] != b"{" or b'"traceparent"' in body:
+        return body
+    extra = b'"traceparent":"%s",' % event.traceparent.encode()
+    if event.tracestate:
+        extra += b'"tracestate":"%s",' % event.tracestate.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b"{" + extra + body[1:]
+
+
+def _provider(service: str, environ):
+    """An SDK TracerProvider configured by the standard OTEL_* variables, with a batch processor per exporter."""
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER is set: tracing needs the OpenTelemetry SDK ({INSTALL})") from None
+    named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    provider = TracerProvider(resource=Resource.create({} if named else {SERVICE_NAME: service}))
+    for name in exporter_names(environ):
+        provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
+    return provider
+
+
+def _exporter(name: str, environ):
+    if name == "otlp":  # OTLP over http/protobuf unless OTEL_EXPORTER_OTLP_PROTOCOL says grpc
+        protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                    or "http/protobuf").strip()
+        if protocol not in OTLP_PROTOCOLS:
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: traces go over http/protobuf or grpc")
+        name = OTLP_PROTOCOLS[protocol]
+    found = list(entry_points(group=EXPORTER_GROUP, name=name))
+    if not found:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER: no span exporter {name!r} is installed ({INSTALL} brings otlp "
+                          f"over http/protobuf and console)")
+    return found[0].load()()
+
+
+class Tracing:
+    """The hooks of an active tracer; every method runs only when tracing is on."""
+
+    def __init__(self, service: str, environ=os.environ):
+        try:
+            from opentelemetry import context, trace
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        except ImportError:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER is set: tracing needs OpenTelemetry ({INSTALL})") from None
+        from eda import __version__
+
+        self._trace, self._context, self._kind = trace, context, SpanKind
+        self._error = lambda description: Status(StatusCode.ERROR, description[:1000])
+        self._propagator = TraceContextTextMapPropagator()  # the wire contract is W3C, whatever OTEL_PROPAGATORS says
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):  # none set by the application: eda sets the SDK's
+            provider = _provider(service, environ)
+            trace.set_tracer_provider(provider)
+        self.provider = provider
+        self.tracer = provider.get_tracer("eda", __version__)
+
+    # Context on the wire
+
+    def _parent(self, event):
+        """The context an incoming event carries; an empty one (a new trace) where it has none."""
+        if event.traceparent is None:
+            return self._context.Context()
+        carrier = {"traceparent": event.traceparent}
+        if event.tracestate:
+            carrier["tracestate"] = event.tracestate
+        return self._propagator.extract(carrier, context=self._context.Context())
+
+    def _write(self, event, span) -> None:
+        carrier = {}
+        self._propagator.inject(carrier, context=self._trace.set_span_in_context(span))
+        event.traceparent, event.tracestate = carrier.get("traceparent"), carrier.get("tracestate")
+
+    @staticmethod
+    def _attributes(event, operation: str, kind: str) -> dict:
+        attributes = {"messaging.system": SYSTEM, "messaging.operation.name": operation,
+                      "messaging.operation.type": kind, "messaging.message.id": event.id,
+                      "messaging.message.conversation_id": event.correlation_id,
+                      "messaging.rabbitmq.destination.routing_key": event.type,
+                      "cloudevents.event_id": event.id, "cloudevents.event_type": event.type,
+                      "cloudevents.event_source": event.source, "cloudevents.event_spec_version": "1.0"}
+        if event.causation_id:
+            attributes["eda.causation_id"] = event.causation_id
+        return attributes
+
+    # Publishing
+
+    def publishing(self, event) -> None:
+        """Start ``event``'s publish span, a child of the current span, and write its context into the
+        event; the span ends when the broker confirms the event (``sending``)."""
+        event.span = self.tracer.start_span(f"publish {event.type}", kind=self._kind.PRODUCER,
+                                            attributes=self._attributes(event, "publish", "send"))
+        self._write(event, event.span)
+
+    def create(self, event) -> None:
+        """A ``create`` span, ended at once, whose context the event carries (see ``stamp``)."""
+        span = self.tracer.start_span(f"create {event.type}", kind=self._kind.PRODUCER,
+                                      attributes=self._attributes(event, "create", "create"))
+        self._write(event, span)
+        span.end()
+
+    def sending(self, event, body, exchange: str, callback):
+        """Called as the event is handed to the broker: its publish span (started now unless the
+        handler's ``ctx.publish`` did), the body with its context, and a callback that ends the span
+        once the broker settled the publish."""
+        if event.span is None:
+            if event.traceparent is None:  # a new publish: its span's context goes on the wire
+                self.publishing(event)
+                if body is not None:  # encoded before (eda publish validates everything first)
+                    body = _with_trace_context(body, event)
+            else:  # the event carries a context already (stamped): the publish span joins it
+                event.span = self.tracer.start_span(f"publish {event.type}", context=self._parent(event),
+                                                    kind=self._kind.PRODUCER,
+                                                    attributes=self._attributes(event, "publish", "send"))
+        span = event.span
+        span.set_attribute("messaging.destination.name", exchange)
+
+        def settled(error):
+            if error is not None:
+                span.set_status(self._error(f"{type(error).__name__}: {error}"))
+            span.end()
+            if callback is not None:
+                callback(error)
+
+        return body, settled
+
+    # Handling
+
+    @contextmanager
+    def handling(self, worker, event, method: str):
+        """The handling span of ``event`` (ended when it is settled, see ``settled``), and inside it
+        the handler's own span, current while the handler runs; an exception is recorded on both."""
+        span = self.tracer.start_span(f"process {event.type}", context=self._parent(event),
+                                      kind=self._kind.CONSUMER, attributes={
+                                          **self._attributes(event, "process", "process"), "eda.worker": worker.name})
+        event.span = span
+        inner = self.tracer.start_span(f"{worker.name}.{method}", context=self._trace.set_span_in_context(span))
+        token = self._context.attach(self._trace.set_span_in_context(inner))
+        try:
+            yield inner
+        except BaseException as exc:
+            description = f"{type(exc).__name__}: {exc}"
+            for s in (inner, span):
+                s.record_exception(exc)
+                s.set_status(self._error(description))
+            raise
+        finally:
+            self._context.detach(token)
+            inner.end()
+
+    def settled(self, delivery, outcome: str) -> None:
+        """End the handling span of a settled delivery with its outcome: ok, retried, dead-lettered,
+        rejected or given-back. A message that was no event gets a span of its own (rejected)."""
+        from eda.runtime import failures
+
+        event, message = delivery.event, delivery.message
+        span = event.span if event is not None else None
+        if span is None:
+            if event is not None:
+                return  # a copy acked from the processed-event record: never handled here
+            span = self.tracer.start_span(f"process {message.delivery_info.get('routing_key')}",
+                                          kind=self._kind.CONSUMER, attributes={
+                                              "messaging.system": SYSTEM, "messaging.operation.name": "process",
+                                              "messaging.operation.type": "process",
+                                              "eda.worker": delivery.consumer.worker.name})
+            span.set_status(self._error("the message is not a valid event"))
+        info = message.delivery_info
+        exchange, routing_key = failures.origin(message.headers, info)
+        span.set_attributes({"eda.outcome": OUTCOMES.get(outcome, outcome), "messaging.destination.name": exchange,
+                             "messaging.rabbitmq.destination.routing_key": routing_key,
+                             "messaging.destination.subscription.name": delivery.consumer.queue_name,
+                             "eda.attempt": failures.retry_count(message.headers) + 1})
+        if outcome not in ("ok", "requeued") and event is not None and not span_has_error(span):
+            span.set_status(self._error(outcome))
+        span.end()
+
+    def replaying(self, message, queue: str, callback):
+        """A span for a dead event replayed to ``queue`` (``eda dlq replay``), in the event's own trace."""
+        from eda.contracts.envelope import Event, trace_context
+        import orjson
+
+        try:
+            wire = orjson.loads(message.body)
+        except (ValueError, TypeError):
+            wire = {}
+        wire = wire if isinstance(wire, dict) else {}
+        traceparent, tracestate = trace_context(wire.get("traceparent"), wire.get("tracestate"))
+        carrier = Event(type=str(wire.get("type")), data={}, source=str(wire.get("source")),
+                        id=str(message.properties.get("message_id")), traceparent=traceparent,
+                        tracestate=tracestate, correlation_id=message.properties.get("correlation_id"))
+        span = self.tracer.start_span(f"replay {carrier.type}", context=self._parent(carrier),
+                                      kind=self._kind.PRODUCER, attributes={
+                                          **self._attributes(carrier, "publish", "send"),
+                                          "messaging.destination.name": "", "eda.replayed_to": queue})
+
+        def settled(error):
+            if error is not None:
+                span.set_status(self._error(str(error)))
+            span.end()
+            callback(error)
+
+        return settled
+
+    # Logs
+
+    def current_ids(self) -> dict:
+        """The current span's ids as log fields (empty outside a span): for eda.logs."""
+        return span_ids(self._trace.get_current_span())
+
+    def flush(self, timeout_ms: int = 5000) -> None:
+        flush = getattr(self.provider, "force_flush", None)
+        if flush is not None:
+            flush(timeout_ms)
+
+
+def span_has_error(span) -> bool:
+    status = getattr(span, "status", None)
+    return status is not None and getattr(status.status_code, "name", "") == "ERROR"
