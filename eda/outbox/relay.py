@@ -83,6 +83,11 @@ class Relay:
 
     def _step(self) -> None:
         """One round: a batch if the broker and database are there; wait when idle or after a failure."""
+        try:
+            self._chores()
+        except self.session.errors as exc:
+            self._reopen_session(exc)
+            return
         if self.publisher is None and not self._connect_broker():
             return
         try:
@@ -98,10 +103,10 @@ class Relay:
             self._reopen_session(exc)
             return
         self._backoff = 0.0
+        if full or self.stopping:
+            return
         try:
-            self._chores()
-            if not full and not self.stopping:
-                self.session.wait(TICK)
+            self.session.wait(TICK)
         except self.session.errors as exc:
             self._reopen_session(exc)
 

@@ -1,0 +1,253 @@
+"""The transactional outbox end to end: an application's transactions, real `eda outbox relay` processes,
+the real broker, PostgreSQL (a database of the test's own) and SQLite.
+
+"Killed between publish and mark" is made certain rather than hoped for: the test holds a lock that
+the relay's mark (an UPDATE) must wait for, sees the batch arrive on the wire, then SIGKILLs the relay.
+"""
+
+import contextlib
+import json
+import signal
+from collections import Counter
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from eda.outbox import Outbox
+from eda.settings import Settings
+from tests.integration.test_metrics import free_port, sample, scrape
+from tests.support import TcpProxy, wait_until
+
+pytestmark = pytest.mark.integration
+
+STOCK = "stock-replenished"
+
+
+class App:
+    """An application writing its own rows and outbox events in one transaction, on either engine."""
+
+    def __init__(self, env: dict, database_url: str | None):
+        self.env = {**env, "EDA_DATABASE_URL": database_url or ""}
+        self.outbox = Outbox(Settings(broker_url=env["EDA_BROKER_URL"], namespace=env["EDA_NAMESPACE"],
+                                      state_dir=env["EDA_STATE_DIR"], database_url=database_url))
+        self.postgres = database_url is not None
+        with self.connect() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS stock_log (sku TEXT PRIMARY KEY, quantity INTEGER NOT NULL)")
+
+    def connect(self):
+        return self.outbox.connect()
+
+    def sql(self, text: str) -> str:
+        return text if self.postgres else text.replace("%s", "?")
+
+    def replenish(self, *skus: str, commit=True) -> list[str]:
+        """One transaction: a row of the application's and an event per SKU; the ids of the events."""
+        conn = self.connect()
+        try:
+            ids = []
+            for sku in skus:
+                conn.execute(self.sql("INSERT INTO stock_log (sku, quantity) VALUES (%s, %s)"), (sku, 5))
+                ids.append(self.outbox.add(conn, STOCK, {"sku": sku, "quantity": 5}).id)
+            conn.commit() if commit else conn.rollback()
+            return ids
+        finally:
+            conn.close()
+
+    def rows(self, table="stock_log") -> int:
+        conn = self.connect()
+        try:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def marks_held(self):
+        """While inside, a relay can claim and publish rows but not mark them sent (its UPDATE waits)."""
+        conn = self.connect()
+        try:
+            if self.postgres:  # SHARE conflicts with UPDATE's ROW EXCLUSIVE, not with FOR UPDATE's ROW SHARE
+                conn.execute(f"LOCK TABLE {self.outbox.table.table} IN SHARE MODE")
+            else:
+                conn.isolation_level = None
+                conn.execute("BEGIN IMMEDIATE")  # SQLite's one write lock; WAL readers go on
+            yield
+        finally:
+            conn.rollback()
+            conn.close()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def app(request, env):
+    url = request.getfixturevalue("database") if request.param == "postgresql" else None
+    return App(env, url)
+
+
+@pytest.fixture
+def pg_app(env, database):
+    return App(env, database)
+
+
+def relay(eda, app, *args, **env):
+    proc = eda.start("outbox", "relay", *args, **{**app.env, **env})
+    proc.wait_for_log(lambda r: r.get("message", "").startswith("relaying the outbox"), what="the relay started")
+    return proc
+
+
+def published_by(proc) -> int:
+    return sum(r.get("published", 0) for r in proc.records if r.get("message", "").startswith("published"))
+
+
+def test_committed_transactions_publish_exactly_their_events_in_order_rolled_back_ones_none(eda, broker, app):
+    # Given a relay running and a queue bound to every event
+    spy = broker.spy()
+    relay(eda, app)
+    # When the application commits a transaction with three events, rolls back one with two, then commits one
+    committed = app.replenish("SKU-A", "SKU-B", "SKU-C")
+    rolled_back = app.replenish("SKU-X", "SKU-Y", commit=False)
+    last = app.replenish("SKU-D")
+    # Then exactly the committed events arrive, in the order they were added, with the ids add() returned
+    events = spy.wait_for("stock.replenished", count=4, timeout=30)
+    assert [e["id"] for e in events] == committed + last
+    assert [e["data"]["sku"] for e in events] == ["SKU-A", "SKU-B", "SKU-C", "SKU-D"]
+    assert not set(rolled_back) & {e["id"] for e in spy.events}
+    # and each is a CloudEvent with the properties the wire contract fixes
+    message = spy.message_of(committed[0])
+    assert message.properties["content_type"] == "application/cloudevents+json"
+    assert message.properties["type"] == "stock.replenished" and message.delivery_info["routing_key"] == "stock.replenished"
+    assert events[0]["specversion"] == "1.0" and events[0]["source"] == "eda/outbox"
+    # and the application's own rows follow their transactions too
+    assert app.rows() == 4
+    # and once marked, nothing is pending
+    wait_until(lambda: app.outbox.pending()[0] == 0, timeout=15, message="every row marked sent")
+    code, output = eda.run("outbox", "status", **app.env)
+    assert code == 0 and "nothing pending" in output, output
+
+
+def test_a_relay_killed_between_publish_and_mark_loses_nothing_once_restarted(eda, broker, app):
+    # Given 600 committed events and a relay publishing them 100 at a time
+    spy = broker.spy()
+    ids = app.replenish(*[f"SKU-{i:04d}" for i in range(600)])
+    with app.marks_held():
+        first = relay(eda, app, "--batch", "100")
+        # When it has published its first batch (confirmed: the events are in the queue) but cannot mark it
+        spy.wait_for("stock.replenished", count=100, timeout=30)
+        # and is killed with SIGKILL
+        first.send(signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+        # Then every row is still pending
+        assert app.outbox.pending()[0] == 600
+    # When a relay starts again
+    second = relay(eda, app, "--batch", "100")
+    # Then every event arrives; the only duplicates are the unmarked batch, each with its own event id
+    wait_until(lambda: set(ids) <= {e["id"] for e in spy.events}, timeout=60, message="all 600 events")
+    wait_until(lambda: app.outbox.pending()[0] == 0, timeout=30, message="every row marked sent")
+    second.send(signal.SIGTERM)
+    assert second.wait() == 0
+    seen = Counter(e["id"] for e in spy.events)
+    assert set(seen) == set(ids)
+    duplicated = {i for i, n in seen.items() if n > 1}
+    assert duplicated <= set(ids[:100]) and max(seen.values()) <= 2
+    bodies = {}
+    for event in spy.events:
+        assert bodies.setdefault(event["id"], event) == event  # a duplicate is the same event, byte for byte
+
+
+def test_two_relays_at_once_publish_each_row_once(eda, broker, pg_app):
+    app = pg_app
+    spy = broker.spy()
+    ids = app.replenish(*[f"SKU-{i:04d}" for i in range(1000)])
+    with app.marks_held():
+        # Given one relay holding its first batch of 100 (published, not yet marked)
+        first = relay(eda, app, "--batch", "100")
+        spy.wait_for("stock.replenished", count=100, timeout=30)
+        # When a second relay starts meanwhile
+        second = relay(eda, app, "--batch", "100")
+        # Then it skips the rows the first one holds and publishes the next batch
+        spy.wait_for("stock.replenished", count=200, timeout=30)
+        assert len({e["id"] for e in spy.events}) == len(spy.events) == 200
+    # When both run on to the end
+    wait_until(lambda: app.outbox.pending()[0] == 0, timeout=60, message="every row marked sent")
+    for proc in (first, second):
+        proc.send(signal.SIGTERM)
+        assert proc.wait() == 0
+    # Then each row was published exactly once, and both relays took part
+    assert sorted(e["id"] for e in spy.events) == sorted(ids)
+    assert published_by(first) + published_by(second) == 1000
+    assert published_by(first) >= 100 and published_by(second) >= 100
+
+
+def test_a_broker_that_is_down_leaves_the_rows_pending_and_the_relay_retries(eda, broker, broker_url, pg_app):
+    app = pg_app
+    spy = broker.spy()
+    # Given a relay whose broker is unreachable (a proxy forwarding to a closed port), serving metrics
+    proxy = TcpProxy("127.0.0.1", free_port())
+    port = free_port()
+    try:
+        proc = relay(eda, app, EDA_BROKER_URL=proxy.url(broker_url), EDA_METRICS_PORT=port)
+        ids = app.replenish("SKU-1", "SKU-2", "SKU-3")
+        # Then it says it retries, and keeps the rows
+        proc.wait_for_log(lambda r: "retrying in" in r.get("message", ""), timeout=30, what="a retry")
+        assert proc.proc.poll() is None
+        assert app.outbox.pending()[0] == 3
+        wait_until(lambda: sample(scrape(port), "eda_outbox_pending") == 3, timeout=15, message="pending 3")
+        code, output = eda.run("outbox", "status", "--max-age", "0", **app.env)
+        assert code == 1 and "3 pending" in output and "unhealthy: the oldest pending row" in output, output
+        # When the broker is back
+        real = urlsplit(broker_url)
+        proxy.target = (real.hostname or "localhost", real.port or 5672)
+        # Then the events are published and marked, and the metrics say so
+        events = spy.wait_for("stock.replenished", count=3, timeout=60)
+        assert [e["id"] for e in events] == ids
+        wait_until(lambda: sample(scrape(port), "eda_outbox_pending") == 0, timeout=30, message="pending 0")
+        samples = scrape(port)
+        assert sample(samples, "eda_outbox_published_total") == 3
+        assert sample(samples, "eda_outbox_oldest_pending_seconds") == 0
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("command", [("outbox", "relay"), ("outbox", "status")])
+def test_a_wrong_database_url_is_one_line_and_exit_2(eda, command):
+    for url, expected in (("postgresql://postgres:s3cret-pw@127.0.0.1:5432/eda_no_such_db", "does not exist"),
+                          ("mysql://root:s3cret-pw@127.0.0.1/shop", "not a PostgreSQL URL")):
+        code, output = eda.run(*command, EDA_DATABASE_URL=url)
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert code == 2, output
+        assert lines[-1].startswith("error: ") and expected in lines[-1], output
+        assert "Traceback" not in output and "s3cret-pw" not in output, output
+
+
+def test_an_event_that_breaks_its_contract_is_refused_by_add_and_never_written(pg_app):
+    from eda.errors import ContractError
+
+    conn = pg_app.connect()
+    try:
+        with pytest.raises(ContractError, match="quantity"):
+            pg_app.outbox.add(conn, STOCK, {"sku": "SKU-1", "quantity": "many"})
+        conn.rollback()
+    finally:
+        conn.close()
+    assert pg_app.outbox.pending() == (0, None)
+
+
+def test_the_relay_tells_systemd_it_is_ready_feeds_the_watchdog_and_stops_gracefully(eda, pg_app):
+    from tests.integration.test_systemd_notify import NotifySocket
+
+    sock = NotifySocket()
+    try:
+        proc = eda.start("outbox", "relay", NOTIFY_SOCKET=sock.name, WATCHDOG_USEC=1_000_000, **pg_app.env)
+        assert sock.wait_for("READY")["READY"] == "1"
+        assert sock.wait_for("WATCHDOG")["WATCHDOG"] == "1"
+        proc.send(signal.SIGTERM)
+        assert sock.wait_for("STOPPING")["STOPPING"] == "1"
+        assert proc.wait() == 0
+    finally:
+        sock.close()
+
+
+def test_status_json(eda, pg_app):
+    pg_app.replenish("SKU-1")
+    code, output = eda.run("outbox", "status", "--json", **pg_app.env)
+    report = json.loads(output.splitlines()[0])
+    assert code == 0 and report["pending"] == 1 and report["healthy"] and report["oldest_age_seconds"] >= 0
