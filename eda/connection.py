@@ -1,34 +1,60 @@
 """Opening broker connections that fail fast and say why, without ever showing the password."""
 
+from urllib.parse import urlsplit
+
 import amqp.exceptions
 import kombu
 
 from eda.errors import AccessRefused, BrokerUnavailable
 from eda.frames import guarded_frame_handler
-from eda.settings import Settings
+from eda.settings import Settings, redact_url
+
+
+def broker_urls(url: str) -> list[str]:
+    """The brokers of ``url``: one, or each of a failover list (``amqp://h1//;amqp://h2//``, as kombu
+    writes it), in the order given."""
+    return [part.strip() for part in url.split(";") if part.strip()] or [url]
 
 
 def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout: float = 5.0,
                     url: str | None = None) -> kombu.Connection:
-    """A connected kombu connection, or BrokerUnavailable within about ``timeout`` seconds. A refused
-    login or virtual host is AccessRefused (a ConfigError): retrying cannot help, so nobody retries.
-    Heartbeats (``EDA_HEARTBEAT`` unless given) find a broker that went silent without closing."""
+    """A connected kombu connection to the first broker of the URL's list that answers (each tried
+    in turn, so a worker that lost its node reconnects to another of the cluster), or BrokerUnavailable
+    within about ``timeout`` seconds per broker. A refused login or virtual host is AccessRefused (a
+    ConfigError): retrying cannot help, so nobody retries. Heartbeats (``EDA_HEARTBEAT`` unless given)
+    find a broker that went silent without closing."""
     url = url or settings.broker_url
     heartbeat = settings.heartbeat if heartbeat is None else heartbeat
-    conn = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=timeout,
-                            transport_options={"confirm_publish": False,
-                                               # a message whose properties py-amqp cannot decode is
-                                               # delivered without them, not fatal to the connection
-                                               "frame_handler": guarded_frame_handler})
+    failures = []
+    for candidate in broker_urls(url):
+        conn = kombu.Connection(candidate, heartbeat=heartbeat, connect_timeout=timeout,
+                                transport_options={"confirm_publish": False,
+                                                   # a message whose properties py-amqp cannot decode is
+                                                   # delivered without them, not fatal to the connection
+                                                   "frame_handler": guarded_frame_handler})
+        try:
+            conn.connect()
+            return conn
+        except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...
+            vhost = conn.virtual_host
+            conn.release()
+            failures.append((candidate, exc, vhost))
+    error = AccessRefused if any(is_refusal(exc) for _, exc, _ in failures) else BrokerUnavailable
+    if len(failures) == 1:
+        _, exc, vhost = failures[0]
+        raise error(f"cannot reach the broker at {redact_url(url)}: {describe_connection_error(exc, vhost)}") from None
+    reasons = "; ".join(f"{broker_address(candidate)} {describe_connection_error(exc, vhost)}"
+                        for candidate, exc, vhost in failures)
+    raise error(f"cannot reach any of the {len(failures)} brokers of {redact_url(url)}: {reasons}") from None
+
+
+def broker_address(url: str) -> str:
+    """``host:port`` of one broker URL, for logs and messages (no user name, no password)."""
     try:
-        conn.connect()
-    except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...
-        vhost = conn.virtual_host
-        conn.release()
-        reason = describe_connection_error(exc, vhost)
-        error = AccessRefused if is_refusal(exc) else BrokerUnavailable
-        raise error(f"cannot reach the broker at {settings.safe_broker_url}: {reason}") from None
-    return conn
+        parts = urlsplit(url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
+    except ValueError:
+        return "<broker address not shown: it cannot be parsed>"
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -58,3 +84,8 @@ def describe_connection_error(exc: BaseException, vhost: str | None = None) -> s
 def is_amqp(conn: kombu.Connection) -> bool:
     """True on a real AMQP broker; False on kombu's in-memory transport (used by ``eda demo --embedded``)."""
     return conn.transport.driver_type == "amqp"
+
+
+def connected_address(conn: kombu.Connection) -> str:
+    """``host:port`` of the broker ``conn`` is connected to (of a failover list, the one that answered)."""
+    return f"{conn.hostname or 'localhost'}:{conn.port}" if conn.port else str(conn.hostname or conn.transport_cls)

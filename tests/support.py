@@ -404,6 +404,11 @@ class TcpProxy:
             s.close()
 
     def close(self):
+        """Refuse new connections from now on (a broker gone for good) and reset those open."""
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept thread, which close alone does not
+        except OSError:
+            pass
         self._server.close()
         self.silent = False
         self.cut()
