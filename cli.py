@@ -305,21 +305,28 @@ def contracts_export(fmt, output, settings):
 @click.option("--json", "as_json", is_flag=True, help="Print each event as one line of JSON.")
 @click.option("--count", type=click.IntRange(min=1), help="Exit after this many events.")
 @click.option("--timeout", type=float, help="Exit after this many seconds.")
+@click.option("--correlation-id", help="Follow one flow (e.g. an order): its events as a tree by causation, each "
+                                       "with its worker and time, and the dead letters of known workers.")
 @settings_options(*COMMON)
-def tail(pattern, as_json, count, timeout, settings):
+def tail(pattern, as_json, count, timeout, correlation_id, settings):
     """Show events matching a topic PATTERN (default '#') live, through a temporary queue."""
+    from eda import discovery
     from eda.connection import open_connection
-    from eda.tail import Tail, describe
+    from eda.tail import CausationTree, Tail, describe
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    tree = CausationTree(correlation_id) if correlation_id else None
     conn = open_connection(settings)
-    watcher = Tail(conn, settings.namespace, pattern)
+    watcher = Tail(conn, settings.namespace, pattern, dead_letters_of=discovery.discover() if tree else ())
     click.echo(f"tailing {settings.namespace}.events with pattern {pattern!r} (Ctrl-C to stop)", err=True)
     seen = 0
     try:
         for wire in watcher.events(timeout=timeout, until=lambda: bool(stop)):
-            click.echo(json.dumps(wire, separators=(",", ":")) if as_json else describe(wire))
+            lines = [describe(wire)] if tree is None else tree.lines(wire)  # another flow's event: none
+            if not lines:
+                continue
+            click.echo(json.dumps(wire, separators=(",", ":")) if as_json else "\n".join(lines))
             sys.stdout.flush()
             seen += 1
             if count and seen >= count:

@@ -29,11 +29,12 @@ class OrderPlaced(EventData):
     items = Items(required=True)
 
 
-@contract("payment.succeeded", description="An order was charged.", published_by=("payment",))
+@contract("payment.succeeded", description="An order was charged.", published_by=("payment",), key="user_id")
 class PaymentSucceeded(EventData):
     order_id = Id(required=True)
     payment_id = Id(required=True)
     amount = Money(required=True)
+    user_id = Id()  # the partition key: the ledger keeps each user's balance in order
     currency = Currency()
     items = Items(required=True)
 
@@ -68,13 +69,15 @@ class InventoryDepleted(EventData):
 class OrderCancelled(EventData):
     order_id = Id(required=True)
     reason = fields.String(required=True)
+    user_id = Id(allow_none=True)  # passed on to payment.refunded, whose partition key it is
 
 
-@contract("payment.refunded", description="A charged order was refunded.", published_by=("payment",))
+@contract("payment.refunded", description="A charged order was refunded.", published_by=("payment",), key="user_id")
 class PaymentRefunded(EventData):
     order_id = Id(required=True)
     payment_id = Id(required=True)
     amount = Money(required=True)
+    user_id = Id(allow_none=True)  # the partition key; null where the cancellation did not say
 
 
 @contract("order.shipped", description="An order left the warehouse.", published_by=("shipping",))

@@ -58,6 +58,21 @@ def dead_letter_queue(namespace: str, worker: str) -> str:
     return _checked(f"{namespace}.{worker}.dlq")
 
 
+def partitions_exchange(namespace: str, worker: str) -> str:
+    """An ordered worker's consistent-hash exchange: it spreads the worker's events over its partitions."""
+    return _checked(f"{namespace}.{worker}.partitions")
+
+
+def partition_queue(namespace: str, worker: str, index: int) -> str:
+    """One partition of an ordered worker: its events are handled one at a time, in queue order."""
+    return _checked(f"{namespace}.{worker}.p{index}")
+
+
+# The header the consistent-hash exchange hashes (its ``hash-header``): the value of the event's
+# partition key field, set by every eda publisher and by any other client following the wire contract.
+PARTITION_KEY_HEADER = "eda-partition-key"
+
+
 def retry_queue(namespace: str, worker: str, delay_ms: int) -> str:
     """A TTL queue that holds an event for ``delay_ms`` and then returns it to the worker's queue."""
     return _checked(f"{namespace}.{worker}.retry.{format_delay(delay_ms)}")

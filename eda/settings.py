@@ -83,6 +83,10 @@ SPECS = {
         Spec("delivery_limit", "EDA_DELIVERY_LIMIT", 20,
              "Quorum work queues dead-letter an event delivered this many times (a crash loop).",
              low=1, high=2**31 - 1, why="RabbitMQ's limit"),
+        Spec("partitions", "EDA_PARTITIONS", 8,
+             "Partition queues of each ordered worker (ordered_by): its events are spread over them by key; every "
+             "instance of the worker must use the same number.",
+             low=1, high=1000, why="a channel each"),
         Spec("metrics_port", "EDA_METRICS_PORT", None,
              "Serve Prometheus metrics on this port at /metrics; unset: no metrics server."),
         Spec("metrics_address", "EDA_METRICS_ADDRESS", "0.0.0.0",
@@ -209,6 +213,7 @@ class Settings:
     heartbeat: int = 30
     queue_type: str = "classic"
     delivery_limit: int = 20
+    partitions: int = 8
     metrics_port: int | None = None
     metrics_address: str = "0.0.0.0"
     # Values of the workers' own settings given explicitly (``eda worker`` options): (name, value) pairs.

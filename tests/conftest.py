@@ -30,6 +30,7 @@ def _testcontainers_broker():
         from testcontainers.community.rabbitmq import RabbitMqContainer
     container = RabbitMqContainer("rabbitmq:3.13-alpine")
     container.start()
+    container.exec(["rabbitmq-plugins", "enable", "rabbitmq_consistent_hash_exchange"])  # ordered workers
     host, port = container.get_container_host_ip(), container.get_exposed_port(container.port)
     return container, f"amqp://{container.username}:{container.password}@{host}:{port}//"
 

@@ -62,11 +62,14 @@ class Payment(Worker):
         from eda.metrics import watch_breaker  # here: prometheus_client costs ~45ms to import, needed only to run
 
         if self.payment_gateway_url:
-            self.gateway = HttpGateway(self.payment_gateway_url, timeout=self.gateway_timeout)
+            # a keep-alive connection per handler running at once
+            self.gateway = HttpGateway(self.payment_gateway_url, timeout=self.gateway_timeout,
+                                       pool_size=self.settings.concurrency)
         else:
             self.gateway = InProcessGateway(Simulation())
         self.breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
-                               listeners=[BreakerLog(self.log)], name="payment-gateway")
+                               listeners=[BreakerLog(self.log)], name="payment-gateway",
+                               exclude=[PermanentError])  # a 4xx: the request is wrong, not the gateway
         watch_breaker(self.breaker)  # eda_breaker_state{name="payment-gateway"}
         self.store = open_store(self.settings, "payment", SCHEMA)
 

@@ -26,6 +26,9 @@ class Contract:
     description: str
     version: int = 1
     published_by: tuple[str, ...] = (CLIENTS,)  # worker names, or CLIENTS: `eda publish`, producers
+    # The field (snake_case, dotted for a nested one) whose value every publisher puts in the
+    # ``eda-partition-key`` header: events of one key reach one partition of an ordered worker.
+    key: str | None = None
     where: str = field(default="", compare=False)  # module.Class that registered it, for error messages
     schema: Schema = field(init=False, repr=False, compare=False)
     fast_load: object = field(init=False, repr=False, compare=False)
@@ -33,6 +36,8 @@ class Contract:
 
     def __post_init__(self):
         object.__setattr__(self, "schema", self.schema_class())
+        if self.key is not None:
+            key_field(self.schema, self.key, f"{self.where or self.type}: key={self.key!r}")
         object.__setattr__(self, "fast_load", compile_load(self.schema))
         object.__setattr__(self, "fast_dump", compile_dump(self.schema))
 
@@ -87,6 +92,20 @@ class Contract:
     def fields(self) -> list[tuple[str, bool]]:
         """(wire name, required) of each top-level field."""
         return [(f.data_key or n, f.required) for n, f in self.schema.fields.items()]
+
+
+def key_field(schema: Schema, path: str, where: str):
+    """The field a partition key path (``user_id``, ``customer.id``) names; a DefinitionError saying
+    ``where`` when a part is not a field, or passes through a list (a key is one value)."""
+    field = None
+    for part in path.split("."):
+        fields_ = {(f.attribute or n): f for n, f in schema.fields.items()} if schema is not None else {}
+        field = fields_.get(part)
+        if field is None or isinstance(field, mfields.List):
+            raise DefinitionError(f"{where}: {part!r} is not a field{' holding one value' if field else ''} "
+                                  f"of the event's data")
+        schema = field.schema if isinstance(field, mfields.Nested) else None
+    return field
 
 
 def _nested(field):
@@ -182,7 +201,7 @@ def register(new: Contract) -> Contract:
     old = _CONTRACTS.get(new.type) or _BY_KEY.get(new.name)
     if old is not None:
         if old.type == new.type and old.name == new.name and old.version == new.version \
-                and _shape(old.schema) == _shape(new.schema):
+                and old.key == new.key and _shape(old.schema) == _shape(new.schema):
             return old
         raise DefinitionError(f"event {new.type!r} ({new.name}) is registered twice with different schemas: "
                               f"{old.where} and {new.where}")
@@ -192,17 +211,19 @@ def register(new: Contract) -> Contract:
 
 
 def contract(type: str, *, name: str | None = None, version: int = 1, description: str = "",
-             published_by: tuple[str, ...] = (CLIENTS,)):
+             published_by: tuple[str, ...] = (CLIENTS,), key: str | None = None):
     """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key).
 
     The CLI name defaults to the type with dots as dashes (``invoice.requested`` -> ``invoice-requested``).
+    ``key`` names the field (snake_case; dotted for a nested one) that publishers put in the
+    ``eda-partition-key`` header, so that a worker ordered by it gets each key's events in order.
     """
 
     def register_class(schema_class):
         doc = (schema_class.__doc__ or "").strip().splitlines()
         registered = register(Contract(
             name or type.replace(".", "-"), type, schema_class, description or (doc[0] if doc else ""),
-            version=version, published_by=tuple(published_by),
+            version=version, published_by=tuple(published_by), key=key,
             where=f"{schema_class.__module__}.{schema_class.__qualname__}"))
         schema_class.eda_contract = registered
         return schema_class

@@ -1,0 +1,190 @@
+"""An ordered worker's consumption: every partition queue on a channel of its own, one event at a time.
+
+A worker with ``ordered_by`` gets its events through partition queues (``eda.topology``): a
+consistent-hash exchange sends each key's events to one partition, and each partition has a single
+active consumer across the worker's instances. Here, within a partition, the next event starts only
+once the one before it is settled (acked, or dead-lettered); the worker's concurrency is used across
+partitions. A failing event is retried in place: it stays unacked at the head of its partition, which
+waits for the delay and runs the handler again; once its attempts are spent it is dead-lettered, and
+the partition goes on. Stopping never cancels a partition's consumer (the broker would hand the
+partition to a standby while this instance still holds earlier events): the events not started stay
+unacked and return to the head of their partitions when the connection closes.
+"""
+
+import logging
+import time
+from collections import deque
+
+from eda import names
+from eda.connection import is_amqp
+from eda.contracts import registry
+from eda.errors import ConfigError, DefinitionError
+from eda.runtime.amqp_consumer import AmqpConsumer
+from eda.runtime.consumer import Delivery, WorkerConsumer
+
+log = logging.getLogger("eda.worker")
+
+MAX_PREFETCH = 32  # deliveries held per partition: they wait in order there, so few are enough
+
+
+def check_ordered(worker_class) -> None:
+    """An ordered worker's contracts must each name its ``ordered_by`` field as their key: the key is
+    what publishers put in the header the partitions are chosen by."""
+    field = worker_class.ordered_by
+    if not isinstance(field, str) or not field:
+        raise DefinitionError(f"worker {worker_class.name!r}: ordered_by must name a field of the event's data")
+    for event_type in worker_class.event_types():
+        contract = registry.get(event_type)
+        if contract.key != field:
+            now = f"names key={contract.key!r}" if contract.key else "names no key"
+            raise DefinitionError(
+                f"worker {worker_class.name!r} is ordered by {field!r}, but the contract of {event_type} {now}: "
+                f"declare it with @contract({event_type!r}, ..., key={field!r}) so that publishers set the "
+                f"partition key")
+
+
+class Partition:
+    """One partition queue as this instance consumes it: its deliveries in order, and the one running
+    or waiting for its retry (``current``)."""
+
+    __slots__ = ("queue", "consumer", "waiting", "current", "attempts", "due")
+
+    def __init__(self, queue: str, consumer: AmqpConsumer):
+        self.queue, self.consumer = queue, consumer
+        self.waiting = deque()  # delivered, not started, in queue order
+        self.current = None  # the delivery being handled, or held for its next attempt
+        self.attempts = 0  # attempts of ``current`` retried in place
+        self.due = None  # monotonic time of ``current``'s next attempt, while it is held
+
+    def settled(self) -> None:
+        self.current, self.attempts, self.due = None, 0, None
+
+
+class PartitionedConsumer(WorkerConsumer):
+    """``WorkerConsumer`` for a worker with ``ordered_by``: one channel per partition, in order within each."""
+
+    ordered = True
+
+    def __init__(self, worker, runner):
+        check_ordered(type(worker))
+        super().__init__(worker, runner)
+        self.partitions: list[Partition] = []
+        self._by_tag: dict[str, Partition] = {}
+        self._turn = 0  # which partition goes first in ``pump``: each takes its turn
+
+    def start(self, connection, topology, session) -> None:
+        """Declare the partitions and consume each on a channel of its own (acks sent at once)."""
+        if not is_amqp(connection):
+            raise ConfigError(f"worker {self.worker.name!r} is ordered (ordered_by) and needs RabbitMQ: the "
+                              f"in-memory transport has no consistent-hash exchange")
+        self.session = session
+        self.in_flight = 0
+        self.paused_until = None
+        channel = connection.channel()
+        queues = topology.declare_ordered(channel, self.worker.name, self.accepted)
+        channel.close()
+        self.queue_name = names.work_queue(topology.namespace, self.worker.name)  # the DLQ's binding key
+        prefetch = max(1, min(MAX_PREFETCH, self.worker.settings.effective_prefetch // max(1, len(queues))))
+        self.partitions, self._by_tag = [], {}
+        for index, queue in enumerate(queues):
+            consumer = AmqpConsumer(connection.channel(), queue, prefetch, f"eda-{self.worker.name}-p{index}-",
+                                    self.on_message, before_ack=self.flush_records)
+            consumer.acks.flush_at = 1  # an ack goes out before the partition's next event starts
+            partition = Partition(queue, consumer)
+            consumer.consume()
+            self._by_tag[consumer.tag] = partition
+            self.partitions.append(partition)
+        if self.duplicates is not None:
+            self.duplicates.clear()
+        if len(queues) > topology.partitions:
+            log.warning("partitions left from a larger EDA_PARTITIONS are off the hash ring and consumed until "
+                        "deleted: %s", ", ".join(queues[topology.partitions:]), extra={"worker": self.worker.name})
+        log.info("consuming partitions", extra={"worker": self.worker.name, "queues": queues,
+                                                "prefetch_per_partition": prefetch})
+
+    def _partition_of(self, delivery: Delivery) -> Partition | None:
+        return self._by_tag.get(delivery.message.delivery_info.get("consumer_tag"))
+
+    def admit(self, delivery: Delivery) -> None:
+        """Queue the delivery behind its partition's earlier ones; start it if the partition is free.
+        While stopping nothing starts: what waits is given back by the connection's close, in order."""
+        partition = self._partition_of(delivery)
+        if partition is None:  # from a consumer of a session gone: the broker redelivers it
+            return
+        partition.waiting.append(delivery)
+        self._next(partition)
+
+    def _next(self, partition: Partition) -> None:
+        if partition.current is None and partition.waiting and self._may_start():
+            partition.current = partition.waiting.popleft()
+            self._start(partition.current)
+
+    def _may_start(self) -> bool:
+        return not self.stopped and self.paused_until is None and self.in_flight < self.concurrency
+
+    def retried(self, delivery: Delivery) -> int:
+        """Attempts of this delivery retried in place so far."""
+        partition = self._partition_of(delivery)
+        return partition.attempts if partition is not None and partition.current is delivery else 0
+
+    def retry_in_place(self, delivery: Delivery, delay_ms: int, counted: bool = True) -> None:
+        """Hold a failed delivery at the head of its partition and run it again after ``delay_ms``; the
+        partition's later events wait. ``counted``: an attempt of the retry schedule (an open circuit
+        or a DLQ that would not take the copy is not)."""
+        partition = self._partition_of(delivery)
+        if partition is None:
+            return
+        if partition.current is not delivery:  # failed before it started (its record could not be read)
+            partition.waiting.appendleft(delivery)
+            return
+        partition.attempts += 1 if counted else 0
+        partition.due = time.monotonic() + delay_ms / 1000
+
+    def resolved(self, delivery: Delivery, processed: bool) -> None:
+        """The delivery is acked or moved: its partition goes on with the next event."""
+        super().resolved(delivery, processed)
+        partition = self._partition_of(delivery)
+        if partition is not None and partition.current is delivery:
+            partition.settled()
+
+    def pump(self) -> None:
+        """Run held events whose retry is due, then start the next event of each free partition."""
+        count = len(self.partitions)
+        if not count:
+            return
+        now = time.monotonic()
+        self._turn = (self._turn + 1) % count
+        for i in range(count):
+            partition = self.partitions[(self._turn + i) % count]
+            if partition.due is not None and partition.due <= now and self._may_start():
+                partition.due = None
+                self._start(partition.current)
+            self._next(partition)
+
+    def wake_in(self) -> float | None:
+        """Seconds until the earliest retry is due (the I/O loop wakes then), or None."""
+        dues = [p.due for p in self.partitions if p.due is not None]
+        return max(0.0, min(dues) - time.monotonic()) if dues else None
+
+    def pause(self, seconds: float) -> None:
+        """Start nothing for a while; the partitions keep their events (a cancel would let a standby
+        take a partition while this instance holds earlier events of it)."""
+        self.paused_until = time.monotonic() + seconds
+
+    def resume_if_due(self) -> bool:
+        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+            self.paused_until = None
+            return True
+        return False
+
+    def stop(self) -> None:
+        """Start nothing more; running handlers finish and are acked, the rest goes back on close."""
+        self.stopped = True
+        self.paused_until = None
+
+    def give_back(self) -> None:
+        """Nothing is given back one by one: the connection's close returns each partition's events in order."""
+
+    def flush_acks(self) -> None:
+        for partition in self.partitions:
+            partition.consumer.acks.flush()
