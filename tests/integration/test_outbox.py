@@ -17,6 +17,7 @@ import pytest
 from eda.outbox import Outbox
 from eda.settings import Settings
 from tests.integration.test_metrics import free_port, sample, scrape
+from tests.integration.test_supervisor import supervisord  # noqa: F401 (a fixture)
 from tests.support import TcpProxy, wait_until
 
 pytestmark = pytest.mark.integration
@@ -251,3 +252,21 @@ def test_status_json(eda, pg_app):
     code, output = eda.run("outbox", "status", "--json", **pg_app.env)
     report = json.loads(output.splitlines()[0])
     assert code == 0 and report["pending"] == 1 and report["healthy"] and report["oldest_age_seconds"] >= 0
+
+
+def test_supervisord_runs_the_relay_beside_the_workers_and_stops_it_gracefully(supervisord, broker, env):
+    # Given supervisord started with deploy/supervisor/eda.conf as shipped
+    app = App(env, env.get("EDA_DATABASE_URL") or None)  # the outbox the programs' environment names
+    spy = broker.spy()
+    supervisord.wait_for_log(lambda r: r.get("message", "").startswith("relaying the outbox"), timeout=60,
+                             what="the relay started")
+    # When the application commits an event
+    ids = app.replenish("SKU-1")
+    # Then the relay publishes it
+    assert [e["id"] for e in spy.wait_for("stock.replenished", timeout=30)] == ids
+    # When supervisorctl stops the relay
+    wait_until(lambda: "RUNNING" in supervisord.ctl("status", "eda-outbox-relay"), timeout=30, interval=0.2,
+               message="eda-outbox-relay RUNNING")
+    assert "eda-outbox-relay: stopped" in supervisord.ctl("stop", "eda-outbox-relay")
+    # Then it stopped gracefully with exit status 0
+    assert "stopped: eda-outbox-relay (exit status 0)" in supervisord.log
