@@ -58,7 +58,7 @@ class Outbox:
     def open(self, autocommit: bool = False):
         """A connection for eda's own use (the relay, ``eda outbox status``); one-line errors."""
         if self.engine == "postgresql":
-            return connect_postgres(self.table.url, autocommit=autocommit)
+            return connect_postgres(self.table.url, autocommit=autocommit, application_name="eda-outbox")
         return connect_sqlite(self.table.path)
 
     def add(self, conn, event: str, data: dict, correlation_id: str | None = None) -> Event:

@@ -147,8 +147,9 @@ class SqliteTable:
         return f"SQLite {self.path}, table outbox"
 
 
-def connect_postgres(url: str, *, autocommit: bool = False):
-    """A psycopg connection, or a one-line ConfigError that never shows the password."""
+def connect_postgres(url: str, *, autocommit: bool = False, application_name: str | None = None):
+    """A psycopg connection, or a one-line ConfigError that never shows the password. eda's own
+    connections name themselves (``eda-outbox-relay``) in pg_stat_activity."""
     import psycopg
 
     parts = urlsplit(url)
@@ -160,7 +161,8 @@ def connect_postgres(url: str, *, autocommit: bool = False):
         raise ConfigError("--database-url (EDA_DATABASE_URL): not a PostgreSQL URL like "
                           "postgresql://user:password@host:5432/database")
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        named = {"application_name": application_name} if application_name else {}
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **named)
     except psycopg.Error as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__

@@ -270,3 +270,21 @@ def test_supervisord_runs_the_relay_beside_the_workers_and_stops_it_gracefully(s
     assert "eda-outbox-relay: stopped" in supervisord.ctl("stop", "eda-outbox-relay")
     # Then it stopped gracefully with exit status 0
     assert "stopped: eda-outbox-relay (exit status 0)" in supervisord.log
+
+
+def test_a_relay_whose_database_connections_are_killed_reconnects_and_goes_on(eda, broker, pg_app):
+    from tests import pg
+
+    spy = broker.spy()
+    proc = relay(eda, pg_app)
+    first = pg_app.replenish("SKU-1")
+    spy.wait_for("stock.replenished", count=1, timeout=30)
+    # When a DBA (or a failover) kills the relay's database connections
+    database = urlsplit(pg_app.env["EDA_DATABASE_URL"]).path.lstrip("/")
+    assert pg.terminate_connections(database, "eda-outbox-relay") == 2
+    # Then it reconnects, and publishes what is committed next
+    proc.wait_for_log(lambda r: r.get("message") == "reconnected to the database", timeout=30, what="a reconnect")
+    second = pg_app.replenish("SKU-2")
+    events = spy.wait_for("stock.replenished", count=2, timeout=30)
+    assert [e["id"] for e in events] == first + second
+    assert proc.proc.poll() is None
