@@ -38,9 +38,28 @@ def _text(value) -> str:
         return str(value)
 
 
-def partition_key(event: Event) -> str | None:
+def _wire_path(contract) -> tuple[str, ...]:
+    """The key's path as the wire has it (camelCase names: ``customer.id`` -> ``("customer", "id")``)."""
+    path = _WIRE_PATHS.get(contract.type)
+    if path is None:
+        schema, parts = contract.schema, []
+        for part in contract.key.split("."):
+            field = {(f.attribute or n): f for n, f in schema.fields.items()}[part]
+            parts.append(field.data_key or part)
+            schema = getattr(field, "schema", None)
+        path = _WIRE_PATHS[contract.type] = tuple(parts)
+    return path
+
+
+_WIRE_PATHS: dict[str, tuple[str, ...]] = {}
+
+
+def partition_key(event: Event, body: bytes | None = None) -> str | None:
     """The value of the event's partition key field as text, or None when its contract names no key
-    or the event has no value there (the broker then hashes all such events to one partition)."""
+    or the event has no value there (the broker then hashes all such events to one partition).
+
+    An event carried as its encoded ``body`` alone (``eda publish`` streams its input, an outbox relay
+    reads rows: their ``data`` is empty) has its key read from the body's ``data``."""
     try:
         contract = registry.get(event.type)
     except UnknownEvent:  # not a registered event (a test's, a bridge's): it has no key
@@ -48,11 +67,17 @@ def partition_key(event: Event) -> str | None:
     if contract.key is None:
         return None
     value = key_value(event.data, contract.key)
+    if value is None and not event.data and body:
+        try:
+            data = json.loads(body).get("data")
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+            return None
+        value = key_value(data, ".".join(_wire_path(contract)))
     return None if value is None else _text(value)
 
 
-def partition_headers(event: Event) -> dict:
+def partition_headers(event: Event, body: bytes | None = None) -> dict:
     """``{"eda-partition-key": value}`` for an event whose contract names a key, else ``{}``: the
     headers to publish the event with (one dict lookup for an event without a key)."""
-    key = partition_key(event)
+    key = partition_key(event, body)
     return {PARTITION_KEY_HEADER: key} if key is not None else {}

@@ -88,7 +88,7 @@ class Publisher:
         if tracing.active is not None:  # the publish span, ended by the broker's confirm; its context in the body
             body, callback = tracing.active.sending(event, body, exchange, callback)
         body = encode(event) if body is None else body
-        headers = partition_headers(event) or None
+        headers = partition_headers(event, body) or None
         if not self._amqp:
             self.send(exchange, event.type, body, event_properties(event), headers=headers, mandatory=mandatory,
                       callback=callback)

@@ -1,0 +1,175 @@
+"""Ordering per key: an ordered worker's events reach it in order per key, across instances, a SIGKILL,
+retries and other AMQP clients (tests/integration/ordering_app.py is the worker)."""
+
+import json
+import signal
+import subprocess
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import kombu
+import pika
+import pytest
+
+from eda.topology import Topology
+from tests.support import eda_command, handled, wait_until
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.integration.ordering_app"
+ACCOUNTS, SEQS = 50, 40  # 2,000 events
+
+
+@pytest.fixture
+def record(tmp_path, broker_url, namespace):
+    """The file the worker's instances append each handled event to; the worker's partitions are
+    deleted afterwards (the shared clean-up knows only the installed workers)."""
+    yield tmp_path / "handled.txt"
+    conn = kombu.Connection(broker_url)
+    try:
+        Topology(namespace).delete_ordered(conn.channel(), "accounts", partitions=16)
+    finally:
+        conn.release()
+
+
+def handled_lines(path) -> list[tuple[int, str, int]]:
+    """(pid, account, seq) of each handled event, in the order the handlers wrote them."""
+    if not path.exists():
+        return []
+    return [(int(pid), account, int(seq)) for pid, account, seq in
+            (line.split() for line in path.read_text().splitlines() if line.count(" ") == 2)]
+
+
+def status_json(env, **extra) -> dict:
+    result = subprocess.run(eda_command() + ["status", "accounts", "--json"], env={**env, **extra},
+                            capture_output=True, text=True, timeout=60, check=False)
+    return json.loads(result.stdout)
+
+
+def partitions(doc) -> list[dict]:
+    return [q for q in doc["queues"] if q["kind"] == "partition"]
+
+
+def test_two_instances_handle_each_accounts_events_in_order_through_a_sigkill(eda, env, broker, namespace, record,
+                                                                              tmp_path):
+    # Given two instances of an ordered worker whose handlers sleep a little at random and fail
+    # transiently now and then (each event at most once per process), retried in place
+    app = dict(EDA_APP=APP, ORDERING_RECORD=record, ORDERING_MAX_SLEEP="0.004", ORDERING_FAIL_RATE="0.03",
+               EDA_RETRY_DELAYS="100ms,200ms,400ms")
+    first = eda.worker("accounts", **app)
+    second = eda.worker("accounts", **app)
+    doc = status_json(env, EDA_APP=APP)
+    assert len(partitions(doc)) == 8
+    assert all(p["consumers"] == 2 and p["active"] for p in partitions(doc)), doc  # one active, one standby
+    # When 2,000 events over 50 accounts, each with its per-account sequence number, are published in order
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("\n".join(json.dumps({"accountId": f"acct-{a:02}", "seq": s})
+                               for s in range(1, SEQS + 1) for a in range(ACCOUNTS)))
+    publisher = eda.start("publish", "account-changed", "--file", str(lines), EDA_APP=APP)
+    # and the instance handling them is killed with SIGKILL mid-way
+    wait_until(lambda: len(handled_lines(record)) >= 500, timeout=240, message="500 events handled")
+    counts = defaultdict(int)
+    for pid, _, _ in handled_lines(record):
+        counts[pid] += 1
+    active = max(counts, key=counts.get)
+    victim, survivor = (first, second) if first.proc.pid == active else (second, first)
+    assert victim.proc.pid == active, f"the handled events came from {dict(counts)}"
+    victim.send(signal.SIGKILL)
+    victim.wait(30)
+    assert publisher.wait(240) == 0, publisher.output
+    # Then the other instance takes every partition over and every event is handled
+    expected = {(f"acct-{a:02}", s) for a in range(ACCOUNTS) for s in range(1, SEQS + 1)}
+    wait_until(lambda: {(a, s) for _, a, s in handled_lines(record)} >= expected, timeout=300,
+               message="every event handled")
+    assert survivor.proc.poll() is None
+    assert survivor.proc.pid in {pid for pid, _, _ in handled_lines(record)}
+    # and per account the sequence numbers handled go up one by one: a redelivery after the kill may
+    # repeat the last one handled, never go back further, and none is missing
+    by_account = defaultdict(list)
+    for _, account, seq in handled_lines(record):
+        by_account[account].append(seq)
+    assert len(by_account) == ACCOUNTS
+    for account, seqs in by_account.items():
+        assert seqs[0] == 1, (account, seqs)
+        for before, after in zip(seqs, seqs[1:]):
+            assert after in (before, before + 1), f"{account}: {before} then {after} in {seqs}"
+        assert seqs[-1] == SEQS, (account, seqs)
+    assert len(handled_lines(record)) - len(expected) <= 8  # at most the one in flight per partition again
+    assert broker.depth(f"{namespace}.accounts.dlq") == 0
+    assert survivor.count(lambda r: str(r.get("message", "")).startswith("failed; retrying in place")) >= 1
+    doc = status_json(env, EDA_APP=APP)
+    assert all(p["consumers"] == 1 and p["active"] and p["messages"] == 0 for p in partitions(doc)), doc
+
+
+def test_a_failing_event_is_retried_in_place_then_dead_lettered_and_its_partition_goes_on(eda, broker, namespace,
+                                                                                          record):
+    # Given an ordered worker whose handler always fails on acct-p:2
+    worker = eda.worker("accounts", EDA_APP=APP, ORDERING_RECORD=record, ORDERING_POISON="acct-p:2",
+                        EDA_RETRY_DELAYS="300ms,300ms")
+    # When acct-p's events 1, 2 and 3 are published
+    ids = eda.publish("account-changed", *({"accountId": "acct-p", "seq": s} for s in (1, 2, 3)), EDA_APP=APP)
+    # Then 1 and 3 are handled, in that order
+    wait_until(lambda: [s for _, a, s in handled_lines(record) if a == "acct-p"] == [1, 3], timeout=60,
+               message="acct-p 1 and 3 handled")
+    # and 2 was tried three times in place (no retry queue: a copy there would come back behind 3), then
+    # dead-lettered with its reason, before 3 started
+    records = worker.records
+    position = {id_: i for i, r in enumerate(records) for id_ in [r.get("event_id")] if id_}
+    retries = [i for i, r in enumerate(records) if r.get("event_id") == ids[1]
+               and str(r.get("message")).startswith("failed; retrying in place")]
+    dead = next(i for i, r in enumerate(records) if r.get("event_id") == ids[1]
+                and str(r.get("message")).startswith("dead-lettered"))
+    third = next(i for i, r in enumerate(records) if r.get("event_id") == ids[2] and handled()(r))
+    assert len(retries) == 2 and max(retries) < dead < third, position
+    [letter] = broker.dead_letters("accounts")
+    assert letter.headers["eda-exception-message"] == "acct-p:2 always fails"
+    assert letter.headers["eda-retry-count"] == 2
+    assert letter.headers["eda-partition-key"] == "acct-p"
+    assert not broker.exists(f"{namespace}.accounts.retry.300ms")
+
+
+def test_events_from_another_amqp_client_with_the_documented_header_land_in_their_keys_partition(
+        eda, broker, broker_url, namespace, record):
+    # Given an ordered worker's partitions declared, no instance running
+    code, output = eda.run("topology", "declare", EDA_APP=APP)
+    assert code == 0, output
+    accounts = [f"acct-{uuid.uuid4().hex[:6]}" for _ in range(16)]
+    # and one event per account published by eda
+    eda.publish("account-changed", *({"accountId": a, "seq": 1} for a in accounts), EDA_APP=APP)
+    # When a client that knows only the wire contract (pika) publishes each account's next event with
+    # the eda-partition-key header
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url.rstrip("/") + "/%2F"))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for account in accounts:
+            event_id = str(uuid.uuid4())
+            body = {"specversion": "1.0", "id": event_id, "source": "legacy-bank", "type": "account.changed",
+                    "time": datetime.now(timezone.utc).isoformat(), "datacontenttype": "application/json",
+                    "data": {"accountId": account, "seq": 2}}
+            channel.basic_publish(f"{namespace}.events", "account.changed", json.dumps(body).encode(),
+                                  pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2,
+                                                       message_id=event_id, type="account.changed",
+                                                       headers={"eda-partition-key": account}),
+                                  mandatory=True)
+    finally:
+        connection.close()
+    # Then each lands in the partition that holds the same account's event from eda
+    where = defaultdict(dict)  # account -> {source: partition}
+    for index in range(8):
+        queue = f"{namespace}.accounts.p{index}"
+        for message in broker.peek(queue):
+            event = json.loads(message.body)
+            where[event["data"]["accountId"]][event["source"]] = queue
+    assert set(where) == set(accounts)
+    for account in accounts:
+        assert where[account]["legacy-bank"] == where[account]["eda/cli"], (account, where[account])
+    assert len({w["eda/cli"] for w in where.values()}) > 1  # the accounts are spread over partitions
+    # and the worker, once started, handles each account's two events in order
+    eda.worker("accounts", EDA_APP=APP, ORDERING_RECORD=record)
+    wait_until(lambda: len(handled_lines(record)) >= 2 * len(accounts), timeout=60, message="every event handled")
+    by_account = defaultdict(list)
+    for _, account, seq in handled_lines(record):
+        by_account[account].append(seq)
+    assert all(by_account[a] == [1, 2] for a in accounts), dict(by_account)
