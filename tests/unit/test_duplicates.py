@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from workers.duplicates import Duplicates
+from eda.runtime.duplicates import Duplicates
 
 
 def copy(event_id, n):

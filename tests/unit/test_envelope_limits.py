@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from contracts.envelope import check_attribute, decode, encode, new_event
+from eda.contracts.envelope import check_attribute, decode, encode, new_event
 from eda.errors import ContractError
 
 DATA = {"orderId": "o-1", "items": [{"sku": "A", "quantity": 1}]}
