@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY . .
-RUN pip install . && rm -rf /src/build
+RUN pip install '.[otel]' && rm -rf /src/build
 
 # Not root: a system user whose home is the state directory (a named volume inherits its owner).
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/eda --create-home --shell /usr/sbin/nologin eda
