@@ -36,25 +36,34 @@ def exporter_names(environ=os.environ) -> list[str]:
     return [n for n in names if n not in OFF]
 
 
+_decided = False
+
+
 def setup(service: str, environ=os.environ):
     """Turn tracing on for this process if ``OTEL_TRACES_EXPORTER`` asks for it, with ``service`` as
-    the service name unless ``OTEL_SERVICE_NAME`` says otherwise; the first call decides. Returns
-    ``active``. A missing SDK or exporter is a ConfigError (one line, exit 2)."""
-    global active
-    if active is None and exporter_names(environ):
+    the service name unless ``OTEL_SERVICE_NAME`` says otherwise; the first call decides, later ones
+    return its choice. Returns ``active``. A missing SDK or exporter is a ConfigError (one line, exit 2)."""
+    global active, _decided
+    if not _decided:
         with _lock:
-            if active is None:
-                active = Tracing(service, environ)
-                from eda import logs
+            if not _decided:
+                if exporter_names(environ):
+                    active = Tracing(service, environ)
+                    from eda import logs
 
-                logs.trace_ids = active.current_ids
+                    logs.trace_ids = active.current_ids
+                _decided = True
     return active
 
 
-def stamp(event):
-    """Write the current trace context into ``event`` (a ``create`` span, ended at once), for events
-    published later by another process or thread, as an outbox does: call it before encoding the
-    event. Does nothing when tracing is off; returns the event."""
+def stamp(event, service: str = "eda-outbox"):
+    """Write the current trace context into ``event`` (a ``create`` span, ended at once) for an event
+    that another process publishes later, as the outbox does: call it before encoding the event, in
+    the caller's context (its request's span becomes the parent). The process that publishes the
+    body later makes its publish span in that trace. Nothing happens when tracing is off; returns
+    the event."""
+    if not _decided:
+        setup(service)
     if active is not None:
         active.create(event)
     return event
@@ -74,6 +83,20 @@ def _with_trace_context(body: bytes, event) -> bytes:
     if event.tracestate:
         extra += b'"tracestate":"%s",' % event.tracestate.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"')
     return b"{" + extra + body[1:]
+
+
+def _read_context(event, body: bytes) -> None:
+    """The trace context an encoded CloudEvent carries, onto ``event`` (valid W3C context only)."""
+    import orjson
+
+    from eda.contracts.envelope import trace_context
+
+    try:
+        wire = orjson.loads(body)
+    except ValueError:
+        return
+    if isinstance(wire, dict):
+        event.traceparent, event.tracestate = trace_context(wire.get("traceparent"), wire.get("tracestate"))
 
 
 def _provider(service: str, environ):
@@ -176,6 +199,8 @@ class Tracing:
         handler's ``ctx.publish`` did), the body with its context, and a callback that ends the span
         once the broker settled the publish."""
         if event.span is None:
+            if event.traceparent is None and body is not None and b'"traceparent"' in body:
+                _read_context(event, body)  # stamped when it was encoded (the outbox): join that trace
             if event.traceparent is None:  # a new publish: its span's context goes on the wire
                 self.publishing(event)
                 if body is not None:  # encoded before (eda publish validates everything first)

@@ -210,6 +210,25 @@ def test_a_publish_failure_ends_its_span_with_the_error_and_stamp_writes_a_conte
     assert "create stock.replenished" in by_name(exporter)
 
 
+def test_an_event_stamped_for_later_is_published_in_the_stamp_s_trace(active, exporter):
+    # Given an event stamped in the caller's span and encoded (as an outbox row is)
+    from opentelemetry import trace
+
+    with trace.get_tracer("app").start_as_current_span("request") as request:
+        stored = encode(tracing.stamp(stock_event()))
+    # When another process publishes the stored body, knowing only the event's id and type
+    later = stock_event(id=orjson.loads(stored)["id"])
+    body, settled = active.sending(later, stored, "ns.events", None)
+    settled(None)
+    # Then the body is sent as it was, and its publish span is in the request's trace, under the stamp
+    assert body == stored
+    spans = by_name(exporter)
+    create, publish = spans["create stock.replenished"], spans["publish stock.replenished"]
+    assert create.parent.span_id == request.get_span_context().span_id
+    assert publish.parent.span_id == create.context.span_id
+    assert publish.context.trace_id == request.get_span_context().trace_id
+
+
 def test_json_log_lines_inside_a_span_carry_its_ids(active, exporter, capsys):
     root = logging.getLogger()
     saved = root.handlers[:], root.level
