@@ -19,12 +19,12 @@ def status(env, *args) -> subprocess.CompletedProcess:
 def table(stdout: str) -> dict:
     """{queue: (kind, messages, consumers)} from the printed table."""
     rows = [line.split() for line in stdout.split("\n\n")[0].splitlines()[1:]]  # the state line follows
-    return {queue: (kind, messages, consumers) for _, queue, kind, messages, consumers in rows}
+    return {queue: (kind, messages, consumers, *active) for _, queue, kind, messages, consumers, *active in rows}
 
 
 def test_running_workers_with_empty_dlqs_are_healthy(eda, env, namespace):
-    # Given every reference worker consuming
-    eda.worker("payment", "inventory", "shipping")
+    # Given every reference worker consuming (ledger, ordered, through its partitions)
+    eda.worker("payment", "inventory", "shipping", "ledger")
     # When the status of all workers is asked
     result = status(env)
     # Then it is 0, with each worker's queue, retry queues (EDA_RETRY_DELAYS=200ms,400ms) and DLQ
@@ -32,10 +32,29 @@ def test_running_workers_with_empty_dlqs_are_healthy(eda, env, namespace):
     assert result.stderr == ""
     rows = table(result.stdout)
     for worker in ("payment", "inventory", "shipping"):
-        assert rows[f"{namespace}.{worker}"] == ("work", "0", "1")
-        assert rows[f"{namespace}.{worker}.dlq"] == ("dlq", "0", "0")
-        assert rows[f"{namespace}.{worker}.retry.200ms"] == ("retry", "0", "0")
-        assert rows[f"{namespace}.{worker}.retry.400ms"] == ("retry", "0", "0")
+        assert rows[f"{namespace}.{worker}"] == ("work", "0", "1", "-")
+        assert rows[f"{namespace}.{worker}.dlq"] == ("dlq", "0", "0", "-")
+        assert rows[f"{namespace}.{worker}.retry.200ms"] == ("retry", "0", "0", "-")
+        assert rows[f"{namespace}.{worker}.retry.400ms"] == ("retry", "0", "0", "-")
+    # and the ledger's eight partitions, each with its active consumer
+    for index in range(8):
+        assert rows[f"{namespace}.ledger.p{index}"] == ("partition", "0", "1", "yes")
+    assert rows[f"{namespace}.ledger.dlq"] == ("dlq", "0", "0", "-")
+
+
+def test_an_ordered_worker_without_instances_has_partitions_without_an_active_consumer(eda, env, namespace):
+    # Given the ledger's partitions declared but no ledger running
+    code, output = eda.run("topology", "declare", EDA_PARTITIONS=3)
+    assert code == 0, output
+    # When its status is asked
+    result = status({**env, "EDA_PARTITIONS": "3"}, "ledger")
+    # Then it exits 1, each of its three partitions without an active consumer
+    assert result.returncode == 1
+    assert result.stderr == "unhealthy: " + "; ".join(f"{namespace}.ledger.p{i} has no active consumer"
+                                                      for i in range(3)) + "\n"
+    rows = table(result.stdout)
+    assert [q for q in rows if ".p" in q] == [f"{namespace}.ledger.p{i}" for i in range(3)]
+    assert rows[f"{namespace}.ledger.p0"] == ("partition", "0", "0", "no")
 
 
 def test_a_worker_queue_without_consumer_is_unhealthy(eda, env, namespace):
@@ -72,7 +91,8 @@ def test_a_dead_lettered_event_makes_status_unhealthy_and_json_holds_the_counts(
     assert doc["healthy"] is False and doc["problems"] == [f"{namespace}.payment.dlq holds 1 dead event"]
     queues = {q["queue"]: q for q in doc["queues"]}
     assert queues[f"{namespace}.payment.dlq"] == {"worker": "payment", "queue": f"{namespace}.payment.dlq",
-                                                  "kind": "dlq", "exists": True, "messages": 1, "consumers": 0}
+                                                  "kind": "dlq", "exists": True, "messages": 1, "consumers": 0,
+                                                  "active": None}
     assert queues[f"{namespace}.payment"]["consumers"] == 1
 
 
