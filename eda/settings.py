@@ -45,7 +45,8 @@ SPECS = {
     spec.name: spec
     for spec in (
         Spec("broker_url", "EDA_BROKER_URL", DEFAULT_BROKER_URL,
-             "AMQP URL of the broker; prefer the variable or --broker-url-file, which ps does not show.",
+             "AMQP URL of the broker, or of several separated by ';' (the first that answers is used, another "
+             "when it goes away); prefer the variable or --broker-url-file, which ps does not show.",
              secret=True),
         Spec("broker_url_file", "EDA_BROKER_URL_FILE", None,
              "File holding the broker URL (a docker or systemd secret); wins over the URL."),
