@@ -53,6 +53,18 @@ def rows(r: dict) -> list[dict]:
         out.append(_row(f"`eda worker shipping` RSS after {m['events']:,} events", "MB", None, m["after_mb"]))
         out.append(_row(f"RSS growth from the first {m['warm_events']:,} events to the last", "MB", None,
                         m["growth_after_warmup_mb"], bound=5))
+    if "outbox" in r:  # the baseline column holds `eda publish --file`'s rate here, not raw kombu's
+        o = r["outbox"]
+        out.append(_row("outbox: `eda outbox relay` vs `eda publish --file`, publishing (baseline column)",
+                        "events/s", o["publish_file"], o["relay"], 0.5))
+        out.append(_row("outbox: the same, start-up (and publish's validation) included", "events/s",
+                        o["publish_file_wall"], o["relay_wall"]))
+        out.append(_row("outbox: outbox.add in one PostgreSQL transaction (application side)", "events/s", None,
+                        o["add"]))
+    if "cluster" in r:  # the baseline column holds the single node's rate: the ratio is the price of replication
+        c = r["cluster"]
+        out.append(_row(f"cluster: no-op worker, 3 nodes quorum vs 1 node classic (baseline column), "
+                        f"concurrency {c['concurrency']}", "events/s", c["single_classic"], c["cluster_quorum"]))
     return out
 
 

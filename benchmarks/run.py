@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks import eda_side, latency, memory, micro, raw, report
 from benchmarks.bench import Bench, order_event, reserved_event
 
-ITEMS = ("publish", "consume", "react", "latency", "decode", "memory")
+ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -106,8 +106,22 @@ def worker_memory(bench: Bench, args) -> dict:
     return memory.worker_memory(bench, args.memory_events)
 
 
+def outbox_relay(bench: Bench, args) -> dict:
+    from benchmarks import outbox
+
+    step(f"outbox: `eda outbox relay` vs `eda publish --file`, {args.n:,} events (PostgreSQL)")
+    return outbox.relay_vs_publish(bench, args.n)
+
+
+def replication(bench: Bench, args) -> dict:
+    from benchmarks import cluster
+
+    step(f"cluster: eda no-op worker, single node classic vs three nodes quorum, {args.n:,} events")
+    return cluster.noop_single_vs_cluster(bench, args.n)
+
+
 MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
-            "memory": worker_memory}
+            "memory": worker_memory, "outbox": outbox_relay, "cluster": replication}
 
 
 def measure(bench: Bench, args) -> tuple[dict, dict]:
