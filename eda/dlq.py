@@ -162,8 +162,18 @@ class DeadLetters:
         """The worker's DLQ, its work queue (both must exist) and the DLQ's depth."""
         dlq, work = names.dead_letter_queue(self.namespace, worker), names.work_queue(self.namespace, worker)
         available = self._require(dlq, "nothing was dead-lettered there")
+        if self.depth(work) is None and self._exchange_exists(names.partitions_exchange(self.namespace, worker)):
+            return dlq, None, available  # an ordered worker: replayed through its partitions exchange
         self._require(work, f"start `eda worker {worker}` or run `eda topology declare` first")
         return dlq, work, available
+
+    def _exchange_exists(self, exchange: str) -> bool:
+        with self.connection.channel() as channel:
+            try:
+                channel.exchange_declare(exchange, "x-consistent-hash", passive=True)
+                return True
+            except self.connection.channel_errors:
+                return False
 
     def preview(self, worker: str, *, limit=None, event_id=None) -> list[dict]:
         """What ``replay`` with the same arguments would move; nothing moves."""
@@ -175,18 +185,22 @@ class DeadLetters:
         """Move dead events back to the worker's own queue, cleaned of their failure record; return how many.
 
         Published to the default exchange with the work queue's name as routing key, so only this
-        worker gets them; each DLQ message is acked once its copy is confirmed."""
+        worker gets them; each DLQ message is acked once its copy is confirmed. An ordered worker's
+        go through its partitions exchange, which sends each to its key's partition (at the back)."""
         dlq, work, available = self._queues(worker)
         total = 1 if event_id else min(available, limit or available)
+        exchange = "" if work is not None else names.partitions_exchange(self.namespace, worker)
         with self.connection.channel() as channel:  # whatever is not acked goes back to the DLQ on close
             taken = self._take(channel, dlq, available, limit, event_id)
-            moved, errors = self._move(channel, taken, work, total if progress and total >= PROGRESS_MIN else 0)
+            moved, errors = self._move(channel, taken, work, total if progress and total >= PROGRESS_MIN else 0,
+                                       exchange=exchange)
         if errors:
             raise PublishError(f"replayed {count(moved)}; the others stay in {dlq}: {errors[0]}")
         return moved
 
-    def _move(self, channel, messages, queue: str, progress_length: int) -> tuple[int, list]:
-        """Publish each message to ``queue`` with confirms, acking it on ``channel`` once confirmed."""
+    def _move(self, channel, messages, queue: str | None, progress_length: int, exchange: str = "") -> tuple[int, list]:
+        """Publish each message to ``queue`` with confirms, acking it on ``channel`` once confirmed; with
+        an ``exchange`` (an ordered worker's partitions), to it with the event's type as routing key."""
         publisher = Publisher(self.connection)
         moved, errors = [0], []
         bar = click.progressbar(length=progress_length, label="replaying", file=sys.stderr) if progress_length \
@@ -208,9 +222,13 @@ class DeadLetters:
                 for message in messages:
                     settled = settled_for(message)
                     if tracing.active is not None:  # the body keeps its traceparent: a replay span joins the trace
-                        settled = tracing.active.replaying(message, queue, settled)
-                    publisher.send("", queue, message.body, copy_properties(message),
-                                   headers=replay_headers(message.headers), mandatory=True,
+                        settled = tracing.active.replaying(message, queue or exchange, settled)
+                    headers = replay_headers(message.headers)
+                    # The worker checks the routing key against the event's type: the original one.
+                    routing_key = queue if not exchange else \
+                        headers.get(failures.ORIGINAL_ROUTING_KEY) or message.properties.get("type") or ""
+                    publisher.send(exchange, routing_key, message.body, copy_properties(message),
+                                   headers=headers, mandatory=True,
                                    label=f"event {message.properties.get('message_id')}", callback=settled)
                     if publisher.in_flight >= publisher.window:
                         publisher.wait(until=publisher.window // 2)

@@ -127,6 +127,16 @@ def test_a_failing_event_is_retried_in_place_then_dead_lettered_and_its_partitio
     assert letter.headers["eda-retry-count"] == 2
     assert letter.headers["eda-partition-key"] == "acct-p"
     assert not broker.exists(f"{namespace}.accounts.retry.300ms")
+    # When the cause is fixed (a worker without the poison) and the dead event replayed
+    worker.send(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    code, output = eda.run("dlq", "replay", "accounts", EDA_APP=APP)
+    assert code == 0 and "replayed 1 event to worker accounts" in output, output
+    eda.worker("accounts", EDA_APP=APP, ORDERING_RECORD=record)
+    # Then it goes through its key's partition and is handled
+    wait_until(lambda: [s for _, a, s in handled_lines(record) if a == "acct-p"] == [1, 3, 2], timeout=60,
+               message="acct-p 2 handled after its replay")
+    assert broker.depth(f"{namespace}.accounts.dlq") == 0
 
 
 def test_events_from_another_amqp_client_with_the_documented_header_land_in_their_keys_partition(
