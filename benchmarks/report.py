@@ -65,6 +65,11 @@ def rows(r: dict) -> list[dict]:
         c = r["cluster"]
         out.append(_row(f"cluster: no-op worker, 3 nodes quorum vs 1 node classic (baseline column), "
                         f"concurrency {c['concurrency']}", "events/s", c["single_classic"], c["cluster_quorum"]))
+    if "ordering" in r:  # the baseline column holds the same worker unordered: the ratio is the price of order
+        o = r["ordering"]
+        out.append(_row(f"ordering: no-op worker ordered by key ({o['partitions']} partitions) vs unordered "
+                        f"(baseline column), concurrency {o['concurrency']}", "events/s", o["unordered"],
+                        o["ordered"], 0.5))
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks import eda_side, latency, memory, micro, raw, report
 from benchmarks.bench import Bench, order_event, reserved_event
 
-ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster")
+ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -120,8 +120,15 @@ def replication(bench: Bench, args) -> dict:
     return cluster.noop_single_vs_cluster(bench, args.n)
 
 
+def ordering(bench: Bench, args) -> dict:
+    from benchmarks import ordering as ordered
+
+    step(f"ordering: eda no-op worker ordered by key vs unordered, {args.n:,} events")
+    return ordered.ordered_vs_unordered(bench, args.n)
+
+
 MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
-            "memory": worker_memory, "outbox": outbox_relay, "cluster": replication}
+            "memory": worker_memory, "outbox": outbox_relay, "cluster": replication, "ordering": ordering}
 
 
 def measure(bench: Bench, args) -> tuple[dict, dict]:
