@@ -189,13 +189,15 @@ def dlq_purge(worker, yes, settings):
 
 @main.command()
 def events():
-    """List the event contracts: name, routing key, fields (* required) and consumers."""
+    """List the event contracts: name, routing key, fields (* required), the partition key and consumers."""
     from eda import discovery
     from eda.contracts.registry import all_contracts
+    from eda.publishing.partitioning import wire_key
 
     rows = [("EVENT", "ROUTING KEY", "CONSUMED BY", "FIELDS")]
     for c in all_contracts():
         fields = ", ".join(f"{name}{'*' if required else ''}" for name, required in c.fields)
+        fields += f"; key {wire_key(c)}" if c.key else ""  # the eda-partition-key header's value
         rows.append((c.name, c.type, ",".join(discovery.consumers_of(c.type)) or "-", fields))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:

@@ -15,7 +15,7 @@ from eda.contracts.envelope import Event
 from eda.errors import UnknownEvent
 from eda.names import PARTITION_KEY_HEADER
 
-__all__ = ["PARTITION_KEY_HEADER", "key_value", "partition_key", "partition_headers"]
+__all__ = ["PARTITION_KEY_HEADER", "key_value", "partition_key", "partition_headers", "wire_key"]
 
 
 def key_value(data, path: str):
@@ -52,6 +52,12 @@ def _wire_path(contract) -> tuple[str, ...]:
 
 
 _WIRE_PATHS: dict[str, tuple[str, ...]] = {}
+
+
+def wire_key(contract) -> str | None:
+    """The key field as the wire names it (``userId``, ``customer.customerId``), or None: what another
+    client reads from ``data`` to set the header."""
+    return ".".join(_wire_path(contract)) if contract.key else None
 
 
 def partition_key(event: Event, body: bytes | None = None) -> str | None:
