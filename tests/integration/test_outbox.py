@@ -288,3 +288,52 @@ def test_a_relay_whose_database_connections_are_killed_reconnects_and_goes_on(ed
     events = spy.wait_for("stock.replenished", count=2, timeout=30)
     assert [e["id"] for e in events] == first + second
     assert proc.proc.poll() is None
+
+
+def test_an_event_no_queue_takes_stays_pending_and_goes_out_once_a_queue_is_bound(eda, broker, pg_app):
+    # Given a relay, and no queue bound to stock.replenished
+    proc = relay(eda, pg_app)
+    ids = pg_app.replenish("SKU-1")
+    # Then the broker returns the event (mandatory), and the row stays pending
+    proc.wait_for_log(lambda r: "did not take" in r.get("message", ""), timeout=30, what="the event returned")
+    assert pg_app.outbox.pending()[0] == 1
+    # When a queue is bound, the relay's retry publishes it
+    spy = broker.spy()
+    assert [e["id"] for e in spy.wait_for("stock.replenished", timeout=60)] == ids
+    wait_until(lambda: pg_app.outbox.pending()[0] == 0, timeout=30, message="the row marked sent")
+
+
+def test_on_sqlite_a_second_relay_stands_by_and_takes_over_when_the_first_dies(eda, broker, env):
+    app = App(env, None)
+    spy = broker.spy()
+    # Given a relay that holds the SQLite outbox (it published an event)
+    first = relay(eda, app)
+    ids = app.replenish("SKU-1")
+    spy.wait_for("stock.replenished", count=1, timeout=30)
+    # When a second relay starts, it stands by
+    second = relay(eda, app)
+    second.wait_for_log(lambda r: "standing by" in r.get("message", ""), timeout=30, what="standing by")
+    # When the first dies, the second takes over
+    first.send(signal.SIGKILL)
+    first.wait()
+    ids += app.replenish("SKU-2")
+    events = spy.wait_for("stock.replenished", count=2, timeout=30)
+    assert [e["id"] for e in events] == ids
+    assert published_by(first) == 1 and published_by(second) == 1
+
+
+def test_sent_rows_are_deleted_after_the_retention_pending_ones_never(pg_app):
+    table = pg_app.outbox.table
+    pg_app.replenish("SKU-1", "SKU-2")
+    conn = pg_app.outbox.open(autocommit=True)
+    try:
+        first, second = [row[0] for row in conn.execute(f"SELECT position FROM {table.table} ORDER BY position")]
+        table.mark_sent(conn, [first])
+        assert table.prune(conn, retention=3600) == 0  # sent just now: kept
+        conn.execute(f"UPDATE {table.table} SET sent_at = now() - interval '2 hours' WHERE position = %s", (first,))
+        assert table.prune(conn, retention=3600) == 1
+        assert [row[0] for row in conn.execute(f"SELECT position FROM {table.table}")] == [second]
+        conn.execute(f"UPDATE {table.table} SET added_at = now() - interval '2 hours'")
+        assert table.prune(conn, retention=0) == 0  # pending, however old
+    finally:
+        conn.close()

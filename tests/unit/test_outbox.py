@@ -125,3 +125,21 @@ def test_systemd_analyze_verifies_the_relay_unit(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Unknown" not in result.stderr and "ignoring" not in result.stderr, result.stderr
+
+
+def test_sqlite_sent_rows_are_deleted_after_the_retention_pending_ones_never(outbox):
+    with sqlite3.connect(outbox.table.path) as conn:
+        for sku in ("SKU-1", "SKU-2"):
+            outbox.add(conn, "stock-replenished", {"sku": sku, "quantity": 1})
+    conn = outbox.open()
+    try:
+        table = outbox.table
+        first, second = [row[0] for row in conn.execute("SELECT position FROM outbox ORDER BY position")]
+        table.mark_sent(conn, [first])
+        assert table.prune(conn, retention=3600) == 0
+        conn.execute("UPDATE outbox SET sent_at = sent_at - 7200 WHERE position = ?", (first,))
+        assert table.prune(conn, retention=3600) == 1
+        assert table.prune(conn, retention=0) == 0  # the pending row stays, however old
+        assert [row[0] for row in conn.execute("SELECT position FROM outbox")] == [second]
+    finally:
+        conn.close()
