@@ -183,3 +183,20 @@ def test_events_from_another_amqp_client_with_the_documented_header_land_in_thei
     for _, account, seq in handled_lines(record):
         by_account[account].append(seq)
     assert all(by_account[a] == [1, 2] for a in accounts), dict(by_account)
+
+
+def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker, namespace, make_order):
+    # Given the shop's payment, inventory and ledger workers, and stock for one order
+    worker = eda.worker("payment", "inventory", "ledger")
+    eda.publish("stock-replenished", {"sku": "SKU-1", "quantity": 1})
+    # When two users order, the second when the stock is gone
+    eda.publish("order-placed", make_order("o-first", amount="30.00", userId="u-1"))
+    worker.wait_for_log(lambda r: r.get("message") == "charge of u-1 30.00: balance 30.00", timeout=60,
+                        what="u-1's charge in the ledger")
+    eda.publish("order-placed", make_order("o-second", amount="20.00", userId="u-2"))
+    # Then the ledger applies u-2's charge, then its refund (the order was cancelled for want of stock)
+    worker.wait_for_log(lambda r: r.get("message") == "refund of u-2 20.00: balance 0.00", timeout=60,
+                        what="u-2's refund in the ledger")
+    lines = [r.get("message") for r in worker.records if r.get("worker") == "ledger" and r.get("user_id") == "u-2"]
+    assert lines == ["charge of u-2 20.00: balance 20.00", "refund of u-2 20.00: balance 0.00"]
+    assert broker.depth(f"{namespace}.ledger.dlq") == 0
