@@ -5,8 +5,13 @@ from one clock: a publish is timed when it is handed to the socket, a shipment w
 read. Workers run in processes of their own, one per worker: `eda worker payment` (in-process
 simulated gateway), `eda worker inventory` and `eda worker shipping`, or one raw kombu relay process
 per hop for the baseline.
+
+The rate is a share (half by default) of the raw relays' three-hop capacity, measured first in the
+same run: a fixed rate says nothing on a machine where neither side keeps up with it. A fixed rate
+(500/s) is measured as well where it is below that share.
 """
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -37,14 +42,14 @@ def percentile(values, p: float) -> float:
 class Probe:
     """Publishes orders on schedule and times each order's shipment by its correlation id."""
 
-    def __init__(self, bench: Bench):
+    def __init__(self, bench: Bench, key: str = "order.shipped"):
         self.bench = bench
         self.conn = open_connection(bench.settings)
         self.publisher = Publisher(self.conn)
         self.channel = self.conn.connection.channel()  # raw py-amqp: no kombu Message per delivery
         queue = f"{bench.namespace}.probe"
         self.channel.queue_declare(queue, exclusive=True, auto_delete=True)
-        self.channel.queue_bind(queue, bench.topology.events.name, "order.shipped")
+        self.channel.queue_bind(queue, bench.topology.events.name, key)
         self.sent, self.latencies = {}, {}
         self.channel.basic_consume(queue, callback=self._shipped, no_ack=True)
 
@@ -64,18 +69,19 @@ class Probe:
         except socket.timeout:
             pass
 
-    def run(self, rate: float, seconds: float, grace: float = 10.0) -> dict:
-        total = int(rate * seconds)
+    def run(self, rate: float, seconds: float, grace: float = 10.0, warmup: float = WARMUP_SECONDS,
+            make_event=order_event) -> dict:
+        total = max(1, int(rate * seconds))
         started = time.perf_counter()
         for i in range(total):
             due = started + i / rate
             while (now := time.perf_counter()) < due:
                 self.pump(due - now)
-            self.send(order_event(i))
+            self.send(make_event(i))
         deadline = time.perf_counter() + grace
         while len(self.latencies) < total and time.perf_counter() < deadline:
             self.pump(0.05)
-        measured = [v * 1000 for k, v in self.latencies.items() if self.sent[k] - started >= WARMUP_SECONDS]
+        measured = [v * 1000 for k, v in self.latencies.items() if self.sent[k] - started >= warmup]
         if not measured:
             raise RuntimeError(f"no order shipped of {total} sent")
         return {"rate": rate, "seconds": seconds, "sent": total, "shipped": len(self.latencies),
@@ -112,8 +118,31 @@ def measure(bench: Bench, rate: float, seconds: float, first=()) -> dict:
         probe.close()
 
 
-def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
-    """The three real workers, one `eda worker NAME` process each (as the systemd unit runs them)."""
+def capacity(bench: Bench, n: int, timeout: float = 120.0) -> dict:
+    """``n`` orders sent back to back: orders shipped per second, from the first sent to the last shipped."""
+    probe = Probe(bench)
+    try:
+        probe.warm_up()
+        started = time.perf_counter()
+        for i in range(n):
+            probe.send(order_event(i))
+            if i % 100 == 0:
+                probe.pump(0)  # read confirms and shipments as they come
+        deadline = time.perf_counter() + timeout
+        while len(probe.latencies) < n and time.perf_counter() < deadline:
+            probe.pump(0.05)
+        if len(probe.latencies) < n:
+            raise TimeoutError(f"{len(probe.latencies)} of {n} orders shipped in {timeout:g}s")
+        last = max(probe.sent[k] + v for k, v in probe.latencies.items())
+        return {"orders": n, "rate": n / (last - started)}
+    finally:
+        probe.close()
+
+
+@contextlib.contextmanager
+def eda_workers(bench: Bench):
+    """The three real workers, one `eda worker NAME` process each (as the systemd unit runs them); yields
+    the set-up events the first measure publishes (stock)."""
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
         for name in WORKERS:
             bench.worker_queue(name, discovery.get(name).handlers)
@@ -122,8 +151,7 @@ def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
             for name in WORKERS:  # appended one by one inside the try: a failed start stops the others
                 procs.append(eda_worker([name], bench.worker_env(state)))
             wait_for(lambda: all(bench.consumers(f"{bench.namespace}.{w}") for w in WORKERS), 30, "the eda workers")
-            stock = Event("stock.replenished", {"sku": "SKU-1", "quantity": 10**9}, "eda/bench")
-            return measure(bench, rate, seconds, first=[stock])
+            yield [Event("stock.replenished", {"sku": "SKU-1", "quantity": 10**9}, "eda/bench")]
         finally:
             for proc in procs:
                 stop(proc)
@@ -131,7 +159,8 @@ def eda_latency(bench: Bench, rate: float, seconds: float) -> dict:
                 bench.topology.delete_worker(bench.channel, name)
 
 
-def raw_latency(bench: Bench, rate: float, seconds: float) -> dict:
+@contextlib.contextmanager
+def raw_relays(bench: Bench):
     """The same flow through three plain kombu relays, one process per hop, a confirm per publish."""
     procs = []
     try:
@@ -141,9 +170,35 @@ def raw_latency(bench: Bench, rate: float, seconds: float) -> dict:
                                           cwd=ROOT))
         wait_for(lambda: all(bench.consumers(f"{bench.namespace}.relay.{k}") for k, _ in HOPS), 30,
                  "the relays")
-        return measure(bench, rate, seconds)
+        yield ()
     finally:
         for proc in procs:
             stop(proc)
         for key, _ in HOPS:
             bench.channel.queue_delete(f"{bench.namespace}.relay.{key}")
+
+
+def compare(bench: Bench, share: float, fixed_rate: float, seconds: float, quick: bool,
+            step=lambda what: None) -> dict:
+    """eda and the raw relays at ``share`` of the relays' three-hop capacity, measured first in the same
+    run, so the rate means the same on any machine; and at ``fixed_rate`` too where it is below that."""
+    n = 500 if quick else 3000
+    with raw_relays(bench):
+        step(f"latency: raw kombu relays, capacity ({n:,} orders back to back)")
+        cap = capacity(bench, n)
+        rate = share * cap["rate"]
+        rates = [rate] + ([fixed_rate] if fixed_rate < rate else [])
+        raw = {}
+        for r in rates:
+            step(f"latency: raw kombu relays, {r:,.0f} orders/s for {seconds:g}s")
+            raw[r] = measure(bench, r, seconds)
+    eda = {}
+    with eda_workers(bench) as first:
+        for r in rates:
+            step(f"latency: eda workers, {r:,.0f} orders/s for {seconds:g}s")
+            eda[r] = measure(bench, r, seconds, first=first)
+            first = ()
+    out = {"capacity": cap, "share": share, "rate": rate, "eda": eda[rate], "raw": raw[rate]}
+    if fixed_rate in eda:
+        out["fixed"] = {"rate": fixed_rate, "eda": eda[fixed_rate], "raw": raw[fixed_rate]}
+    return out

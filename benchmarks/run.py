@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks import eda_side, latency, memory, micro, raw, report
 from benchmarks.bench import Bench, order_event, reserved_event
 
-ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering")
+ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering", "waiting")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -23,7 +23,12 @@ def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, help="events per throughput measure [10000; 2000 with --quick]")
     p.add_argument("--quick", action="store_true", help="smaller runs: a check, not figures to quote")
-    p.add_argument("--rate", type=float, default=500.0, help="orders per second of the latency run [500]")
+    p.add_argument("--rate", type=float, default=500.0,
+                   help="a fixed rate of the latency run, run where below --share of the relays' capacity [500]")
+    p.add_argument("--share", type=float, default=0.5,
+                   help="the latency run's rate as a share of the raw relays' measured capacity [0.5]")
+    p.add_argument("--concurrency", default="1,4,16,64,256",
+                   help="concurrency levels of the waiting measure (payment worker, 20 ms gateway) [1,4,16,64,256]")
     p.add_argument("--seconds", type=float, help="duration of the latency run [20; 5 with --quick]")
     p.add_argument("--memory-events", type=int, help="events through the memory run [100000; 10000 with --quick]")
     p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {','.join(ITEMS)}")
@@ -33,6 +38,10 @@ def parse(argv) -> argparse.Namespace:
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)
     args.memory_events = args.memory_events or (10000 if args.quick else 100_000)
     args.only = [item.strip() for item in args.only.split(",") if item.strip()]
+    try:
+        args.concurrency = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
+    except ValueError:
+        p.error(f"--concurrency: comma-separated whole numbers, not {args.concurrency!r}")
     unknown = set(args.only) - set(ITEMS)
     if unknown:
         p.error(f"unknown items: {', '.join(sorted(unknown))}")
@@ -90,10 +99,7 @@ def react(bench: Bench, args) -> dict:
 
 
 def end_to_end(bench: Bench, args) -> dict:
-    step(f"latency: eda workers, {args.rate:g} orders/s for {args.seconds:g}s")
-    eda_lat = latency.eda_latency(bench, args.rate, args.seconds)
-    step(f"latency: raw kombu relays, {args.rate:g} orders/s for {args.seconds:g}s")
-    return {"eda": eda_lat, "raw": latency.raw_latency(bench, args.rate, args.seconds)}
+    return latency.compare(bench, args.share, args.rate, args.seconds, args.quick, step)
 
 
 def decode(bench: Bench, args) -> dict:
@@ -127,8 +133,15 @@ def ordering(bench: Bench, args) -> dict:
     return ordered.ordered_vs_unordered(bench, args.n)
 
 
+def waiting_workers(bench: Bench, args) -> dict:
+    from benchmarks import waiting
+
+    return waiting.measure(bench, args.quick, args.concurrency, step=step)
+
+
 MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
-            "memory": worker_memory, "outbox": outbox_relay, "cluster": replication, "ordering": ordering}
+            "memory": worker_memory, "outbox": outbox_relay, "cluster": replication, "ordering": ordering,
+            "waiting": waiting_workers}
 
 
 def measure(bench: Bench, args) -> tuple[dict, dict]:
@@ -158,9 +171,14 @@ def main(argv=None) -> int:
     finally:
         bench.reconnect()
         bench.cleanup()
-    params = {"n": args.n, "rate": args.rate, "seconds": args.seconds, "memory_events": args.memory_events,
+    params = {"n": args.n, "rate": args.rate, "share": args.share, "seconds": args.seconds,
+              "memory_events": args.memory_events, "concurrency": ",".join(map(str, args.concurrency)),
               "quick": args.quick}
     print(report.text(report.rows(results)))
+    if "waiting" in results:
+        from benchmarks import waiting
+
+        print("\n" + waiting.text(results["waiting"]))
     for item, reason in failed.items():
         print(f"{item}: FAILED: {reason}")
     paths = report.write(args.out, results, machine, params, failed)

@@ -1,0 +1,183 @@
+"""Workers that wait on the network: `eda worker payment` against `eda gateway --latency 0.02`.
+
+For each concurrency (1, 4, 16, 64, 256): the gateway alone, loaded by a plain client with as many
+keep-alive connections (benchmarks.load), then the payment worker draining pre-loaded orders (rate
+from its first ``payment.*`` on the wire to the last, so start-up is not counted), then orders sent at
+half what the gateway alone answered, timed from publish to ``payment.*``. The ideal is concurrency /
+latency; the target is ≥ 0.8 × the lower of the ideal and the gateway's own rate at that concurrency.
+Every worker and the gateway run as the processes a user starts.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench import Bench, eda_worker, order_event, stop, wait_for
+from benchmarks.latency import Probe
+from eda import discovery
+
+ROOT = Path(__file__).resolve().parents[1]
+LATENCY = 0.02
+LEVELS = (1, 4, 16, 64, 256)
+TARGET = 0.8
+LOAD_SHARE = 0.5  # the latency run sends orders at this share of the gateway's rate
+
+# How each style of handler is run: style -> (worker name, extra environment of `eda worker`).
+# A worker with async handlers gets its row by an entry here (its name as registered, its settings).
+STYLES = {"threads": ("payment", {})}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gateway(latency: float) -> tuple[subprocess.Popen, str]:
+    """`eda gateway --latency L` on a free port, as a user starts it; returns it and its URL."""
+    port = free_port()
+    script = Path(sys.executable).parent / "eda"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+    proc = subprocess.Popen([*command, "gateway", "--port", str(port), "--latency", str(latency)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening():
+        if proc.poll() is not None:
+            raise RuntimeError(f"eda gateway exited {proc.returncode}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    wait_for(listening, 30, "eda gateway listening")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def gateway_alone(url: str, connections: int, seconds: float) -> dict:
+    """The plain load client in a process of its own (benchmarks.load)."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.load", url, "--connections", str(connections),
+                          "--seconds", str(seconds)], cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout)
+
+
+def orders_for(concurrency: int, quick: bool) -> int:
+    """Enough orders for a few seconds at the ideal rate, within bounds."""
+    ideal = concurrency / LATENCY
+    return int(min(max(ideal * (1 if quick else 4), 40 if quick else 300), 600 if quick else 6000))
+
+
+class PaymentRun:
+    """One `eda worker` of a style at one concurrency, on a state folder of its own."""
+
+    def __init__(self, bench: Bench, style: str, concurrency: int, url: str):
+        self.bench, self.concurrency, self.url = bench, concurrency, url
+        self.name, extra = STYLES[style]
+        self.env = {**extra, "EDA_CONCURRENCY": str(concurrency), "EDA_PAYMENT_GATEWAY_URL": url,
+                    "EDA_LOG_LEVEL": "WARNING"}
+        self.queue = bench.worker_queue(self.name, discovery.get(self.name).handlers)
+        self.proc = None
+
+    def __enter__(self):
+        self.state = tempfile.TemporaryDirectory(prefix="eda-bench-")
+        return self
+
+    def start(self) -> None:
+        self.proc = eda_worker([self.name], {**self.bench.worker_env(self.state.name), **self.env})
+        wait_for(lambda: self.proc.poll() is not None or self.bench.consumers(self.queue), 60, f"{self.name} consuming")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"eda worker {self.name} exited {self.proc.returncode}")
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            stop(self.proc)
+        self.bench.topology.delete_worker(self.bench.channel, self.name)
+        self.state.cleanup()
+
+
+def drain(bench: Bench, run: PaymentRun, sink: str, n: int) -> dict:
+    """Pre-load ``n`` orders, start the worker, time its first to its last ``payment.*``."""
+    bench.channel.queue_purge(sink)
+    bench.preload(run.queue, order_event, n)
+    run.start()
+    first = wait_for(lambda: bench.depth(sink) and time.perf_counter(), 120, "the first payment")
+    timeout = 60 + n / max(1.0, 0.05 * run.concurrency / LATENCY)  # generous: 5 % of the ideal rate
+    last = wait_for(lambda: bench.depth(sink) >= n and time.perf_counter(), timeout, f"{n} payments", interval=0.005)
+    dead = bench.depth(f"{run.queue}.dlq")
+    return {"orders": n, "rate": (n - 1) / (last - first), "dead_lettered": dead}
+
+
+def timed(bench: Bench, run: PaymentRun, rate: float, seconds: float) -> dict:
+    """Orders at ``rate`` for ``seconds`` to the running worker: publish to ``payment.*`` per order."""
+    probe = Probe(bench, "payment.*")
+    try:
+        probe.warm_up()
+        return probe.run(rate, seconds, warmup=min(1.0, seconds / 4), make_event=lambda i: order_event(10**7 + i))
+    finally:
+        probe.close()
+
+
+def measure(bench: Bench, quick: bool, levels=LEVELS, styles=None, step=lambda what: None) -> dict:
+    seconds = 1.0 if quick else 3.0
+    gateway, url = start_gateway(LATENCY)
+    results = {"latency_ms": LATENCY * 1000, "target": TARGET, "load_share": LOAD_SHARE, "gateway": {}, "styles": {}}
+    sink = bench.queue("sink-payment", "payment.*").name
+    try:
+        for c in levels:
+            step(f"waiting: eda gateway alone, plain client, {c} connections")
+            results["gateway"][str(c)] = gateway_alone(url, c, seconds)
+        results["capacity"] = max(g["rate"] for g in results["gateway"].values())
+        for style in styles or STYLES:
+            rows = results["styles"][style] = {}
+            for c in levels:
+                n = orders_for(c, quick)
+                step(f"waiting: eda worker {STYLES[style][0]} ({style}), concurrency {c}, {n} orders")
+                with PaymentRun(bench, style, c, url) as run:
+                    row = drain(bench, run, sink, n)
+                    rate = LOAD_SHARE * min(c / LATENCY, results["gateway"][str(c)]["rate"])
+                    step(f"waiting: latency at {rate:,.0f} orders/s")
+                    row["timed"] = timed(bench, run, rate, seconds * 2)
+                rows[str(c)] = row
+    finally:
+        stop(gateway)
+        bench.channel.queue_delete(sink)
+    return results
+
+
+def table(w: dict) -> list[list[str]]:
+    header = ["style", "concurrency", "ideal (c / latency)", "gateway alone", "eda orders/s", "share", "target",
+              "met", "p50 ms", "p99 ms", "at orders/s"]
+    body = []
+    for style, rows in w["styles"].items():
+        for c, row in rows.items():
+            ideal = int(c) / (w["latency_ms"] / 1000)
+            alone = w["gateway"][c]["rate"]
+            share = row["rate"] / min(ideal, alone)
+            t = row["timed"]
+            body.append([style, c, f"{ideal:,.0f}", f"{alone:,.0f}", f"{row['rate']:,.0f}", f"{share:.2f}",
+                         f"≥ {w['target']:g}×", "yes" if share >= w["target"] and not row["dead_lettered"] else "NO",
+                         f"{t['p50_ms']:.1f}", f"{t['p99_ms']:.1f}", f"{t['rate']:,.0f}"])
+    return [header, *body]
+
+
+def about(w: dict) -> str:
+    return (f"Payment worker against `eda gateway --latency {w['latency_ms'] / 1000:g}`: gateway capacity "
+            f"{w['capacity']:,.0f} answers/s (plain load client, best of {', '.join(w['gateway'])} connections); "
+            f"share = eda / min(ideal, gateway alone at that concurrency); latency per order (publish to "
+            f"payment.*) at {w['load_share']:g} × that rate.")
+
+
+def text(w: dict) -> str:
+    cells = table(w)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths)) for row in cells]
+    return "\n".join([about(w), lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def markdown(w: dict) -> str:
+    cells = table(w)
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    return "\n" + about(w) + "\n\n" + "\n".join(lines) + "\n"
