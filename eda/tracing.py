@@ -171,9 +171,8 @@ class Tracing:
         attributes = {"messaging.system": SYSTEM, "messaging.operation.name": operation,
                       "messaging.operation.type": kind, "messaging.message.id": event.id,
                       "messaging.message.conversation_id": event.correlation_id,
-                      "messaging.rabbitmq.destination.routing_key": event.type,
-                      "cloudevents.event_id": event.id, "cloudevents.event_type": event.type,
-                      "cloudevents.event_source": event.source, "cloudevents.event_spec_version": "1.0"}
+                      "messaging.rabbitmq.destination.routing_key": event.type,  # = the CloudEvent's type
+                      "cloudevents.event_source": event.source}  # id and type: the two above
         if event.causation_id:
             attributes["eda.causation_id"] = event.causation_id
         return attributes
