@@ -78,6 +78,12 @@ def rows(r: dict) -> list[dict]:
         out.append(_row(f"ordering: no-op worker ordered by key ({o['partitions']} partitions) vs unordered "
                         f"(baseline column), concurrency {o['concurrency']}", "events/s", o["unordered"],
                         o["ordered"], 0.5))
+    if "state" in r:  # the baseline column holds SQLite's rate, then one PostgreSQL instance's
+        s = r["state"]
+        out.append(_row("state: inventory reservations, PostgreSQL 1 instance vs SQLite (baseline column)",
+                        "orders/s", s["sqlite_1"], s["postgresql_1"]))
+        out.append(_row("state: inventory reservations, PostgreSQL 3 instances vs 1 (baseline column)",
+                        "orders/s", s["postgresql_1"], s["postgresql_3"], 2))
     return out
 
 

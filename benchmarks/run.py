@@ -15,7 +15,8 @@ from pathlib import Path
 from benchmarks import eda_side, latency, memory, micro, raw, report
 from benchmarks.bench import Bench, order_event, reserved_event
 
-ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering", "waiting")
+ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering", "waiting",
+         "state")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -133,6 +134,12 @@ def ordering(bench: Bench, args) -> dict:
     return ordered.ordered_vs_unordered(bench, args.n)
 
 
+def state_backends(bench: Bench, args) -> dict:
+    from benchmarks import state
+
+    return state.reservations(bench, args.n, step=step)
+
+
 def waiting_workers(bench: Bench, args) -> dict:
     from benchmarks import waiting
 
@@ -141,7 +148,7 @@ def waiting_workers(bench: Bench, args) -> dict:
 
 MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
             "memory": worker_memory, "outbox": outbox_relay, "cluster": replication, "ordering": ordering,
-            "waiting": waiting_workers}
+            "waiting": waiting_workers, "state": state_backends}
 
 
 def measure(bench: Bench, args) -> tuple[dict, dict]:
