@@ -199,7 +199,8 @@ class Topology:
         try:
             exchange.declare(channel=channel)
         except Exception as exc:
-            if "unknown exchange type" in str(getattr(exc, "reply_text", "") or exc):
+            # "unknown exchange type" where the plugin never ran, "invalid exchange type" once disabled
+            if re.search(r"(unknown|invalid) exchange type", str(getattr(exc, "reply_text", "") or exc)):
                 raise PluginMissing(f"worker {worker!r} is ordered (ordered_by) and needs RabbitMQ's consistent-hash "
                                     f"exchange: enable it with `rabbitmq-plugins enable {HASH_PLUGIN}`") from None
             raise
