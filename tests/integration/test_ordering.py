@@ -200,3 +200,24 @@ def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker
     lines = [r.get("message") for r in worker.records if r.get("worker") == "ledger" and r.get("user_id") == "u-2"]
     assert lines == ["charge of u-2 20.00: balance 20.00", "refund of u-2 20.00: balance 0.00"]
     assert broker.depth(f"{namespace}.ledger.dlq") == 0
+
+
+def test_fewer_partitions_take_the_extra_ones_off_the_ring_and_drain_them(eda, broker, namespace, record):
+    # Given an ordered worker's six partitions holding events, no instance running
+    code, output = eda.run("topology", "declare", EDA_APP=APP, EDA_PARTITIONS=6)
+    assert code == 0, output
+    accounts = [f"acct-{i:02}" for i in range(30)]
+    eda.publish("account-changed", *({"accountId": a, "seq": 1} for a in accounts), EDA_APP=APP)
+    partitions = [f"{namespace}.accounts.p{i}" for i in range(6)]
+    assert sum(broker.depth(q) for q in partitions[3:]) > 0
+    # When the worker starts with three partitions
+    worker = eda.worker("accounts", EDA_APP=APP, EDA_PARTITIONS=3, ORDERING_RECORD=record)
+    # Then it says which partitions are left over, and handles their events too
+    worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("partitions left from a larger EDA_PARTITIONS"))
+    wait_until(lambda: len(handled_lines(record)) >= len(accounts), timeout=60, message="every event handled")
+    # and new events go to the three partitions only
+    worker.send(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    eda.publish("account-changed", *({"accountId": a, "seq": 2} for a in accounts), EDA_APP=APP)
+    assert [broker.depth(q) for q in partitions[3:]] == [0, 0, 0]
+    assert sum(broker.depth(q) for q in partitions[:3]) == len(accounts)
