@@ -115,7 +115,9 @@ class PartitionedConsumer(WorkerConsumer):
         self._next(partition)
 
     def _next(self, partition: Partition) -> None:
-        if partition.current is None and partition.waiting and self._may_start():
+        # A loop for inline handlers, which settle within ``_start``: nothing else would wake the I/O
+        # loop for the partition's next event once the broker has sent all of them.
+        while partition.current is None and partition.waiting and self._may_start():
             partition.current = partition.waiting.popleft()
             self._start(partition.current)
 
