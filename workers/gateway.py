@@ -8,7 +8,6 @@ a decline (402) is a business answer and returns normally; any other 4xx is a Pe
 request is wrong: retrying cannot help).
 """
 
-import asyncio
 import random
 import signal
 import socket
@@ -22,8 +21,6 @@ from decimal import Decimal, InvalidOperation
 
 import click
 import orjson
-import urllib3
-from aiohttp import web
 
 from eda.errors import ConfigError, GatewayError, PermanentError
 
@@ -76,6 +73,8 @@ class Simulation:
 
     async def handle_async(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
         """``handle`` for an event loop: the latency is waited without holding a thread."""
+        import asyncio
+
         self._enter(key)
         try:
             if self.latency:
@@ -172,6 +171,8 @@ class HttpGateway(Gateway):
     """
 
     def __init__(self, base_url: str, timeout: float = 5.0, pool_size: int = 4):
+        import urllib3  # here: importing it costs every `eda` command, and only a worker with a URL needs it
+
         self.base_url = base_url.rstrip("/")
         url = urllib3.util.parse_url(self.base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -183,10 +184,15 @@ class HttpGateway(Gateway):
             timeout=urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT), read=timeout, total=timeout))
 
     def request(self, path, body, key):
+        import urllib3
+
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         try:
             resp = self.pool.urlopen("POST", self.prefix + path, body=orjson.dumps(body), headers=headers,
                                      redirect=False, pool_timeout=self.timeout)
+        except urllib3.exceptions.EmptyPoolError:  # every connection busy for the whole timeout
+            raise GatewayError(f"no free connection to the gateway at {self.base_url} "
+                               f"within {self.timeout:g}s") from None
         except urllib3.exceptions.NewConnectionError as exc:  # refused, no route: a ConnectTimeoutError too
             cause = exc.__cause__ or exc.__context__ or exc  # the OSError: "[Errno 111] Connection refused"
             raise GatewayError(f"gateway at {self.base_url} unreachable: {cause}") from None
@@ -205,13 +211,15 @@ class HttpGateway(Gateway):
         self.pool.close()
 
 
-def _app(simulation: Simulation, server: "Server") -> web.Application:
-    """The gateway's HTTP API over ``simulation``: POST /charges, POST /refunds, GET /health."""
+def _app(simulation: Simulation, server: "Server"):
+    """The gateway's HTTP API over ``simulation``: POST /charges, POST /refunds, GET /health (an aiohttp
+    application, imported here: every `eda` command imports this module, only `eda gateway` serves)."""
+    from aiohttp import web
 
-    def send(status: int, payload: dict) -> web.Response:
+    def send(status: int, payload: dict):
         return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
-    async def answer(request: web.Request) -> web.Response:
+    async def answer(request):
         server.count(request.transport)
         if request.method == "GET" and request.path == "/health":
             return send(503 if simulation.down else 200, {"status": "down" if simulation.down else "ok"})
@@ -250,6 +258,8 @@ class Server:
 
     def serve_forever(self) -> None:
         """Serve until ``shutdown`` (from another thread or a signal handler); then close the connections."""
+        import asyncio
+
         self._done.clear()
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -258,6 +268,10 @@ class Server:
             self._done.set()
 
     async def _serve(self):
+        import asyncio
+
+        from aiohttp import web
+
         # Requests waiting on the simulated latency are cancelled at shutdown, not waited for.
         runner = web.AppRunner(_app(self.simulation, self), access_log=None, handle_signals=False,
                                shutdown_timeout=0.1)

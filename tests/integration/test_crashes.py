@@ -20,8 +20,9 @@ def stocked(eda, worker, sku, quantity):
 
 
 def test_kill_9_mid_batch_then_a_restart_processes_every_order_once(eda, broker, gateway, namespace, make_order):
-    # Given the three workers in one process, a gateway taking 0.1s a charge, and exactly enough stock
-    gateway.simulation.latency = 0.1
+    # Given the three workers in one process, a gateway taking 0.3s a charge (the batch lasts about 3s
+    # with keep-alive connections: long enough to be killed in the middle of it), and exactly enough stock
+    gateway.simulation.latency = 0.3
     env = {"EDA_PAYMENT_GATEWAY_URL": gateway.url, "EDA_CONCURRENCY": 4}
     worker = eda.worker(*WORKERS, **env)
     spy = broker.spy()

@@ -15,9 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_concurrent_charges_share_a_pool_of_keep_alive_connections_no_larger_than_asked(gateway):
-    # Given a gateway that takes a little while, and a client with a pool of 4
+    # Given a gateway that takes a little while, and a client with a pool of 4 (a call waits for a free
+    # connection within its timeout: generous here, where 16 threads share 4 connections)
     gateway.simulation.latency = 0.05
-    client = HttpGateway(gateway.url, pool_size=4)
+    client = HttpGateway(gateway.url, pool_size=4, timeout=120)
     answers = []
 
     def charges(n):
