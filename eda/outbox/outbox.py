@@ -32,8 +32,18 @@ class Outbox:
         conn = self.open(autocommit=True)
         try:
             self.table.create(conn)
+        except self._errors() as exc:  # say, a user without the CREATE privilege
+            reason = " ".join(str(exc).split())[:300]
+            raise ConfigError(f"cannot create the outbox table in {self.where}: {reason}") from None
         finally:
             conn.close()
+
+    def _errors(self) -> tuple:
+        if self.engine == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
 
     @property
     def engine(self) -> str:

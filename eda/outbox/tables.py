@@ -44,6 +44,14 @@ class PostgresTable:
     def create(self, conn) -> None:
         """Create schema, table, indexes and trigger unless they exist (several processes may start at once:
         an advisory lock makes them take turns; a table that exists is left as it is, without any lock)."""
+        import psycopg
+
+        try:
+            self._create(conn)
+        except psycopg.errors.UniqueViolation:  # the schema made at the same moment by a worker's store
+            self._create(conn)
+
+    def _create(self, conn) -> None:
         name = f"{self.schema}.outbox"
         with conn.transaction():
             if conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()[0] is not None:
