@@ -47,7 +47,7 @@ def settings_options(*names):
 
         for name in reversed(names):
             spec = SPECS[name]
-            default = redact_url(str(spec.default)) if spec.secret else spec.default
+            default = redact_url(str(spec.default)) if spec.secret and spec.default is not None else spec.default
             wrapper = click.option(
                 spec.option, name, envvar=spec.env, show_envvar=True, default=None,
                 metavar=None if spec.choices else METAVAR_OF.get(name) or METAVARS.get(type(spec.default)),
