@@ -278,3 +278,17 @@ def test_tracing_off_loads_no_opentelemetry_and_writes_no_trace_context(eda, app
         worker.send()
         assert worker.wait() == 0
     assert all("traceparent" not in e for e in spy.of_type("order.placed"))
+
+
+def test_an_exporter_that_is_not_installed_is_one_error_line_and_nothing_is_published(eda, broker):
+    # Given tracing asked of an exporter that no installed package provides
+    spy = broker.spy()
+    # When an event is published
+    code, output = eda.run("publish", "stock-replenished", "--data", '{"sku": "A", "quantity": 1}',
+                           OTEL_TRACES_EXPORTER="zipkin_json")
+    # Then it is a usage error naming the exporter and the extra, not a traceback, and nothing is sent
+    assert code == 2, output
+    assert output.strip().splitlines() == [
+        "error: OTEL_TRACES_EXPORTER: no span exporter 'zipkin_json' is installed (pip install 'eda[otel]' "
+        "brings otlp over http/protobuf and console)"]
+    assert spy.of_type("stock.replenished") == []
