@@ -229,6 +229,37 @@ def test_an_event_stamped_for_later_is_published_in_the_stamp_s_trace(active, ex
     assert publish.context.trace_id == request.get_span_context().trace_id
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_dispatch_runs_a_plain_or_async_handler_inside_its_span_and_its_reaction_under_it(active, exporter,
+                                                                                          asynchronous):
+    import asyncio
+
+    from opentelemetry import trace
+
+    from eda.settings import Settings
+    from eda.worker import Worker, dispatch, dispatch_async, handles
+
+    seen = []
+
+    def take(self, event, ctx):
+        seen.append(trace.get_current_span().get_span_context().span_id)
+        ctx.publish("inventory.depleted", {"sku": "A", "remaining": 0})
+
+    async def take_async(self, event, ctx):
+        take(self, event, ctx)
+
+    Traced = type("Traced", (Worker,), {"name": "traced", "take": handles("stock.replenished")(
+        take_async if asynchronous else take)})
+    worker, event = Traced(Settings()), decode(wire(traceparent=TRACEPARENT))
+    ctx = asyncio.run(dispatch_async(worker, event)) if asynchronous else dispatch(worker, event)
+    active.settled(delivery(event), "ok")
+    spans = by_name(exporter)
+    handler = spans["traced.take"]
+    assert seen == [handler.context.span_id] and handler.parent.span_id == event.span.get_span_context().span_id
+    reaction, _ = ctx.reactions[0]
+    assert reaction.traceparent.split("-")[1] == TRACE_ID and reaction.span.parent.span_id == handler.context.span_id
+
+
 def test_json_log_lines_inside_a_span_carry_its_ids(active, exporter, capsys):
     root = logging.getLogger()
     saved = root.handlers[:], root.level
