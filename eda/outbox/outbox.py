@@ -20,7 +20,7 @@ from eda.settings import Settings
 
 class Outbox:
     """The outbox of ``settings.namespace``: in EDA_DATABASE_URL's database (PostgreSQL), else in
-    ``EDA_STATE_DIR/outbox.sqlite3``. Making one creates the table where it does not exist yet."""
+    ``EDA_STATE_DIR/<namespace>.outbox.sqlite3``. Making one creates the table where it does not exist yet."""
 
     def __init__(self, settings: Settings, source: str = "eda/outbox"):
         self.settings = settings
@@ -28,7 +28,7 @@ class Outbox:
         if settings.database_url:
             self.table = PostgresTable(settings.database_url, settings.namespace)
         else:
-            self.table = SqliteTable(settings.state_dir)
+            self.table = SqliteTable(settings.state_dir, settings.namespace)
         conn = self.open(autocommit=True)
         try:
             self.table.create(conn)

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 from eda.errors import ConfigError
 
 COLUMNS = "position, event_id, event_type, source, correlation_id, body"
-SQLITE_FILE = "outbox.sqlite3"
 SQLITE_BUSY_SECONDS = 30.0  # an application's write transaction holds SQLite's one write lock meanwhile
 
 
@@ -31,9 +30,11 @@ class PostgresTable:
     placeholder = "%s"
 
     def __init__(self, url: str, namespace: str):
+        from eda.store import schema_name  # the schema the workers' state of the namespace is in
+
         self.url = url
-        self.schema = namespace
-        self.table = f"{quoted(namespace)}.outbox"
+        self.schema = schema_name(namespace)
+        self.table = f"{quoted(self.schema)}.outbox"
         # pg_notify refuses channel names of 64 bytes or more: a long namespace is hashed.
         channel = f"eda_outbox.{namespace}"
         self.channel = channel if len(channel.encode()) < 64 else \
@@ -107,7 +108,8 @@ class PostgresTable:
 
 
 class SqliteTable:
-    """Table ``outbox`` in ``EDA_STATE_DIR/outbox.sqlite3``: the application keeps its own tables in
+    """Table ``outbox`` in ``EDA_STATE_DIR/<namespace>.outbox.sqlite3`` (named as the workers' SQLite
+    stores are): the application keeps its own tables in
     that file (or ATTACHes it) so that its rows and the outbox's commit together."""
 
     engine = "sqlite"
@@ -115,8 +117,8 @@ class SqliteTable:
     insert_sql = ("INSERT INTO outbox (event_id, event_type, source, correlation_id, body, added_at) "
                   "VALUES (?, ?, ?, ?, ?, ?)")
 
-    def __init__(self, state_dir: Path):
-        self.path = Path(state_dir) / SQLITE_FILE
+    def __init__(self, state_dir: Path, namespace: str):
+        self.path = Path(state_dir) / f"{namespace}.outbox.sqlite3"
 
     def create(self, conn) -> None:
         conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer; kept in the file

@@ -98,6 +98,15 @@ def test_a_long_namespace_still_gets_a_notify_channel_postgresql_takes():
     assert len(long.channel.encode()) < 64 and long.channel != PostgresTable("postgresql://h/db", "n" * 99).channel
 
 
+def test_the_outbox_lives_beside_the_workers_state_of_its_namespace(tmp_path):
+    from eda.store import schema_name
+
+    for namespace in ("shop", "n" * 100):  # past 63 bytes, PostgreSQL's limit, the store's schema is hashed
+        assert PostgresTable("postgresql://h/db", namespace).schema == schema_name(namespace)
+    outbox = Outbox(Settings(state_dir=tmp_path, namespace="shop"))
+    assert outbox.table.path == tmp_path / "shop.outbox.sqlite3"
+
+
 @pytest.fixture(scope="module")
 def unit():
     return parse_unit(UNIT.read_text())
