@@ -233,7 +233,7 @@ def pika_publish(broker_url, namespace, body: bytes) -> None:
 
 
 def test_a_foreign_traceparent_is_continued_a_malformed_one_ignored_and_log_lines_carry_trace_ids(
-        eda, app, traced, spans_dir, broker_url, namespace):
+        eda, app, traced, spans_dir, broker_url, namespace, broker):
     # Given the traced test worker
     worker = eda.worker("tracetest", **traced, TRACETEST_BROKEN="/nonexistent")
     trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
@@ -249,6 +249,7 @@ def test_a_foreign_traceparent_is_continued_a_malformed_one_ignored_and_log_line
     second, = wait_for_spans(spans_dir, lambda s: s["name"] == "process order.placed"
                              and s["attributes"]["messaging.message.id"] == "foreign-2", what="foreign-2")
     assert second["parent_id"] is None and second["attributes"]["eda.outcome"] == "ok"
+    assert second["trace_id"] != trace_id and broker.depth(f"{namespace}.tracetest.dlq") == 0
     # And a span the handler makes itself nests under the handler's span
     user, = wait_for_spans(spans_dir, lambda s: s["name"] == "user work" and s["trace_id"] == trace_id,
                            what="the handler's own span")
