@@ -83,10 +83,11 @@ class Outbox:
                 raise self._wrong_connection(conn)
             conn.execute(self.table.insert_sql, (*row, time.time()))
             return built
-        if not type(conn).__module__.startswith("psycopg"):
-            raise self._wrong_connection(conn)
         import psycopg
 
+        # An AsyncConnection's execute() is a coroutine: taking one would write nothing, silently.
+        if not isinstance(conn, (psycopg.Connection, psycopg.Cursor)):
+            raise self._wrong_connection(conn)
         try:
             conn.execute(self.table.insert_sql, row)
         except psycopg.errors.UndefinedTable:
@@ -95,7 +96,8 @@ class Outbox:
         return built
 
     def _wrong_connection(self, conn) -> ConfigError:
-        wanted = "a psycopg 3 connection" if self.engine == "postgresql" else "a sqlite3 connection"
+        wanted = "a psycopg 3 connection or cursor (not an async one)" if self.engine == "postgresql" \
+            else "a sqlite3 connection"
         return ConfigError(f"outbox.add: the outbox is in {self.where}; pass {wanted} to that database "
                            f"(got {type(conn).__module__}.{type(conn).__name__})")
 

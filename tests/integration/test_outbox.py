@@ -337,3 +337,23 @@ def test_sent_rows_are_deleted_after_the_retention_pending_ones_never(pg_app):
         assert table.prune(conn, retention=0) == 0  # pending, however old
     finally:
         conn.close()
+
+
+def test_add_refuses_a_connection_it_cannot_write_through(pg_app):
+    import asyncio
+    import sqlite3
+
+    from eda.errors import ConfigError
+
+    async def with_async_connection():
+        conn = await psycopg.AsyncConnection.connect(pg_app.env["EDA_DATABASE_URL"])
+        try:
+            pg_app.outbox.add(conn, STOCK, {"sku": "SKU-1", "quantity": 1})
+        finally:
+            await conn.close()
+
+    with pytest.raises(ConfigError, match="not an async one"):
+        asyncio.run(with_async_connection())
+    with pytest.raises(ConfigError, match="pass a psycopg 3 connection"):
+        pg_app.outbox.add(sqlite3.connect(":memory:"), STOCK, {"sku": "SKU-1", "quantity": 1})
+    assert pg_app.outbox.pending() == (0, None)
