@@ -23,6 +23,7 @@ from eda.store import open_store
 from eda.worker import Worker, dispatch, dispatch_async, is_async
 
 log = logging.getLogger("eda.worker")
+ACK_INTERVAL = 0.005  # seconds a busy worker may hold the acks of finished events (see flush_acks)
 
 
 class Delivery:
@@ -63,13 +64,19 @@ class WorkerConsumer:
         else:
             self.pool = None if worker.inline else \
                 HandlerThreads(self.concurrency, f"eda-{worker.name}", self._run_in_pool)
+        # Deliveries handed to the handlers at once: for threads, as many again as there are threads wait
+        # in their queue, so a thread goes on to the next without waiting for the I/O thread's turn
+        # (benchmarks/PROFILE.md); still ``concurrency`` handlers run at once.
+        self.window = 2 * self.concurrency if isinstance(self.pool, HandlerThreads) else self.concurrency
         self.in_flight = 0
         self.backlog = deque()  # delivered but not started: given back to the broker on pause or stop
+        self.starting = []  # started this turn, handed to the handlers at its end (hand_over)
         self.consumer = None
         self.session = None
         self.queue_name = ""
         self.paused_until = None
         self.stopped = False
+        self.next_ack_flush = 0.0
         settings = worker.settings
         # Workers without idempotency of their own get a record of the events they processed (in
         # SQLite under EDA_STATE_DIR, or in EDA_DATABASE_URL's PostgreSQL, shared by every instance).
@@ -146,7 +153,7 @@ class WorkerConsumer:
         """Start a delivery now, or keep it in the backlog; while stopping, give it back."""
         if self.stopped:
             self.runner.settlement.give_back(delivery)  # arrived while stopping: not started, so given back
-        elif self.in_flight < self.concurrency and self.paused_until is None:
+        elif self.in_flight < self.window and self.paused_until is None:
             self._start(delivery)
         else:
             self.backlog.append(delivery)
@@ -167,9 +174,20 @@ class WorkerConsumer:
         if self.pool is None:
             self.runner.settlement.complete(self._execute(delivery))  # concurrency 1: no thread hand-off
         else:
-            self.pool.submit(delivery)
+            self.starting.append(delivery)  # handed over at the end of the I/O loop's turn (hand_over)
+
+    def hand_over(self) -> None:
+        """Give the turn's started deliveries to the handler threads or the event loop, once the turn's
+        I/O is done: a handler woken earlier would take the GIL at each of the I/O thread's socket reads
+        (benchmarks/PROFILE.md)."""
+        if self.starting:
+            starting, self.starting = self.starting, []
+            for delivery in starting:
+                self.pool.submit(delivery)
 
     def _run_in_pool(self, delivery: Delivery) -> None:
+        if delivery.session is not self.runner.session:
+            return  # queued before its connection was lost: the broker redelivers it, do not run it
         self.runner.hand_back(self._execute(delivery))
 
     def _execute(self, delivery: Delivery) -> Outcome:
@@ -231,7 +249,7 @@ class WorkerConsumer:
 
     def pump(self) -> None:
         """Start waiting deliveries while slots are free; the I/O loop calls it after settling outcomes."""
-        while self.backlog and self.in_flight < self.concurrency and self.paused_until is None:
+        while self.backlog and self.in_flight < self.window and self.paused_until is None:
             self._start(self.backlog.popleft())
 
     def pause(self, seconds: float) -> None:
@@ -262,14 +280,25 @@ class WorkerConsumer:
         self.give_back()
 
     def give_back(self) -> None:
+        """Give back what has not started: the backlog, and what waits in the handler threads' queue."""
         while self.backlog:
             self.runner.settlement.give_back(self.backlog.popleft())
+        starting, self.starting = self.starting, []
+        queued = self.pool.recall() if isinstance(self.pool, HandlerThreads) else []
+        for delivery in starting + queued:
+            self.finished(delivery)
+            self.runner.settlement.give_back(delivery)
 
     def flush_acks(self) -> None:
-        """Send the acks held since the last turn of the I/O loop (amqp transport only)."""
+        """Send the acks held since the last turn of the I/O loop (amqp transport only). A worker with
+        every slot taken turns its loop for every few outcomes: its acks go out at most every
+        ACK_INTERVAL seconds (or every ``flush_at`` acks), not with a socket write per turn."""
         acks = getattr(self.consumer, "acks", None)
-        if acks is not None:
-            acks.flush()
+        if acks is not None and acks.done:
+            now = time.monotonic()
+            if self.in_flight < self.window or now >= self.next_ack_flush:
+                self.next_ack_flush = now + ACK_INTERVAL
+                acks.flush()
 
     @property
     def idle(self) -> bool:

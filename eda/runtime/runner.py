@@ -202,6 +202,8 @@ class Runner:
                 c.pump()
                 c.flush_records()
                 c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
+            for c in self.consumers:
+                c.hand_over()  # last: the handlers run while this thread waits for the next turn
             now = time.monotonic()
             if now >= self._next_heartbeat:
                 self.connection.heartbeat_check()

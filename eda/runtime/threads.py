@@ -2,6 +2,8 @@
 
 Lighter per event than ThreadPoolExecutor (no Future, work item or idle-thread bookkeeping): the
 runtime never waits on a result, since each handler hands its outcome to the I/O thread itself.
+The queue may hold more items than there are threads: a thread that finishes one takes the next at
+once instead of waiting for the I/O thread's next turn; ``recall`` takes back those not started.
 """
 
 import logging
@@ -34,6 +36,19 @@ class HandlerThreads:
                 self._run(item)
             except BaseException:  # keep the thread: its slot would be lost to the worker otherwise
                 log.exception("handler thread failed outside a handler")
+
+    def recall(self) -> list:
+        """Take back the items no thread has started (each item is either started or returned, never both)."""
+        items = []
+        while True:
+            try:
+                item = self._tasks.get_nowait()
+            except queue.Empty:
+                return items
+            if item is _STOP:  # shutting down: leave the thread its stop
+                self._tasks.put(item)
+                return items
+            items.append(item)
 
     def shutdown(self) -> None:
         """Drop what has not started and let each thread end after its current item (not waited for)."""
