@@ -93,7 +93,7 @@ def _read_context(event, body: bytes) -> None:
 
     try:
         wire = orjson.loads(body)
-    except ValueError:
+    except (ValueError, TypeError):
         return
     if isinstance(wire, dict):
         event.traceparent, event.tracestate = trace_context(wire.get("traceparent"), wire.get("tracestate"))
@@ -208,17 +208,8 @@ class Tracing:
                 event.span = self.tracer.start_span(f"publish {event.type}", context=self._parent(event),
                                                     kind=self._kind.PRODUCER,
                                                     attributes=self._attributes(event, "publish", "send"))
-        span = event.span
-        span.set_attribute("messaging.destination.name", exchange)
-
-        def settled(error):
-            if error is not None:
-                span.set_status(self._error(f"{type(error).__name__}: {error}"))
-            span.end()
-            if callback is not None:
-                callback(error)
-
-        return body, settled
+        event.span.set_attribute("messaging.destination.name", exchange)
+        return body, self._ending(event.span, callback)
 
     # Handling
 
@@ -272,28 +263,26 @@ class Tracing:
 
     def replaying(self, message, queue: str, callback):
         """A span for a dead event replayed to ``queue`` (``eda dlq replay``), in the event's own trace."""
-        from eda.contracts.envelope import Event, trace_context
-        import orjson
+        from eda.contracts.envelope import Event
 
-        try:
-            wire = orjson.loads(message.body)
-        except (ValueError, TypeError):
-            wire = {}
-        wire = wire if isinstance(wire, dict) else {}
-        traceparent, tracestate = trace_context(wire.get("traceparent"), wire.get("tracestate"))
-        carrier = Event(type=str(wire.get("type")), data={}, source=str(wire.get("source")),
-                        id=str(message.properties.get("message_id")), traceparent=traceparent,
-                        tracestate=tracestate, correlation_id=message.properties.get("correlation_id"))
+        props = message.properties
+        carrier = Event(type=str(props.get("type")), data={}, source=str(props.get("app_id")),
+                        id=str(props.get("message_id")), correlation_id=props.get("correlation_id"))
+        _read_context(carrier, message.body)
         span = self.tracer.start_span(f"replay {carrier.type}", context=self._parent(carrier),
                                       kind=self._kind.PRODUCER, attributes={
                                           **self._attributes(carrier, "publish", "send"),
                                           "messaging.destination.name": "", "eda.replayed_to": queue})
+        return self._ending(span, callback)
 
+    def _ending(self, span, callback):
+        """A publish callback that ends ``span`` (with the error, if any) before calling ``callback``."""
         def settled(error):
             if error is not None:
-                span.set_status(self._error(str(error)))
+                span.set_status(self._error(f"{type(error).__name__}: {error}"))
             span.end()
-            callback(error)
+            if callback is not None:
+                callback(error)
 
         return settled
 
