@@ -197,6 +197,8 @@ class Tracing:
         """Called as the event is handed to the broker: its publish span (started now unless the
         handler's ``ctx.publish`` did), the body with its context, and a callback that ends the span
         once the broker settled the publish."""
+        if event.span is not None and getattr(event.span, "end_time", None) is not None:
+            event.span = None  # sent before (a publish retried by the caller): a new span, in the same trace
         if event.span is None:
             if event.traceparent is None and body is not None and b'"traceparent"' in body:
                 _read_context(event, body)  # stamped when it was encoded (the outbox): join that trace

@@ -204,7 +204,12 @@ def test_a_publish_failure_ends_its_span_with_the_error_and_stamp_writes_a_conte
     body, settled = active.sending(event, None, "ns.events", None)
     assert body is None and event.traceparent is not None  # encoded afterwards, with the context
     settled(RuntimeError("nack"))
-    assert by_name(exporter)["publish stock.replenished"].status.status_code.name == "ERROR"
+    failed = by_name(exporter)["publish stock.replenished"]
+    assert failed.status.status_code.name == "ERROR"
+    _, settled = active.sending(event, None, "ns.events", None)  # the caller publishes it again
+    settled(None)
+    again = [s for s in exporter.get_finished_spans() if s.name == "publish stock.replenished"][-1]
+    assert again is not failed and again.parent.span_id == failed.context.span_id
     stamped = tracing.stamp(stock_event())
     assert trace_context(stamped.traceparent) == (stamped.traceparent, None)
     assert "create stock.replenished" in by_name(exporter)
