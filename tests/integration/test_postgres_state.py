@@ -83,7 +83,11 @@ def test_three_payment_instances_one_killed_charge_every_order_once(eda, broker,
     instances = hosts(eda, tmp_path, database, "payment", 3, EDA_PAYMENT_GATEWAY_URL=gateway.url,
                       EDA_CONCURRENCY=4)
     spy = broker.spy("payment.*")
-    order_ids = eda.publish("order-placed", *(make_order() for _ in range(500)))
+    # 500 orders, 50 of them twice (copies with the same event id, which may be handled at the same
+    # moment by two instances)
+    orders = [cloud_event("order.placed", make_order()) for _ in range(500)]
+    order_ids = [o["id"] for o in orders]
+    broker.publish_all(("order.placed", o, {}, {"message_id": o["id"]}) for o in orders + orders[::10])
     # When one instance is killed with SIGKILL in the middle of the batch
     wait_until(lambda: gateway.simulation.charges >= 100, timeout=120, message="100 orders charged")
     instances[0].proc.kill()
