@@ -156,10 +156,13 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
     for worker, cls in workers.items():
         queue, channel = names.work_queue(namespace, worker), f"queue.{worker}"
         types = sorted(cls.handlers)
+        where = f"Worker {worker}'s queue, bound to {', '.join(types)}" if not cls.ordered_by else (
+            f"Worker {worker} is ordered by {cls.ordered_by}: its partition queues {queue}.p0, {queue}.p1, ... "
+            f"(one active consumer each) get its events ({', '.join(types)}) from the consistent-hash exchange "
+            f"{names.partitions_exchange(namespace, worker)}, by the {names.PARTITION_KEY_HEADER} header")
         channels[channel] = {
             "address": queue,
-            "description": f"Worker {worker}'s queue, bound to {', '.join(types)}; failed events end in "
-                           f"{names.dead_letter_queue(namespace, worker)}.",
+            "description": f"{where}; failed events end in {names.dead_letter_queue(namespace, worker)}.",
             "messages": {t: _ref("components", "messages", t) for t in types},
             "bindings": {"amqp": {"is": "queue", "queue": {"name": queue, "durable": True, "exclusive": False,
                                                            "autoDelete": False}, "bindingVersion": AMQP_BINDING}},
