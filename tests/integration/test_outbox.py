@@ -357,3 +357,13 @@ def test_add_refuses_a_connection_it_cannot_write_through(pg_app):
     with pytest.raises(ConfigError, match="pass a psycopg 3 connection"):
         pg_app.outbox.add(sqlite3.connect(":memory:"), STOCK, {"sku": "SKU-1", "quantity": 1})
     assert pg_app.outbox.pending() == (0, None)
+
+
+def test_a_broker_that_refuses_the_login_is_one_line_and_exit_2(eda, env, broker_url):
+    # Retrying cannot help a wrong password: the relay says so and exits, the rows stay.
+    parts = urlsplit(broker_url)
+    wrong = parts._replace(netloc=f"{parts.username or 'guest'}:not-the-pw-7@{parts.hostname}:{parts.port or 5672}")
+    code, output = eda.run("outbox", "relay", EDA_BROKER_URL=wrong.geturl())
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and lines[-1].startswith("error: ") and "access refused" in lines[-1], output
+    assert "not-the-pw-7" not in output and "Traceback" not in output, output
