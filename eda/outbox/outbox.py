@@ -11,6 +11,7 @@ only if that transaction commits.
 import sqlite3
 import time
 
+from eda import tracing
 from eda.contracts.envelope import Event, encode
 from eda.errors import ConfigError
 from eda.outbox.tables import PostgresTable, SqliteTable, connect_postgres, connect_sqlite
@@ -76,6 +77,7 @@ class Outbox:
         the CloudEvent to the outbox in ``conn``'s current transaction; return the event, whose id is
         the one consumers will see. Nothing is published until that transaction commits."""
         built, wire = python_event(event, data, self.source, correlation_id)
+        tracing.stamp(built)  # with tracing on, the relay's publish joins the caller's trace
         body = encode(built, wire)
         row = (built.id, built.type, built.source, built.correlation_id, body)
         if self.engine == "sqlite":

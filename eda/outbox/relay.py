@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 
+from eda import tracing
 from eda.connection import open_connection
 from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable, ConfigError, PublishError
@@ -54,6 +55,7 @@ class Relay:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        tracing.setup("eda-outbox-relay")  # on only where OTEL_TRACES_EXPORTER asks
         if self.metrics:
             from eda.metrics import outbox_pending, start_server
 

@@ -18,6 +18,7 @@ from eda.outbox import Outbox
 from eda.settings import Settings
 from tests.integration.test_metrics import free_port, sample, scrape
 from tests.integration.test_supervisor import supervisord  # noqa: F401 (a fixture)
+from tests.integration.test_tracing import spans_dir, traced  # noqa: F401 (fixtures)
 from tests.support import TcpProxy, wait_until
 
 pytestmark = pytest.mark.integration
@@ -367,3 +368,40 @@ def test_a_broker_that_refuses_the_login_is_one_line_and_exit_2(eda, env, broker
     lines = [line for line in output.splitlines() if line.strip()]
     assert code == 2 and lines[-1].startswith("error: ") and "access refused" in lines[-1], output
     assert "not-the-pw-7" not in output and "Traceback" not in output, output
+
+
+CHECKOUT = '''
+from opentelemetry import trace
+from eda import Settings, tracing
+from eda.outbox import Outbox
+
+outbox = Outbox(Settings.from_env(), source="shop/web")
+tracing.setup("shop-web")
+with trace.get_tracer("shop").start_as_current_span("checkout"):
+    with outbox.connect() as conn:
+        print(outbox.add(conn, "stock-replenished", {"sku": "SKU-1", "quantity": 5}).id)
+'''
+
+
+def test_with_tracing_on_the_relays_publish_joins_the_trace_of_the_transaction_that_added_it(
+        eda, broker, pg_app, traced, spans_dir):
+    import subprocess
+    import sys
+
+    from tests.integration.test_tracing import named, spans, wait_for_spans
+
+    spy = broker.spy()
+    # Given an application that adds an event inside its own span, traced
+    done = subprocess.run([sys.executable, "-c", CHECKOUT], env={**pg_app.env, **traced}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    event_id = done.stdout.split()[-1]
+    [checkout] = wait_for_spans(spans_dir, named("checkout"), what="the application's span")
+    # When a traced relay publishes it
+    relay(eda, pg_app, **traced)
+    [event] = spy.wait_for("stock.replenished", timeout=30)
+    # Then the event carries that trace, and the relay's publish span is in it
+    assert event["id"] == event_id and event["traceparent"].split("-")[1] == checkout["trace_id"]
+    [publish] = wait_for_spans(spans_dir, named("publish stock.replenished"), what="the relay's publish span")
+    assert publish["trace_id"] == checkout["trace_id"] and publish["service"] == "eda-outbox-relay"
+    assert {s["trace_id"] for s in spans(spans_dir)} == {checkout["trace_id"]}
