@@ -27,6 +27,9 @@ log = logging.getLogger("eda.store")
 CONNECT_TIMEOUT = 5  # seconds to open one connection (a host that does not answer)
 WAIT_TIMEOUT = 5.0  # seconds a handler waits for a pooled connection before its event fails (transient)
 FAIL_FAST = 1.0  # after a lost database, the runtime's record lookups fail at once for this long
+# The pool retries a lost connection with a doubling delay; giving up after this long lets the next
+# handler that asks start a fresh attempt, so a worker is back within seconds of its database.
+RECONNECT_TIMEOUT = 10.0
 PROCESSED = """
 CREATE TABLE IF NOT EXISTS processed (store TEXT NOT NULL, event_id TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, event_id));
@@ -98,6 +101,7 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._pool = ConnectionPool(url, kwargs=extra, min_size=1, max_size=max(2, pool_size),
                                     configure=self._configure, timeout=WAIT_TIMEOUT, name=f"eda-{name}",
+                                    reconnect_timeout=RECONNECT_TIMEOUT,
                                     open=False)
         self._pool.open(wait=False)
 

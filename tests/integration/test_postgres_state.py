@@ -184,9 +184,10 @@ def test_status_shows_the_database_without_its_password(eda, env, database):
 
 
 def test_a_database_outage_fails_events_as_transient_and_the_worker_recovers(eda, broker, namespace, database):
-    # Given an inventory worker whose database is reached through a relay the test can cut, and stock
+    # Given inventory and shipping (whose processed-event record the runtime reads on its I/O thread)
+    # with their database reached through a relay the test can cut, and stock
     outage = pg.Outage()
-    worker = eda.worker("inventory", EDA_DATABASE_URL=outage.url(database))
+    worker = eda.worker("inventory", "shipping", EDA_DATABASE_URL=outage.url(database))
     spy = broker.spy()
     [replenished] = eda.publish("stock-replenished", {"sku": "SKU-O", "quantity": 10})
     worker.wait_for_log(lambda r: handled("stock.replenished")(r) and r.get("event_id") == replenished, timeout=60)
@@ -194,9 +195,12 @@ def test_a_database_outage_fails_events_as_transient_and_the_worker_recovers(eda
     outage.down()
     during = [cloud_event("payment.succeeded", paid(f"ord-o{n}", "SKU-O")) for n in range(3)]
     broker.publish_all(("payment.succeeded", b, {}, {"message_id": b["id"]}) for b in during)
+    reserved = cloud_event("inventory.reserved", {"orderId": "ord-o-x", "items": [{"sku": "SKU-O", "quantity": 1}]})
+    broker.publish("inventory.reserved", reserved, message_id=reserved["id"])
     # Then each is retried (EDA_RETRY_DELAYS=200ms,400ms) and dead-lettered with the reason; nothing is lost
     wait_until(lambda: broker.depth(f"{namespace}.inventory.dlq") == 3, timeout=90, message="3 dead letters")
-    letters = broker.dead_letters("inventory")
+    wait_until(lambda: broker.depth(f"{namespace}.shipping.dlq") == 1, timeout=90, message="shipping's dead letter")
+    letters = broker.dead_letters("inventory") + broker.dead_letters("shipping")
     assert all(str(l.headers["eda-exception-type"]).endswith("StoreUnavailable") for l in letters), letters
     assert all(l.headers["eda-retry-count"] == 2 for l in letters)
     # and the worker kept its broker connection
@@ -206,6 +210,6 @@ def test_a_database_outage_fails_events_as_transient_and_the_worker_recovers(eda
     outage.up()
     after = cloud_event("payment.succeeded", paid("ord-o-after", "SKU-O"))
     broker.publish("payment.succeeded", after, message_id=after["id"])
-    spy.wait_for("inventory.reserved", where=lambda e: e["data"]["orderId"] == "ord-o-after", timeout=60)
+    spy.wait_for("order.shipped", where=lambda e: e["data"]["orderId"] == "ord-o-after", timeout=60)
     assert stock(database, namespace, "SKU-O") == 9
     outage.down()
