@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from benchmarks.bench import Bench, eda_worker, order_event, stop, wait_for
@@ -48,12 +49,15 @@ def start_gateway(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([*command, "gateway", "--port", str(port), "--latency", str(latency)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def listening():
+    def answering():  # its socket listens before its loop serves (imports take a while): ask it
         if proc.poll() is not None:
             raise RuntimeError(f"eda gateway exited {proc.returncode}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-    wait_for(listening, 30, "eda gateway listening")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+    wait_for(answering, 60, "eda gateway answering", interval=0.1)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -139,7 +143,7 @@ def measure(bench: Bench, quick: bool, levels=LEVELS, styles=None, step=lambda w
                 step(f"waiting: eda worker {STYLES[style][0]} ({style}), concurrency {c}, {n} orders")
                 with PaymentRun(bench, style, c, url) as run:
                     row = drain(bench, run, sink, n)
-                    rate = LOAD_SHARE * min(c / LATENCY, results["gateway"][str(c)]["rate"])
+                    rate = max(1.0, LOAD_SHARE * min(c / LATENCY, results["gateway"][str(c)]["rate"]))
                     step(f"waiting: latency at {rate:,.0f} orders/s")
                     row["timed"] = timed(bench, run, rate, seconds * 2)
                 rows[str(c)] = row
