@@ -112,3 +112,12 @@ def test_the_payment_worker_charges_over_no_more_connections_than_its_concurrenc
     assert len(spy.wait_for("payment.succeeded", count=40, timeout=60)) == 40
     assert gateway.simulation.charges == 40
     assert 1 <= gateway.connections <= 4
+
+
+def test_a_gateway_url_that_is_not_http_is_a_config_error(eda):
+    # Given a payment worker whose gateway URL is not http(s), when it starts
+    code, output = eda.run("worker", "payment", EDA_PAYMENT_GATEWAY_URL="ftp://gateway.example")
+    # Then it says so in one line and exits 2
+    assert code == 2, output
+    assert output.strip().splitlines()[-1] == "error: payment gateway URL: not an http(s) URL: 'ftp://gateway.example'"
+    assert "Traceback" not in output
