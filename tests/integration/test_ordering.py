@@ -12,6 +12,7 @@ import kombu
 import pika
 import pytest
 
+from eda import Producer, Settings
 from eda.topology import Topology
 from tests.support import eda_command, handled, wait_until
 
@@ -185,9 +186,10 @@ def test_events_from_another_amqp_client_with_the_documented_header_land_in_thei
     assert all(by_account[a] == [1, 2] for a in accounts), dict(by_account)
 
 
-def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker, namespace, make_order):
+def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker, broker_url, namespace, make_order):
     # Given the shop's payment, inventory and ledger workers, and stock for one order
     worker = eda.worker("payment", "inventory", "ledger")
+    spy = broker.spy("payment.#")
     eda.publish("stock-replenished", {"sku": "SKU-1", "quantity": 1})
     # When two users order, the second when the stock is gone
     eda.publish("order-placed", make_order("o-first", amount="30.00", userId="u-1"))
@@ -199,6 +201,18 @@ def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker
                         what="u-2's refund in the ledger")
     lines = [r.get("message") for r in worker.records if r.get("worker") == "ledger" and r.get("user_id") == "u-2"]
     assert lines == ["charge of u-2 20.00: balance 20.00", "refund of u-2 20.00: balance 0.00"]
+    # and payment's reactions carried the user id in the partition key header
+    for event in spy.of_type("payment.succeeded") + spy.of_type("payment.refunded"):
+        assert spy.message_of(event["id"]).headers["eda-partition-key"] == event["data"]["userId"]
+    # When an application publishes a charge with the Producer API
+    with Producer(Settings(broker_url=broker_url, namespace=namespace), source="test/app") as producer:
+        sent = producer.publish("payment-succeeded", {"order_id": "o-third", "payment_id": "p-3", "amount": "5.00",
+                                                      "user_id": "u-3", "items": [{"sku": "SKU-1", "quantity": 1}]})
+    # Then it carries the header too, and the ledger applies it
+    spy.wait_for("payment.succeeded", where=lambda e: e["id"] == sent.id)
+    assert spy.message_of(sent.id).headers["eda-partition-key"] == "u-3"
+    worker.wait_for_log(lambda r: r.get("message") == "charge of u-3 5.00: balance 5.00", timeout=60,
+                        what="u-3's charge in the ledger")
     assert broker.depth(f"{namespace}.ledger.dlq") == 0
 
 
