@@ -164,7 +164,10 @@ class PartitionedConsumer(WorkerConsumer):
             self._next(partition)
 
     def wake_in(self) -> float | None:
-        """Seconds until the earliest retry is due (the I/O loop wakes then), or None."""
+        """Seconds until the earliest retry is due (the I/O loop wakes then), or None. None too while
+        nothing may start: a finishing handler wakes the loop, and a due retry must not make it spin."""
+        if not self._may_start():
+            return None
         dues = [p.due for p in self.partitions if p.due is not None]
         return max(0.0, min(dues) - time.monotonic()) if dues else None
 
