@@ -19,6 +19,15 @@ from collections import deque
 log = logging.getLogger("eda.worker")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where installed (less CPU per wake-up and per socket operation), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class HandlerLoop:
     """An event loop thread running ``run(item)`` (a coroutine function) as one task per submitted item."""
 
@@ -27,7 +36,7 @@ class HandlerLoop:
         self._pending = deque()  # submitted by the I/O thread, not yet started on the loop
         self._scheduled = False  # a call to _start_pending is on its way to the loop
         self._tasks = set()  # strong references: the loop keeps only weak ones to running tasks
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 

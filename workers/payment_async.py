@@ -1,0 +1,168 @@
+"""The payment worker with ``async def`` handlers: the same worker, its gateway calls awaited on an event loop.
+
+    eda --app workers.payment_async worker payment
+
+It is named ``payment`` on purpose: the same queue, contracts, settings and state (the ``charges`` and
+``refunds`` tables) as ``workers.payment.Payment``, so a deployment switches between the two styles
+without moving queued orders or losing the record of charges, and a sync and an async instance may
+even share one queue. ``--app`` (``EDA_APP``) picks it: an app's workers win over installed ones.
+
+Each call awaits the gateway over aiohttp's keep-alive connection pool (at most ``--concurrency``
+connections), so hundreds of orders can wait on the gateway at once without a thread each. State
+stays in the worker's store: SQLite calls are short and made on the loop; PostgreSQL ones go to a
+thread, as a network round trip must not stop the loop.
+"""
+
+import asyncio
+
+import aiohttp
+import orjson
+
+from eda import PermanentError, handles
+from eda.breaker import Breaker
+from eda.errors import GatewayError
+from eda.store import open_store
+from workers import gateway as gateways
+from workers import payment  # the module, not its class: discovery would see two workers named payment
+
+
+class AsyncHttpGateway:
+    """The gateway's HTTP JSON API through an aiohttp session; made on the loop that awaits its calls.
+
+    At most ``pool_size`` keep-alive connections; a call takes at most ``timeout`` seconds in all (a new
+    connection at most CONNECT_TIMEOUT of them). Answers map as the sync client's do: 5xx, timeouts and
+    refused connections raise GatewayError (transient, counted by the breaker), 402 is a decline,
+    another 4xx a PermanentError."""
+
+    def __init__(self, base_url: str, timeout: float, pool_size: int):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=pool_size),
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, gateways.CONNECT_TIMEOUT)))
+
+    async def request(self, path: str, body: dict, key: str) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        try:
+            async with self.session.post(self.base_url + path, data=orjson.dumps(body), headers=headers,
+                                         allow_redirects=False) as resp:
+                status, data = resp.status, await resp.read()
+        except asyncio.TimeoutError:
+            raise GatewayError(f"gateway at {self.base_url} did not answer within {self.timeout:g}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise GatewayError(f"gateway at {self.base_url} unreachable: {exc}") from None
+        try:
+            payload = orjson.loads(data or b"{}")
+        except ValueError:
+            payload = {}
+        return status, payload if isinstance(payload, dict) else {}
+
+    async def charge(self, order_id: str, amount, currency: str) -> gateways.Answer:
+        body = {"orderId": order_id, "amount": str(amount), "currency": currency}
+        return gateways._answer(*await self.request("/charges", body, order_id), what=f"charge of order {order_id}")
+
+    async def refund(self, order_id: str, payment_id: str, amount) -> gateways.Answer:
+        body = {"orderId": order_id, "paymentId": payment_id, "amount": str(amount)}
+        return gateways._answer(*await self.request("/refunds", body, f"refund-{order_id}"),
+                                what=f"refund of order {order_id}")
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class InProcessAsyncGateway(AsyncHttpGateway):
+    """The simulation in process (no EDA_PAYMENT_GATEWAY_URL), its latency awaited."""
+
+    def __init__(self, simulation: gateways.Simulation):
+        self.simulation = simulation
+
+    async def request(self, path, body, key):
+        return await self.simulation.handle_async(path, body, key)
+
+    async def close(self) -> None:
+        pass
+
+
+class AsyncPayment(payment.Payment):
+    """``payment.Payment`` with coroutine handlers: same settings, state and reactions."""
+
+    inline = False  # coroutines run on the worker's event loop, whatever the gateway
+
+    async def setup(self):
+        from eda.metrics import watch_breaker
+
+        if self.payment_gateway_url:
+            self.gateway = AsyncHttpGateway(self.payment_gateway_url, self.gateway_timeout, self.settings.concurrency)
+        else:
+            self.gateway = InProcessAsyncGateway(gateways.Simulation())
+        self.breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
+                               listeners=[payment.BreakerLog(self.log)], name="payment-gateway")
+        watch_breaker(self.breaker)
+        self.store = open_store(self.settings, "payment", payment.SCHEMA)
+
+    async def teardown(self):
+        await self.gateway.close()
+        self.store.close()
+
+    async def _stored(self, func, *args):
+        """A state call: on the loop for SQLite (short, local), on a thread for a database over the network."""
+        if getattr(self.store, "backend", "sqlite") == "sqlite":
+            return func(*args)
+        return await asyncio.to_thread(func, *args)
+
+    @handles("order.placed")
+    async def charge(self, event, ctx):
+        """As ``Payment.charge``: a recorded charge is re-published; else the gateway charges the order (its id
+        as idempotency key) and one transaction records the answer, or finds the one a copy recorded."""
+        order = event.data
+        charge = await self._stored(self._charge_of, order["order_id"])
+        if charge is None:
+            answer = await self.breaker.call_async(self.gateway.charge, order["order_id"], order["total_amount"],
+                                                   order["currency"])
+            charge = await self._stored(self._record_charge, order, answer)
+        if charge["status"] == "succeeded":
+            ctx.publish("payment.succeeded", {
+                "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
+                "currency": order["currency"], "items": order["items"]})
+        else:
+            ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
+
+    @handles("order.cancelled")
+    async def refund(self, event, ctx):
+        order_id = event.data["order_id"]
+        charge = await self._stored(self._refund_state, order_id)
+        if charge is None or charge["status"] != "succeeded":
+            self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
+            return
+        if charge["refund_id"] is None:
+            answer = await self.breaker.call_async(self.gateway.refund, order_id, charge["payment_id"],
+                                                   charge["amount"])
+            if not answer.succeeded:
+                raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
+            await self._stored(self._record_refund, order_id, answer.id)
+        ctx.publish("payment.refunded", {"order_id": order_id, "payment_id": charge["payment_id"],
+                                         "amount": charge["amount"]})
+
+    # The same statements as payment.Payment's, on the same tables.
+
+    def _record_charge(self, order: dict, answer) -> dict:
+        with self.store.transaction() as tx:
+            rows = tx.execute(
+                "INSERT INTO charges (order_id, status, payment_id, reason, amount, currency) "
+                f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING {payment.CHARGE}",
+                (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
+                 order["currency"])).fetchall()
+            if not rows:  # recorded meanwhile by a copy of this event: that answer stands
+                rows = tx.execute(f"SELECT {payment.CHARGE} FROM charges WHERE order_id = ?",
+                                  (order["order_id"],)).fetchall()
+        return dict(zip(payment.CHARGE_FIELDS, rows[0]))
+
+    def _refund_state(self, order_id: str) -> dict | None:
+        rows = self.store.read(f"SELECT {payment.CHARGE}, refunds.refund_id FROM charges LEFT JOIN refunds "
+                               "USING (order_id) WHERE order_id = ?", (order_id,))
+        return dict(zip((*payment.CHARGE_FIELDS, "refund_id"), rows[0])) if rows else None
+
+    def _record_refund(self, order_id: str, refund_id: str) -> None:
+        with self.store.transaction() as tx:
+            tx.execute("INSERT INTO refunds (order_id, refund_id) VALUES (?, ?) ON CONFLICT (order_id) DO NOTHING",
+                       (order_id, refund_id))
