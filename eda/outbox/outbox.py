@@ -76,20 +76,21 @@ class Outbox:
         """Validate ``data`` (snake_case keys, Python values, as ``Producer.publish`` takes it) and write
         the CloudEvent to the outbox in ``conn``'s current transaction; return the event, whose id is
         the one consumers will see. Nothing is published until that transaction commits."""
+        sqlite = self.engine == "sqlite"
+        if sqlite and not isinstance(conn, (sqlite3.Connection, sqlite3.Cursor)):
+            raise self._wrong_connection(conn)
+        if not sqlite:
+            import psycopg
+
+            # An AsyncConnection's execute() is a coroutine: taking one would write nothing, silently.
+            if not isinstance(conn, (psycopg.Connection, psycopg.Cursor)):
+                raise self._wrong_connection(conn)
         built, wire = python_event(event, data, self.source, correlation_id)
         tracing.stamp(built)  # with tracing on, the relay's publish joins the caller's trace
-        body = encode(built, wire)
-        row = (built.id, built.type, built.source, built.correlation_id, body)
-        if self.engine == "sqlite":
-            if not isinstance(conn, (sqlite3.Connection, sqlite3.Cursor)):
-                raise self._wrong_connection(conn)
+        row = (built.id, built.type, built.source, built.correlation_id, encode(built, wire))
+        if sqlite:
             conn.execute(self.table.insert_sql, (*row, time.time()))
             return built
-        import psycopg
-
-        # An AsyncConnection's execute() is a coroutine: taking one would write nothing, silently.
-        if not isinstance(conn, (psycopg.Connection, psycopg.Cursor)):
-            raise self._wrong_connection(conn)
         try:
             conn.execute(self.table.insert_sql, row)
         except psycopg.errors.UndefinedTable:
