@@ -68,7 +68,19 @@ def test_there_is_one_service_per_registered_worker_running_it_with_a_valid_comm
         assert command.name == "worker"
         assert set(params["names"]) <= set(discovery.discover()), f"{name} runs an unknown worker"
         named.extend(params["names"])
-    assert sorted(named) == sorted(discovery.discover())
+    assert set(named) == set(discovery.discover())
+
+
+def test_payment_and_inventory_run_two_instances_sharing_one_database(services):
+    # Two instances of a worker agree on one truth only through a shared state database (issue 9)
+    workers = worker_services(services)
+    for worker in ("payment", "inventory"):
+        instances = [s for s in workers.values() if parse_command_line(s["command"])[1]["names"] == (worker,)]
+        assert len(instances) == 2, worker
+        urls = {environment(s).get("EDA_DATABASE_URL") for s in instances}
+        assert len(urls) == 1 and urlsplit(urls.pop()).hostname == "postgres"
+        assert all("postgres" in s["depends_on"] for s in instances)
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
 
 
 def test_every_eda_setting_in_the_compose_file_is_a_valid_setting(services):
