@@ -98,7 +98,7 @@ class PostgresStore:
         self._setup(url, extra, schema)
         self._failed_at = None
         self._writes = 0
-        self._lock = threading.Lock()
+        self._checking = threading.Lock()
         self._pool = ConnectionPool(url, kwargs=extra, min_size=1, max_size=max(2, pool_size),
                                     configure=self._configure, timeout=WAIT_TIMEOUT, name=f"eda-{name}",
                                     reconnect_timeout=RECONNECT_TIMEOUT,
@@ -135,7 +135,8 @@ class PostgresStore:
             self._failed_at = time.monotonic()
             # Connections of the pool idle since the database went away are dead too: replace them now,
             # so that the retried events find working ones.
-            threading.Thread(target=self._check, daemon=True).start()
+            if self._checking.acquire(blocking=False):  # one check at a time, however many handlers fail
+                threading.Thread(target=self._check, daemon=True).start()
             raise StoreUnavailable(f"the state database {self.location} is unavailable: "
                                    f"{one_line(exc, self._password)}") from None
         self._failed_at = None
@@ -145,6 +146,8 @@ class PostgresStore:
             self._pool.check()
         except Exception:  # noqa: BLE001 - the pool reconnects by itself; this only hurries it
             pass
+        finally:
+            self._checking.release()
 
     @contextmanager
     def transaction(self):
