@@ -24,7 +24,11 @@ from eda.runtime.consumer import Delivery, WorkerConsumer
 
 log = logging.getLogger("eda.worker")
 
-MAX_PREFETCH = 32  # deliveries held per partition: they wait in order there, so few are enough
+# Deliveries held per partition: one. The broker then sends a partition's next event only once it has
+# taken the ack of the one before, so a crash repeats at most the last event of a key, never an earlier
+# one (with more held, acks written but lost with the process would send several back). The cost is a
+# round trip per event within a partition; the partitions run side by side.
+MAX_PREFETCH = 1
 
 
 def check_ordered(worker_class) -> None:

@@ -71,7 +71,7 @@ def test_two_instances_handle_each_accounts_events_in_order_through_a_stop(stop,
     publisher = eda.start("publish", "account-changed", "--file", str(lines), EDA_APP=APP)
     # and the instance handling them is killed with SIGKILL mid-way (or stopped with SIGTERM: it finishes
     # what runs, and what it holds unstarted returns to the partitions in order when it disconnects)
-    wait_until(lambda: len(handled_lines(record)) >= 500, timeout=240, message="500 events handled")
+    wait_until(lambda: len(handled_lines(record)) >= 300, timeout=240, message="300 events handled")
     counts = defaultdict(int)
     for pid, _, _ in handled_lines(record):
         counts[pid] += 1
@@ -100,7 +100,8 @@ def test_two_instances_handle_each_accounts_events_in_order_through_a_stop(stop,
         assert seqs[-1] == SEQS, (account, seqs)
     assert len(handled_lines(record)) - len(expected) <= 8  # at most the one in flight per partition again
     assert broker.depth(f"{namespace}.accounts.dlq") == 0
-    assert survivor.count(lambda r: str(r.get("message", "")).startswith("failed; retrying in place")) >= 1
+    retried = lambda r: str(r.get("message", "")).startswith("failed; retrying in place")  # noqa: E731
+    assert first.count(retried) + second.count(retried) >= 1  # the transient failures were retried in place
     doc = status_json(env, EDA_APP=APP)
     assert all(p["consumers"] == 1 and p["active"] and p["messages"] == 0 for p in partitions(doc)), doc
 
