@@ -166,3 +166,20 @@ def test_the_handler_loop_runs_an_async_setup_on_its_own_loop():
         assert loop.call(lambda: "plain") == "plain"
     finally:
         loop.shutdown()
+
+
+def test_the_shops_async_payment_charges_and_refunds_on_the_test_bus():
+    from workers.payment_async import AsyncPayment
+
+    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
+             "items": [{"sku": "S-1", "quantity": 1, "unit_price": "10.00"}]}
+    with TestBus(AsyncPayment) as bus:
+        bus.publish("order.placed", order)
+        bus.publish("order.placed", order)  # a copy: answered from the record, not charged again
+        bus.publish("order.cancelled", {"order_id": "o-1", "reason": "changed my mind"})
+        paid = bus.published("payment.succeeded")
+        assert len(paid) == 2 and len({e.data["payment_id"] for e in paid}) == 1
+        assert bus.worker("payment").gateway.simulation.charges == 1
+        [refunded] = bus.published("payment.refunded")
+        assert refunded.data["payment_id"] == paid[0].data["payment_id"]
+        assert bus.dead_letters() == []
