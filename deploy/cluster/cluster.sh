@@ -85,7 +85,7 @@ wait_for() {  # wait_for WHAT COMMAND...: retry COMMAND until it succeeds or STA
   local what=$1; shift
   local deadline=$((SECONDS + START_TIMEOUT))
   until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || die "$what: not done within ${START_TIMEOUT}s (logs: $DIR/node*/log)"
+    [ "$SECONDS" -lt "$deadline" ] || die "$what: not done within ${START_TIMEOUT}s (logs: $DIR/node*/log; \`$0 stop\` stops the nodes and removes them)"
     sleep 0.5
   done
 }
