@@ -126,7 +126,7 @@ class AsyncPayment(payment.Payment):
         if charge["status"] == "succeeded":
             ctx.publish("payment.succeeded", {
                 "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
-                "currency": order["currency"], "items": order["items"]})
+                "currency": order["currency"], "items": order["items"], "user_id": order["user_id"]})
         else:
             ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
 
@@ -144,7 +144,7 @@ class AsyncPayment(payment.Payment):
                 raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
             await self._stored(self._record_refund, order_id, answer.id)
         ctx.publish("payment.refunded", {"order_id": order_id, "payment_id": charge["payment_id"],
-                                         "amount": charge["amount"]})
+                                         "amount": charge["amount"], "user_id": event.data.get("user_id")})
 
     # The same statements as payment.Payment's, on the same tables.
 

@@ -183,3 +183,23 @@ def test_the_shops_async_payment_charges_and_refunds_on_the_test_bus():
         [refunded] = bus.published("payment.refunded")
         assert refunded.data["payment_id"] == paid[0].data["payment_id"]
         assert bus.dead_letters() == []
+
+
+def test_the_async_payment_publishes_what_the_threaded_one_does():
+    # Given both styles of the shop's payment worker, each on a bus of its own
+    from workers.payment import Payment
+    from workers.payment_async import AsyncPayment
+
+    reactions = []
+    for worker in (Payment, AsyncPayment):
+        with TestBus(worker) as bus:
+            for i, amount in enumerate(("10.00", "20000.00")):  # paid, declined
+                order = {"order_id": f"o-{i}", "user_id": "u-1", "total_amount": amount,
+                         "items": [{"sku": "S-1", "quantity": 1, "unit_price": amount}]}
+                bus.publish("order.placed", order)
+                bus.publish("order.cancelled", {"order_id": f"o-{i}", "reason": "changed my mind", "user_id": "u-1"})
+            reactions.append([(e.type, {k: v for k, v in e.data.items() if k not in ("payment_id",)})
+                              for e in bus.published() if e.type.startswith("payment.")])
+    # Then the same reactions with the same data (but the gateway's fresh ids)
+    assert reactions[0] == reactions[1]
+    assert [t for t, _ in reactions[0]] == ["payment.succeeded", "payment.refunded", "payment.failed"]
