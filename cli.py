@@ -6,15 +6,16 @@ import sys
 
 import click
 
-from eda.cli_support import (COMMON, WORKER, Group, WorkerCommand, complete_events, complete_workers, own_options,
-                             settings_options)
+from eda.cli_support import (COMMON, WORKER, Group, WorkerCommand, app_option, complete_events, complete_workers,
+                             own_options, settings_options)
 from eda.errors import ConfigError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="eda")
 @click.option("--app", envvar="EDA_APP", show_envvar=True, metavar="MODULE[,MODULE...]",
               help="Modules to import first (the current directory first on the path): a project's contracts "
-                   "and workers, found without installing it.")
+                   "and workers, found without installing it. Every command that knows events or workers "
+                   "takes it too.")
 def main(app):
     """eda: event-driven workers on RabbitMQ.
 
@@ -30,6 +31,7 @@ def main(app):
 @main.command(cls=WorkerCommand, short_help="Run named workers until stopped.")
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @settings_options(*COMMON, *WORKER)
+@app_option
 def worker(names, settings, **own):
     """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT. The settings a worker
     declares itself are options too: `eda worker NAME --help` shows them."""
@@ -56,6 +58,7 @@ def worker(names, settings, **own):
 @click.option("--correlation-id", help="Correlation id of the events (default: each event's own id).")
 @click.option("--source", default="eda/cli", show_default=True, help="CloudEvents source attribute.")
 @settings_options(*COMMON)
+@app_option
 def publish(event, data, file, correlation_id, source, settings):
     """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it."""
     from eda.publishing.batch import events_from_input, publish_confirmed
@@ -74,6 +77,7 @@ def topology():
 
 @topology.command("declare")
 @settings_options(*COMMON, "retry_delays", "queue_type", "delivery_limit")
+@app_option
 def topology_declare(settings):
     """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
     from eda.connection import open_connection
@@ -101,6 +105,7 @@ def dlq():
 @dlq.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per worker.")
 @settings_options(*COMMON)
+@app_option
 def dlq_list(as_json, settings):
     """Every known worker's DLQ with the number of events in it."""
     from eda.dlq import depth_table, open_dead_letters
@@ -118,6 +123,7 @@ def dlq_list(as_json, settings):
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print each dead event as one line of JSON.")
 @settings_options(*COMMON)
+@app_option
 def dlq_show(worker, limit, as_json, settings):
     """The dead events of WORKER with their reasons; they stay in the DLQ."""
     from eda.dlq import as_json as to_json, count, describe, open_dead_letters
@@ -137,6 +143,7 @@ def dlq_show(worker, limit, as_json, settings):
 @click.option("--id", "event_id", help="Replay only the event with this id.")
 @click.option("--dry-run", is_flag=True, help="List what would be replayed; move nothing.")
 @settings_options(*COMMON)
+@app_option
 def dlq_replay(worker, limit, event_id, dry_run, settings):
     """Move dead events back to WORKER's own queue, failure headers removed and attempts reset."""
     from eda.dlq import count, open_dead_letters
@@ -158,6 +165,7 @@ def dlq_replay(worker, limit, event_id, dry_run, settings):
 @click.argument("worker", shell_complete=complete_workers)
 @click.option("--yes", is_flag=True, help="Confirm that the dead events are deleted for good.")
 @settings_options(*COMMON)
+@app_option
 def dlq_purge(worker, yes, settings):
     """Delete every dead event of WORKER for good."""
     from eda.dlq import count, open_dead_letters
@@ -171,6 +179,7 @@ def dlq_purge(worker, yes, settings):
 
 
 @main.command()
+@app_option
 def events():
     """List the event contracts: name, routing key, fields (* required) and consumers."""
     from eda import discovery
@@ -189,6 +198,7 @@ def events():
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: healthy, problems, queues.")
 @settings_options(*COMMON, "retry_delays")
+@app_option
 def status(names, as_json, settings):
     """Every worker's queue, retry queues and DLQ (or those of the named workers) with their message
     and consumer counts. Exits 1 when a DLQ holds events or a work queue has no consumer."""
@@ -217,6 +227,7 @@ def contracts():
 
 @contracts.command("show")
 @click.argument("event", shell_complete=complete_events)
+@app_option
 def contracts_show(event):
     """The JSON Schema of EVENT's CloudEvent: the envelope with the schema of its data inside."""
     from eda.contracts.export import event_schema
@@ -230,6 +241,7 @@ def contracts_show(event):
               show_default=True, help="JSON Schema of every event, or an AsyncAPI 3.0 document of the bus.")
 @click.option("-o", "--output", type=click.File("w"), default="-", help="Write to this file [default: stdout].")
 @settings_options("namespace")
+@app_option
 def contracts_export(fmt, output, settings):
     """Export every contract as one JSON document (the namespace names the exchange and queues)."""
     from eda.contracts.export import asyncapi_document, jsonschema_document
@@ -248,6 +260,7 @@ def contracts_export(fmt, output, settings):
 @click.option("--count", type=click.IntRange(min=1), help="Exit after this many events.")
 @click.option("--timeout", type=float, help="Exit after this many seconds.")
 @settings_options(*COMMON)
+@app_option
 def tail(pattern, as_json, count, timeout, settings):
     """Show events matching a topic PATTERN (default '#') live, through a temporary queue."""
     from eda.connection import open_connection

@@ -64,7 +64,9 @@ def _import_app(name: str):
     except ImportError as exc:
         if exc.name and name.startswith(exc.name):
             raise ConfigError(f"--app (EDA_APP): cannot import {name!r}: {exc}") from None
-        raise
+        raise ConfigError(f"--app (EDA_APP): importing {name!r} failed: {type(exc).__name__}: {exc}") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"--app (EDA_APP): {name!r} is not valid Python: {exc}") from None
 
 
 def load() -> None:

@@ -105,6 +105,17 @@ def test_a_project_run_through_eda_app_sends_invoices(eda, broker, project, bill
     invoices_are_sent(eda, broker, EDA_APP="contracts,workers")
 
 
+def test_every_command_that_knows_events_takes_app_too(eda, project):
+    eda.cwd = project
+    code, output = eda.run("events", "--app", "contracts,workers")
+    assert code == 0 and "invoice-requested" in output, output
+    code, output = eda.run("contracts", "show", "invoice-requested", "--app", "contracts")
+    assert code == 0 and '"const": "invoice.requested"' in output, output
+    code, output = eda.run("events", "--app", "contracts,nowhere")
+    assert code == 2 and lines_of(output)[-1] == \
+        "error: --app (EDA_APP): cannot import 'nowhere': No module named 'nowhere'", output
+
+
 def test_a_project_installed_with_pip_is_found_through_its_entry_points(eda, broker, project, tmp_path,
                                                                         billing_queues):
     site = tmp_path / "site"
