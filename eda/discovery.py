@@ -53,7 +53,7 @@ def _workers_in(module) -> None:
         _add(value, module.__name__)
     for info in pkgutil.iter_modules(getattr(module, "__path__", ())):
         if not info.name.startswith("_"):
-            sub = importlib.import_module(f"{module.__name__}.{info.name}")
+            sub = _import_app(f"{module.__name__}.{info.name}")
             for value in list(vars(sub).values()):
                 _add(value, sub.__name__)
 
