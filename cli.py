@@ -6,16 +6,17 @@ import sys
 
 import click
 
-from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, complete_events,
-                             complete_workers, own_options, settings_options)
 from eda import tracing
+from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, complete_events,
+                             complete_workers, own_options, settings_options)
 from eda.errors import ConfigError, ContractError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="eda")
 @click.option("--app", envvar="EDA_APP", show_envvar=True, metavar="MODULE[,MODULE...]",
               help="Modules to import first (the current directory first on the path): a project's contracts "
-                   "and workers, found without installing it.")
+                   "and workers, found without installing it. Every command that knows events or workers "
+                   "takes it too.")
 def main(app):
     """eda: event-driven workers on RabbitMQ.
 
@@ -31,6 +32,7 @@ def main(app):
 @main.command(cls=WorkerCommand, short_help="Run named workers until stopped.")
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @settings_options(*COMMON, *WORKER)
+@app_option
 def worker(names, settings, **own):
     """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT. The settings a worker
     declares itself are options too: `eda worker NAME --help` shows them."""
@@ -58,6 +60,7 @@ def worker(names, settings, **own):
 @click.option("--correlation-id", help="Correlation id of the events (default: each event's own id).")
 @click.option("--source", default="eda/cli", show_default=True, help="CloudEvents source attribute.")
 @settings_options(*COMMON)
+@app_option
 def publish(event, data, file, correlation_id, source, settings):
     """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it.
     Every event is validated before the first is published: an invalid one publishes nothing."""
@@ -85,6 +88,7 @@ def topology():
 
 @topology.command("declare")
 @settings_options(*COMMON, "retry_delays", "queue_type", "delivery_limit", "partitions")
+@app_option
 def topology_declare(settings):
     """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
     from eda.connection import open_connection
@@ -117,6 +121,7 @@ def dlq():
 @dlq.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per worker.")
 @settings_options(*COMMON)
+@app_option
 def dlq_list(as_json, settings):
     """Every known worker's DLQ with the number of events in it."""
     from eda.dlq import depth_table, open_dead_letters
@@ -134,6 +139,7 @@ def dlq_list(as_json, settings):
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print each dead event as one line of JSON.")
 @settings_options(*COMMON)
+@app_option
 def dlq_show(worker, limit, as_json, settings):
     """The dead events of WORKER with their reasons; they stay in the DLQ."""
     from eda.dlq import as_json as to_json, count, describe, open_dead_letters
@@ -153,6 +159,7 @@ def dlq_show(worker, limit, as_json, settings):
 @click.option("--id", "event_id", help="Replay only the event with this id.")
 @click.option("--dry-run", is_flag=True, help="List what would be replayed; move nothing.")
 @settings_options(*COMMON)
+@app_option
 def dlq_replay(worker, limit, event_id, dry_run, settings):
     """Move dead events back to WORKER's own queue, failure headers removed and attempts reset."""
     from eda.dlq import count, open_dead_letters
@@ -175,6 +182,7 @@ def dlq_replay(worker, limit, event_id, dry_run, settings):
 @click.argument("worker", shell_complete=complete_workers)
 @click.option("--yes", is_flag=True, help="Confirm that the dead events are deleted for good.")
 @settings_options(*COMMON)
+@app_option
 def dlq_purge(worker, yes, settings):
     """Delete every dead event of WORKER for good."""
     from eda.dlq import count, open_dead_letters
@@ -188,6 +196,7 @@ def dlq_purge(worker, yes, settings):
 
 
 @main.command()
+@app_option
 def events():
     """List the event contracts: name, routing key, fields (* required), the partition key and consumers."""
     from eda import discovery
@@ -208,6 +217,7 @@ def events():
 @click.argument("names", nargs=-1, shell_complete=complete_workers)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: healthy, problems, queues.")
 @settings_options(*COMMON, "retry_delays", "partitions", "state_dir", "database_url", "database_url_file")
+@app_option
 def status(names, as_json, settings):
     """Every worker's queue, retry queues and DLQ (or those of the named workers) with their message
     and consumer counts; an ordered worker's partitions, each with whether it has its active consumer.
@@ -246,6 +256,7 @@ def outbox():
 @click.option("--retention", type=Duration(), default="1h", show_default=True, envvar="EDA_OUTBOX_RETENTION",
               show_envvar=True, help="How long sent rows are kept before they are deleted.")
 @settings_options(*COMMON, *OUTBOX, "metrics_port", "metrics_address")
+@app_option
 def outbox_relay(batch, retention, settings):
     """Publish committed outbox rows in the order they were added, confirmed and mandatory, and mark them
     sent; runs until SIGTERM or SIGINT. Several relays may run at once on PostgreSQL."""
@@ -278,6 +289,7 @@ def contracts():
 
 @contracts.command("show")
 @click.argument("event", shell_complete=complete_events)
+@app_option
 def contracts_show(event):
     """The JSON Schema of EVENT's CloudEvent: the envelope with the schema of its data inside."""
     from eda.contracts.export import event_schema
@@ -291,6 +303,7 @@ def contracts_show(event):
               show_default=True, help="JSON Schema of every event, or an AsyncAPI 3.0 document of the bus.")
 @click.option("-o", "--output", type=click.File("w"), default="-", help="Write to this file [default: stdout].")
 @settings_options("namespace")
+@app_option
 def contracts_export(fmt, output, settings):
     """Export every contract as one JSON document (the namespace names the exchange and queues)."""
     from eda.contracts.export import asyncapi_document, jsonschema_document
@@ -311,6 +324,7 @@ def contracts_export(fmt, output, settings):
 @click.option("--correlation-id", help="Follow one flow (e.g. an order): its events as a tree by causation, each "
                                        "with its worker and time, and the dead letters of known workers.")
 @settings_options(*COMMON)
+@app_option
 def tail(pattern, as_json, count, timeout, correlation_id, settings):
     """Show events matching a topic PATTERN (default '#') live, through a temporary queue."""
     from eda import discovery

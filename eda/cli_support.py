@@ -59,6 +59,32 @@ def settings_options(*names):
     return decorate
 
 
+APP_HELP = "Modules to import first (the current directory first on the path): a project's contracts and workers."
+
+
+def app_option(command):
+    """``--app MODULE[,MODULE...]`` on a command that knows events or workers, as on ``eda`` itself."""
+
+    def remember(ctx, param, value):
+        if value is not None:
+            from eda import discovery
+
+            discovery.use_app(value)
+
+    return click.option("--app", metavar="MODULE[,MODULE...]", expose_value=False, is_eager=True,
+                        callback=remember, help=APP_HELP + " [env var: EDA_APP]")(command)
+
+
+def _app_in(args) -> str | None:
+    """The value of ``--app`` among a command's arguments, before click parses them."""
+    for i, arg in enumerate(args):
+        if arg == "--app" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--app="):
+            return arg[len("--app="):]
+    return None
+
+
 OWN = "worker_option__"  # prefix of the parameter names of the workers' own settings
 
 
@@ -82,6 +108,11 @@ class WorkerCommand(click.Command):
 
     def parse_args(self, ctx, args):
         ctx.meta["eda.worker_names"] = _worker_names(args)
+        app = _app_in(args)
+        if app is not None:  # the named workers' settings are looked up while parsing: --app goes first
+            from eda import discovery
+
+            discovery.use_app(app)
         return super().parse_args(ctx, args)
 
     def get_params(self, ctx):

@@ -53,7 +53,7 @@ def _workers_in(module) -> None:
         _add(value, module.__name__)
     for info in pkgutil.iter_modules(getattr(module, "__path__", ())):
         if not info.name.startswith("_"):
-            sub = importlib.import_module(f"{module.__name__}.{info.name}")
+            sub = _import_app(f"{module.__name__}.{info.name}")
             for value in list(vars(sub).values()):
                 _add(value, sub.__name__)
 
@@ -64,7 +64,9 @@ def _import_app(name: str):
     except ImportError as exc:
         if exc.name and name.startswith(exc.name):
             raise ConfigError(f"--app (EDA_APP): cannot import {name!r}: {exc}") from None
-        raise
+        raise ConfigError(f"--app (EDA_APP): importing {name!r} failed: {type(exc).__name__}: {exc}") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"--app (EDA_APP): {name!r} is not valid Python: {exc}") from None
 
 
 def load() -> None:

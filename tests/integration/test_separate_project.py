@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.support import handled
+from tests.support import handled, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +27,11 @@ PROJECT = {
         @contract("invoice.sent", published_by=("billing",))
         class InvoiceSent(EventData):
             invoice_id = Id(required=True)
+
+
+        @contract("invoice.voided")
+        class InvoiceVoided(EventData):
+            invoice_id = Id(required=True)
     ''',
     "workers/__init__.py": "",
     "workers/billing.py": '''
@@ -40,6 +45,17 @@ PROJECT = {
             @handles("invoice.requested")
             def send(self, event, ctx):
                 ctx.publish("invoice.sent", {"invoice_id": event.data["invoice_id"]})
+    ''',
+    "workers/careless.py": '''
+        from eda import Worker, handles
+
+
+        class Careless(Worker):
+            name = "careless"
+
+            @handles("invoice.voided")
+            def resend(self, event, ctx):
+                ctx.publish("invoice.sent", {"invoiceId": event.data["invoice_id"]})  # the wire's keys
     ''',
     "setup.cfg": '''
         [metadata]
@@ -76,8 +92,9 @@ def project(tmp_path):
 def billing_queues(eda, broker, namespace):
     yield
     eda.stop_all()  # the worker first, or it would consume from queues being deleted
-    for suffix in ("", ".dlq", ".retry.200ms", ".retry.400ms"):
-        broker.channel.queue_delete(f"{namespace}.billing{suffix}")
+    for worker in ("billing", "careless"):
+        for suffix in ("", ".dlq", ".retry.200ms", ".retry.400ms"):
+            broker.channel.queue_delete(f"{namespace}.{worker}{suffix}")
 
 
 def lines_of(output: str) -> list[str]:
@@ -103,6 +120,32 @@ def invoices_are_sent(eda, broker, **env):
 def test_a_project_run_through_eda_app_sends_invoices(eda, broker, project, billing_queues):
     eda.cwd = project
     invoices_are_sent(eda, broker, EDA_APP="contracts,workers")
+
+
+def test_a_reaction_breaking_its_contract_is_dead_lettered_at_once_and_nothing_is_sent(eda, broker, namespace,
+                                                                                       project, billing_queues):
+    eda.cwd = project
+    worker = eda.worker("careless", EDA_APP="contracts,workers")
+    spy = broker.spy("invoice.*")
+    code, output = eda.run("publish", "invoice-voided", "--data", '{"invoiceId": "i-9"}', EDA_APP="contracts")
+    assert code == 0, output
+    wait_until(lambda: broker.depth(f"{namespace}.careless.dlq") == 1, message="the event in the DLQ")
+    [dead] = broker.peek(f"{namespace}.careless.dlq")
+    assert dead.headers["eda-exception-type"] == "ContractError" and dead.headers["eda-retry-count"] == 0
+    assert "unknown field 'invoiceId' (did you mean 'invoice_id'?)" in dead.headers["eda-exception-message"]
+    worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("dead-lettered"), what="the dead letter")
+    assert spy.of_type("invoice.sent") == [] and broker.depth(f"{namespace}.careless.retry.200ms") == 0
+
+
+def test_every_command_that_knows_events_takes_app_too(eda, project):
+    eda.cwd = project
+    code, output = eda.run("events", "--app", "contracts,workers")
+    assert code == 0 and "invoice-requested" in output, output
+    code, output = eda.run("contracts", "show", "invoice-requested", "--app", "contracts")
+    assert code == 0 and '"const": "invoice.requested"' in output, output
+    code, output = eda.run("events", "--app", "contracts,nowhere")
+    assert code == 2 and lines_of(output)[-1] == \
+        "error: --app (EDA_APP): cannot import 'nowhere': No module named 'nowhere'", output
 
 
 def test_a_project_installed_with_pip_is_found_through_its_entry_points(eda, broker, project, tmp_path,
