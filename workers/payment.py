@@ -23,6 +23,57 @@ CHARGE_FIELDS = ("status", "payment_id", "reason", "amount", "currency")
 CHARGE = ", ".join(f"charges.{f}" for f in CHARGE_FIELDS)
 
 
+class Charges:
+    """Payment's record of charges and refunds in the worker's store: one read to find an order's
+    charge, one write transaction to record one. Both payment styles (threads, async) use it."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def charge_of(self, order_id: str) -> dict | None:
+        """The recorded charge of an order: one read, outside any write transaction."""
+        rows = self.store.read(f"SELECT {CHARGE} FROM charges WHERE order_id = ?", (order_id,))
+        return dict(zip(CHARGE_FIELDS, rows[0])) if rows else None
+
+    def record_charge(self, order: dict, answer) -> dict:
+        """Record the gateway's answer, or find the one a copy of the event recorded meanwhile."""
+        with self.store.transaction() as tx:
+            rows = tx.execute(
+                "INSERT INTO charges (order_id, status, payment_id, reason, amount, currency) "
+                f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING {CHARGE}",
+                (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
+                 order["currency"])).fetchall()
+            if not rows:  # recorded meanwhile by a copy of this event: that answer stands
+                rows = tx.execute(f"SELECT {CHARGE} FROM charges WHERE order_id = ?", (order["order_id"],)).fetchall()
+        return dict(zip(CHARGE_FIELDS, rows[0]))
+
+    def refund_state(self, order_id: str) -> dict | None:
+        """An order's charge with its refund id (None where not refunded yet), or None if not charged."""
+        rows = self.store.read(f"SELECT {CHARGE}, refunds.refund_id FROM charges LEFT JOIN refunds USING (order_id) "
+                               "WHERE order_id = ?", (order_id,))
+        return dict(zip((*CHARGE_FIELDS, "refund_id"), rows[0])) if rows else None
+
+    def record_refund(self, order_id: str, refund_id: str) -> None:
+        with self.store.transaction() as tx:
+            tx.execute("INSERT INTO refunds (order_id, refund_id) VALUES (?, ?) ON CONFLICT (order_id) DO NOTHING",
+                       (order_id, refund_id))
+
+
+def publish_charge(ctx, order: dict, charge: dict) -> None:
+    """The reaction to an order's recorded charge: payment.succeeded or payment.failed."""
+    if charge["status"] == "succeeded":
+        ctx.publish("payment.succeeded", {
+            "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
+            "currency": order["currency"], "items": order["items"], "user_id": order["user_id"]})
+    else:
+        ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
+
+
+def publish_refund(ctx, cancelled: dict, charge: dict) -> None:
+    ctx.publish("payment.refunded", {"order_id": cancelled["order_id"], "payment_id": charge["payment_id"],
+                                     "amount": charge["amount"], "user_id": cancelled.get("user_id")})
+
+
 class BreakerLog(pybreaker.CircuitBreakerListener):
     """Logs the breaker's state changes: closed, open, half-open."""
 
@@ -72,6 +123,7 @@ class Payment(Worker):
                                exclude=[PermanentError])  # a 4xx: the request is wrong, not the gateway
         watch_breaker(self.breaker)  # eda_breaker_state{name="payment-gateway"}
         self.store = open_store(self.settings, "payment", SCHEMA)
+        self.charges = Charges(self.store)
 
     def teardown(self):
         self.store.close()
@@ -82,33 +134,17 @@ class Payment(Worker):
         as idempotency key) and one transaction records the answer, or finds the one recorded by a
         copy of the event handled at the same moment (by this instance or another)."""
         order = event.data
-        charge = self._charge_of(order["order_id"])
+        charge = self.charges.charge_of(order["order_id"])
         if charge is None:
             answer = self.breaker.call(self.gateway.charge, order["order_id"], order["total_amount"],
                                        order["currency"])
-            with self.store.transaction() as tx:
-                rows = tx.execute(
-                    "INSERT INTO charges (order_id, status, payment_id, reason, amount, currency) "
-                    f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING {CHARGE}",
-                    (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
-                     order["currency"])).fetchall()
-                if not rows:  # recorded meanwhile by a copy of this event: that answer stands
-                    rows = tx.execute(f"SELECT {CHARGE} FROM charges WHERE order_id = ?",
-                                      (order["order_id"],)).fetchall()
-            charge = dict(zip(CHARGE_FIELDS, rows[0]))
-        if charge["status"] == "succeeded":
-            ctx.publish("payment.succeeded", {
-                "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
-                "currency": order["currency"], "items": order["items"], "user_id": order["user_id"]})
-        else:
-            ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
+            charge = self.charges.record_charge(order, answer)
+        publish_charge(ctx, order, charge)
 
     @handles("order.cancelled")
     def refund(self, event, ctx):
         order_id = event.data["order_id"]
-        rows = self.store.read(f"SELECT {CHARGE}, refunds.refund_id FROM charges LEFT JOIN refunds USING (order_id) "
-                               "WHERE order_id = ?", (order_id,))
-        charge = dict(zip((*CHARGE_FIELDS, "refund_id"), rows[0])) if rows else None
+        charge = self.charges.refund_state(order_id)
         if charge is None or charge["status"] != "succeeded":
             self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
             return
@@ -116,13 +152,5 @@ class Payment(Worker):
             answer = self.breaker.call(self.gateway.refund, order_id, charge["payment_id"], charge["amount"])
             if not answer.succeeded:
                 raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
-            with self.store.transaction() as tx:
-                tx.execute("INSERT INTO refunds (order_id, refund_id) VALUES (?, ?) ON CONFLICT (order_id) DO NOTHING",
-                           (order_id, answer.id))
-        ctx.publish("payment.refunded", {"order_id": order_id, "payment_id": charge["payment_id"],
-                                         "amount": charge["amount"], "user_id": event.data.get("user_id")})
-
-    def _charge_of(self, order_id: str) -> dict | None:
-        """The recorded charge of an order: one read, outside any write transaction."""
-        rows = self.store.read(f"SELECT {CHARGE} FROM charges WHERE order_id = ?", (order_id,))
-        return dict(zip(CHARGE_FIELDS, rows[0])) if rows else None
+            self.charges.record_refund(order_id, answer.id)
+        publish_refund(ctx, event.data, charge)

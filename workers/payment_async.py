@@ -100,6 +100,7 @@ class AsyncPayment(payment.Payment):
                                listeners=[payment.BreakerLog(self.log)], name="payment-gateway")
         watch_breaker(self.breaker)
         self.store = open_store(self.settings, "payment", payment.SCHEMA)
+        self.charges = payment.Charges(self.store)
         # One thread for the store's calls (SQLite serialises them anyway; a PostgreSQL round trip or a
         # SQLite commit would stop the loop): measured, the loop was a quarter of its time in SQLite.
         self.state_thread = ThreadPoolExecutor(1, thread_name_prefix="eda-payment-state")
@@ -118,22 +119,17 @@ class AsyncPayment(payment.Payment):
         """As ``Payment.charge``: a recorded charge is re-published; else the gateway charges the order (its id
         as idempotency key) and one transaction records the answer, or finds the one a copy recorded."""
         order = event.data
-        charge = await self._stored(self._charge_of, order["order_id"])
+        charge = await self._stored(self.charges.charge_of, order["order_id"])
         if charge is None:
             answer = await self.breaker.call_async(self.gateway.charge, order["order_id"], order["total_amount"],
                                                    order["currency"])
-            charge = await self._stored(self._record_charge, order, answer)
-        if charge["status"] == "succeeded":
-            ctx.publish("payment.succeeded", {
-                "order_id": order["order_id"], "payment_id": charge["payment_id"], "amount": order["total_amount"],
-                "currency": order["currency"], "items": order["items"], "user_id": order["user_id"]})
-        else:
-            ctx.publish("payment.failed", {"order_id": order["order_id"], "reason": charge["reason"]})
+            charge = await self._stored(self.charges.record_charge, order, answer)
+        payment.publish_charge(ctx, order, charge)
 
     @handles("order.cancelled")
     async def refund(self, event, ctx):
         order_id = event.data["order_id"]
-        charge = await self._stored(self._refund_state, order_id)
+        charge = await self._stored(self.charges.refund_state, order_id)
         if charge is None or charge["status"] != "succeeded":
             self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
             return
@@ -142,30 +138,5 @@ class AsyncPayment(payment.Payment):
                                                    charge["amount"])
             if not answer.succeeded:
                 raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
-            await self._stored(self._record_refund, order_id, answer.id)
-        ctx.publish("payment.refunded", {"order_id": order_id, "payment_id": charge["payment_id"],
-                                         "amount": charge["amount"], "user_id": event.data.get("user_id")})
-
-    # The same statements as payment.Payment's, on the same tables.
-
-    def _record_charge(self, order: dict, answer) -> dict:
-        with self.store.transaction() as tx:
-            rows = tx.execute(
-                "INSERT INTO charges (order_id, status, payment_id, reason, amount, currency) "
-                f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING {payment.CHARGE}",
-                (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
-                 order["currency"])).fetchall()
-            if not rows:  # recorded meanwhile by a copy of this event: that answer stands
-                rows = tx.execute(f"SELECT {payment.CHARGE} FROM charges WHERE order_id = ?",
-                                  (order["order_id"],)).fetchall()
-        return dict(zip(payment.CHARGE_FIELDS, rows[0]))
-
-    def _refund_state(self, order_id: str) -> dict | None:
-        rows = self.store.read(f"SELECT {payment.CHARGE}, refunds.refund_id FROM charges LEFT JOIN refunds "
-                               "USING (order_id) WHERE order_id = ?", (order_id,))
-        return dict(zip((*payment.CHARGE_FIELDS, "refund_id"), rows[0])) if rows else None
-
-    def _record_refund(self, order_id: str, refund_id: str) -> None:
-        with self.store.transaction() as tx:
-            tx.execute("INSERT INTO refunds (order_id, refund_id) VALUES (?, ?) ON CONFLICT (order_id) DO NOTHING",
-                       (order_id, refund_id))
+            await self._stored(self.charges.record_refund, order_id, answer.id)
+        payment.publish_refund(ctx, event.data, charge)

@@ -58,7 +58,7 @@ def test_an_order_out_of_stock_is_cancelled_and_refunded(eda, broker, make_order
     publish(eda, "order-placed", order)
     refunded = spy.wait_for("payment.refunded")[0]
     cancelled = spy.of_type("order.cancelled")[0]
-    assert cancelled["data"] == {"orderId": order["orderId"], "reason": "out_of_stock"}
+    assert cancelled["data"] == {"orderId": order["orderId"], "reason": "out_of_stock", "userId": order["userId"]}
     assert refunded["data"]["amount"] == "50.00"
     assert refunded["data"]["paymentId"] == spy.of_type("payment.succeeded")[0]["data"]["paymentId"]
     assert spy.of_type("inventory.reserved") == [] and spy.of_type("order.shipped") == []
