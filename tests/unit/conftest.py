@@ -2,7 +2,9 @@
 
 import pytest
 
+from eda import EventData, contract
 from eda.contracts import registry
+from eda.fields import Id, Money
 
 
 @pytest.fixture
@@ -13,3 +15,17 @@ def own_contracts():
     for table, before in zip((registry._CONTRACTS, registry._BY_KEY), saved):
         table.clear()
         table.update(before)
+
+
+@pytest.fixture
+def invoices(own_contracts):
+    """A project's own events, as README's "Writing a service" has them: invoice.requested and invoice.sent."""
+
+    @contract("invoice.requested", description="An invoice should be sent.")
+    class InvoiceRequested(EventData):
+        invoice_id = Id(required=True)
+        amount = Money(required=True)
+
+    @contract("invoice.sent", published_by=("billing",))
+    class InvoiceSent(EventData):
+        invoice_id = Id(required=True)

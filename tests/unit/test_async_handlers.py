@@ -7,26 +7,13 @@ import threading
 import pybreaker
 import pytest
 
-from eda import EventData, PermanentError, Worker, contract, handles
+from eda import PermanentError, Worker, handles
 from eda.breaker import Breaker
 from eda.errors import DefinitionError
-from eda.fields import Id, Money
 from eda.runtime.aio import HandlerLoop
 from eda.settings import Settings
 from eda.testing import TestBus
 from eda.worker import is_async
-
-
-@pytest.fixture
-def invoices(own_contracts):
-    @contract("invoice.requested", description="An invoice should be sent.")
-    class InvoiceRequested(EventData):
-        invoice_id = Id(required=True)
-        amount = Money(required=True)
-
-    @contract("invoice.sent", published_by=("billing",))
-    class InvoiceSent(EventData):
-        invoice_id = Id(required=True)
 
 
 class Mailer:

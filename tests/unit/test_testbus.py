@@ -3,23 +3,13 @@
 import pybreaker
 import pytest
 
-from eda import ContractError, EventData, PermanentError, Worker, contract, handles
-from eda.fields import Id, Money
+from eda import ContractError, PermanentError, Worker, handles
 from eda.settings import Settings
 from eda.testing import TestBus
 
 
 @pytest.fixture
-def billing(own_contracts):
-    @contract("invoice.requested", description="An invoice should be sent.")
-    class InvoiceRequested(EventData):
-        invoice_id = Id(required=True)
-        amount = Money(required=True)
-
-    @contract("invoice.sent", published_by=("billing",))
-    class InvoiceSent(EventData):
-        invoice_id = Id(required=True)
-
+def billing(invoices):
     class Billing(Worker):
         name = "billing"
         failures = []  # what each call does: an exception to raise, or None to succeed
