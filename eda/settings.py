@@ -189,6 +189,14 @@ def _port(value, spec: Spec) -> int:
     return port
 
 
+def _read_secret(spec: Spec, path) -> str:
+    """A URL kept in a file (a docker or systemd secret), or a one-line error naming the option."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{spec.option}: cannot read {path}: {exc.strerror}") from None
+
+
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "eda"
@@ -241,18 +249,11 @@ class Settings:
             if spec.choices and str(value).lower() not in [c.lower() for c in spec.choices]:
                 raise ConfigError(f"{spec.option} ({spec.env}): {value!r} is not one of {', '.join(spec.choices)}")
         if self.broker_url_file:
-            try:
-                url = Path(self.broker_url_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"--broker-url-file: cannot read {self.broker_url_file}: {exc.strerror}") from None
-            object.__setattr__(self, "broker_url", url)
+            object.__setattr__(self, "broker_url", _read_secret(SPECS["broker_url_file"], self.broker_url_file))
         _check_broker_url(self.broker_url)
         if self.database_url_file:
-            try:
-                url = Path(self.database_url_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"--database-url-file: cannot read {self.database_url_file}: {exc.strerror}") from None
-            object.__setattr__(self, "database_url", url or None)
+            object.__setattr__(self, "database_url",
+                               _read_secret(SPECS["database_url_file"], self.database_url_file) or None)
         object.__setattr__(self, "state_dir", Path(self.state_dir) if self.state_dir else _default_state_dir())
         object.__setattr__(self, "log_format", self.log_format.lower())
         object.__setattr__(self, "log_level", self.log_level.upper())

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import Accounting, Broker, TcpProxy, handled, in_ci, wait_until
+from tests.proxy import TcpProxy
+from tests.support import Accounting, Broker, handled, in_ci, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import Accounting, TcpProxy, handled, wait_until
+from tests.proxy import TcpProxy
+from tests.support import Accounting, handled, wait_until
 
 pytestmark = pytest.mark.integration
 

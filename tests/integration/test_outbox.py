@@ -19,7 +19,8 @@ from eda.settings import Settings
 from tests.integration.test_metrics import free_port, sample, scrape
 from tests.integration.test_supervisor import supervisord  # noqa: F401 (a fixture)
 from tests.integration.test_tracing import spans_dir, traced  # noqa: F401 (fixtures)
-from tests.support import TcpProxy, wait_until
+from tests.proxy import TcpProxy
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
