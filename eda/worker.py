@@ -74,7 +74,8 @@ class _Handlers:
                 try:
                     resolved[registry.get(name).type] = attr
                 except UnknownEvent as exc:
-                    raise UnknownEvent(f"worker {cls.name!r} handles an {exc}") from None
+                    raise UnknownEvent(f"worker {cls.name!r} handles an {exc} (is the module that registers it "
+                                       f"imported? a package's eda.contracts entry point, or --app / EDA_APP)") from None
             cls._eda_resolved = resolved
         return resolved
 
