@@ -12,6 +12,7 @@ from collections import defaultdict
 import pytest
 
 from tests import pg
+from tests.pg_private import private_postgres  # noqa: F401 - a fixture (a cluster with passwords)
 from tests.support import Accounting, handled, wait_until
 
 pytestmark = pytest.mark.integration
@@ -213,3 +214,28 @@ def test_a_database_outage_fails_events_as_transient_and_the_worker_recovers(eda
     spy.wait_for("order.shipped", where=lambda e: e["data"]["orderId"] == "ord-o-after", timeout=60)
     assert stock(database, namespace, "SKU-O") == 9
     outage.down()
+
+
+def test_a_wrong_database_password_is_one_line_and_exit_2(eda, private_postgres, tmp_path):
+    # Given a PostgreSQL that checks passwords (a private cluster: the shared one trusts any)
+    wrong = private_postgres.url(password="wrong-password")
+    secret = tmp_path / "database-url"
+    secret.write_text(wrong + "\n")
+    # When a worker starts with a wrong password, in the variable or in a secret file
+    for env in ({"EDA_DATABASE_URL": wrong}, {"EDA_DATABASE_URL_FILE": secret}):
+        code, output = eda.run("worker", "inventory", **env)
+        # Then it exits 2 with one line saying the password was refused, never quoting it
+        assert code == 2, output
+        lines = output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), output
+        assert 'password authentication failed for user "postgres"' in lines[0], output
+        assert f"127.0.0.1:{private_postgres.port}/postgres" in lines[0], output
+        assert "wrong-password" not in output
+    # and with the right password the same worker starts and its state is in that cluster
+    right = private_postgres.url()
+    worker = eda.worker("inventory", EDA_DATABASE_URL=right)
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert pg.query(right, "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+                           "AND table_name = 'processed'", (eda.env["EDA_NAMESPACE"],)) == [(1,)]
+    assert "right-password" not in worker.output
