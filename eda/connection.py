@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 import amqp.exceptions
 import kombu
 
+from eda import frame_reader
 from eda.errors import AccessRefused, BrokerUnavailable
 from eda.frames import guarded_frame_handler
 from eda.settings import Settings, redact_url
@@ -34,6 +35,8 @@ def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout
                                                    "frame_handler": guarded_frame_handler})
         try:
             conn.connect()
+            if is_amqp(conn):
+                frame_reader.install(conn.connection)  # frames read in large chunks, not three recvs each
             return conn
         except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...
             vhost = conn.virtual_host

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 
+from eda import frame_reader
 from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.topology import Topology
@@ -220,11 +221,17 @@ class Runner:
         """Block until the broker or a handler thread has something, then take all of it."""
         if amqp:
             sock = self.connection.connection.sock
+            reader = frame_reader.reader_of(self.connection.connection)
+            if reader is not None and reader.pending():
+                timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
             ready, _, _ = select.select([sock, self._wake_r], [], [], timeout)
             if self._wake_r in ready:
                 self._take_wake_ups()
-            if sock in ready:
-                # py-amqp reads a frame per call; drain until the socket has nothing complete left.
+            if sock in ready or timeout == 0 and reader is not None:
+                if reader is not None:  # one read for all the socket holds; every complete frame handled
+                    reader.dispatch_ready(self.connection.connection)
+                    return
+                # py-amqp reads a frame per call (TLS): drain until the socket has nothing complete left.
                 while True:
                     try:
                         self.connection.connection.drain_events(timeout=0)

@@ -1,0 +1,98 @@
+"""The buffered frame reader: frames come out whole and in order, however the bytes arrive."""
+
+import socket
+import struct
+
+import pytest
+from amqp.exceptions import UnexpectedFrame
+from amqp.transport import TCPTransport
+
+from eda import frame_reader
+
+
+def frame(frame_type: int, channel: int, payload: bytes, end: int = 0xCE) -> bytes:
+    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
+
+
+class Inbound:
+    """Stands in for py-amqp's connection: records the frames handed to it."""
+
+    def __init__(self):
+        self.frames = []
+
+    def on_inbound_frame(self, f):
+        self.frames.append(f)
+
+
+@pytest.fixture
+def wire():
+    """A transport reading from one end of a real socket pair, and the other end to write to."""
+    ours, theirs = socket.socketpair()
+    transport = TCPTransport("localhost:5672")
+    transport.sock, transport.connected = ours, True
+    transport._setup_transport()
+    reader = frame_reader.FrameReader(transport)
+    yield transport, reader, theirs
+    ours.close()
+    theirs.close()
+
+
+def test_every_complete_frame_of_one_read_is_handed_over_and_a_partial_one_waits(wire):
+    transport, reader, peer = wire
+    frames = [frame(1, 1, b"method"), frame(2, 1, b"header"), frame(3, 1, b"x" * 1000)]
+    data = b"".join(frames)
+    inbound = Inbound()
+
+    peer.sendall(data[:-5])  # the last frame cut short
+    reader.dispatch_ready(inbound)
+    assert inbound.frames == [(1, 1, b"method"), (2, 1, b"header")]
+    assert not reader.pending()
+
+    peer.sendall(data[-5:])
+    reader.dispatch_ready(inbound)
+    assert inbound.frames[2] == (3, 1, b"x" * 1000)
+
+
+def test_py_amqp_reads_through_the_same_buffer(wire):
+    transport, reader, peer = wire
+    peer.sendall(frame(1, 0, b"a") + frame(8, 0, b"") + frame(1, 2, b"b"))
+
+    # py-amqp's own read (a synchronous method waiting for its reply) takes the first frame...
+    assert transport.read_frame() == (1, 0, b"a")
+    # ...and the frames it read ahead are pending, for the I/O loop to handle before it waits
+    assert reader.pending()
+    inbound = Inbound()
+    reader.dispatch_ready(inbound)
+    assert inbound.frames == [(8, 0, b""), (1, 2, b"b")]
+    assert not reader.pending()
+
+
+def test_a_read_that_times_out_mid_frame_loses_nothing(wire):
+    transport, reader, peer = wire
+    whole = frame(3, 1, b"y" * 300)
+    peer.sendall(whole[:100])
+    with transport.having_timeout(0.05), pytest.raises(socket.timeout):
+        transport.read_frame()
+    peer.sendall(whole[100:])
+    assert transport.read_frame() == (3, 1, b"y" * 300)
+
+
+def test_a_frame_without_its_end_octet_is_refused(wire):
+    transport, reader, peer = wire
+    peer.sendall(frame(1, 1, b"m", end=0x00))
+    with pytest.raises(UnexpectedFrame):
+        reader.dispatch_ready(Inbound())
+
+
+def test_a_closed_connection_is_an_error_and_marks_the_transport_disconnected(wire):
+    transport, reader, peer = wire
+    peer.close()
+    with pytest.raises(OSError, match="closed"):
+        transport.read_frame()
+    assert transport.connected is False
+
+
+def test_tls_transports_keep_py_amqps_reads():
+    class Tls:
+        transport = object()
+    assert frame_reader.install(Tls()) is None
