@@ -321,6 +321,8 @@ def test_on_sqlite_a_second_relay_stands_by_and_takes_over_when_the_first_dies(e
     ids += app.replenish("SKU-2")
     events = spy.wait_for("stock.replenished", count=2, timeout=30)
     assert [e["id"] for e in events] == ids
+    # (its log line may reach the test after the event reached the spy)
+    second.wait_for_log(lambda r: r.get("message", "").startswith("published"), timeout=30, what="its publish")
     assert published_by(first) == 1 and published_by(second) == 1
 
 
