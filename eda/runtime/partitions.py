@@ -126,7 +126,7 @@ class PartitionedConsumer(WorkerConsumer):
             self._start(partition.current)
 
     def _may_start(self) -> bool:
-        return not self.stopped and self.paused_until is None and self.in_flight < self.concurrency
+        return not self.stopped and self.paused_until is None and self.in_flight < self.window
 
     def retried(self, delivery: Delivery) -> int:
         """Attempts of this delivery retried in place so far."""
