@@ -162,6 +162,60 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ node's process (beam.smp), if one runs on this machine."""
+    out = subprocess.run(["pgrep", "-o", "-f", "beam.smp.*rabbit"], capture_output=True, text=True)
+    return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else None
+
+
+class CpuWindow:
+    """CPU used over a window: by each named process, and the share of the machine's cores busy.
+    What limits a rate on a shared machine is measured here, not guessed: a process at 1.0 of a core
+    is bound by the GIL; the machine at 1.0 busy has no core left."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        self.start_cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.start_ticks = machine_ticks()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started
+        self.cpu = {}
+        for name, pid in self.pids.items():
+            try:
+                self.cpu[name] = cpu_seconds(pid) - self.start_cpu[name]
+            except OSError:  # the process ended meanwhile
+                self.cpu[name] = float("nan")
+        busy, total = machine_ticks()
+        self.busy = (busy - self.start_ticks[0]) / max(1, total - self.start_ticks[1])
+
+    def summary(self, units: int) -> dict:
+        """Per process: cores used and CPU ms per unit of work; the machine's busy share."""
+        return {"machine_busy": round(self.busy, 3),
+                "processes": {name: {"cores": round(cpu / self.seconds, 3),
+                                     "cpu_ms_per_unit": round(1000 * cpu / max(1, units), 3)}
+                              for name, cpu in self.cpu.items()}}
+
+
 def eda_worker(names, env) -> subprocess.Popen:
     """Start `eda worker NAMES` as a user would; its log lines go nowhere (they are still written)."""
     script = Path(sys.executable).parent / "eda"

@@ -34,7 +34,7 @@ def rows(r: dict) -> list[dict]:
         c = r["consume"]
         out.append(_row("consume: eda no-op worker, concurrency 1", "events/s", c["raw"], c["eda_concurrency_1"], 0.7))
         out.append(_row(f"consume: eda no-op worker, concurrency {c['default_concurrency']} (default)", "events/s",
-                        c["raw"], c["eda_default"]))
+                        c["raw"], c["eda_default"], 0.9))
     if "react" in r:
         out.append(_row("react: shipping worker (defaults) vs kombu confirm per reaction", "events/s",
                         r["react"]["raw"], r["react"]["eda"], 1))
@@ -80,10 +80,16 @@ def rows(r: dict) -> list[dict]:
                         o["ordered"], 0.5))
     if "state" in r:  # the baseline column holds SQLite's rate, then one PostgreSQL instance's
         s = r["state"]
+        sqlite, pg1, pg3 = s["sqlite_1"], s["postgresql_1"], s["postgresql_3"]
         out.append(_row("state: inventory reservations, PostgreSQL 1 instance vs SQLite (baseline column)",
-                        "orders/s", s["sqlite_1"], s["postgresql_1"]))
+                        "orders/s", sqlite["rate"], pg1["rate"]))
         out.append(_row("state: inventory reservations, PostgreSQL 3 instances vs 1 (baseline column)",
-                        "orders/s", s["postgresql_1"], s["postgresql_3"], 2))
+                        "orders/s", pg1["rate"], pg3["rate"], 2))
+        for label, run in (("SQLite 1 instance", sqlite), ("PostgreSQL 1 instance", pg1),
+                           ("PostgreSQL 3 instances", pg3)):  # what limits the rate: the cores
+            out.append(_row(f"state: {label}: machine's cores busy (inventory processes: {run['worker_cores']:.2f} "
+                            f"cores, {run['worker_cpu_ms_per_order']:.2f} CPU ms/order)", "share", None,
+                            run["machine_busy"]))
     return out
 
 

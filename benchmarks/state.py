@@ -19,7 +19,7 @@ import uuid
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmarks.bench import Bench, eda_worker, stop, wait_for
+from benchmarks.bench import Bench, CpuWindow, eda_worker, stop, wait_for
 from eda.contracts.envelope import Event
 from eda.store import open_store
 from workers.inventory import SCHEMA, Inventory
@@ -35,7 +35,8 @@ def paid_event(i: int) -> Event:
 
 
 def run(bench: Bench, n: int, instances: int, database_url: str | None) -> float:
-    """Reservations per second of ``instances`` inventory processes sharing one state."""
+    """Reservations per second of ``instances`` inventory processes sharing one state, with the cores
+    the instances used and the machine's busy share over the timed window."""
     with tempfile.TemporaryDirectory(prefix="eda-bench-state-") as state:
         settings = bench.settings.with_(state_dir=state, database_url=database_url)
         store = open_store(settings, "inventory", SCHEMA)  # the stock, before the workers start
@@ -55,8 +56,14 @@ def run(bench: Bench, n: int, instances: int, database_url: str | None) -> float
             wait_for(lambda: bench.depth(sink) >= low, 300, f"{low} reservations")
             started = time.perf_counter()
             done_low = bench.depth(sink)
-            wait_for(lambda: bench.depth(sink) >= high, 900, f"{high} reservations", interval=0.01)
-            return (bench.depth(sink) - done_low) / (time.perf_counter() - started)
+            pids = {f"instance {i + 1}": proc.pid for i, proc in enumerate(procs)}
+            with CpuWindow(pids) as cpu:
+                wait_for(lambda: bench.depth(sink) >= high, 900, f"{high} reservations", interval=0.01)
+            done = bench.depth(sink) - done_low
+            usage = cpu.summary(done)
+            return {"rate": done / (time.perf_counter() - started), "machine_busy": usage["machine_busy"],
+                    "worker_cores": round(sum(p["cores"] for p in usage["processes"].values()), 3),
+                    "worker_cpu_ms_per_order": round(sum(p["cpu_ms_per_unit"] for p in usage["processes"].values()), 3)}
         finally:
             for proc in procs:
                 stop(proc)
@@ -80,5 +87,5 @@ def reservations(bench: Bench, n: int, step=lambda what: None) -> dict:
         finally:
             with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=10) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    results["ratio_3_to_1"] = results["postgresql_3"] / results["postgresql_1"]
+    results["ratio_3_to_1"] = results["postgresql_3"]["rate"] / results["postgresql_1"]["rate"]
     return results

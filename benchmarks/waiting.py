@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.bench import Bench, eda_worker, order_event, stop, wait_for
+from benchmarks.bench import Bench, CpuWindow, broker_pid, eda_worker, order_event, stop, wait_for
 from benchmarks.latency import Probe
 from eda import discovery
 
@@ -105,16 +105,24 @@ class PaymentRun:
         self.state.cleanup()
 
 
-def drain(bench: Bench, run: PaymentRun, sink: str, n: int) -> dict:
-    """Pre-load ``n`` orders, start the worker, time its first to its last ``payment.*``."""
+def drain(bench: Bench, run: PaymentRun, sink: str, n: int, gateway_pid: int) -> dict:
+    """Pre-load ``n`` orders, start the worker, time its first to its last ``payment.*``, with the CPU
+    the worker, the gateway and the broker used meanwhile (what limits the rate)."""
     bench.channel.queue_purge(sink)
     bench.preload(run.queue, order_event, n)
     run.start()
     first = wait_for(lambda: bench.depth(sink) and time.perf_counter(), 120, "the first payment")
+    done_first = bench.depth(sink)
+    pids = {"worker": run.proc.pid, "gateway": gateway_pid}
+    if (broker := broker_pid()) is not None:
+        pids["broker"] = broker
     timeout = 60 + n / max(1.0, 0.05 * run.concurrency / LATENCY)  # generous: 5 % of the ideal rate
-    last = wait_for(lambda: bench.depth(sink) >= n and time.perf_counter(), timeout, f"{n} payments", interval=0.005)
+    with CpuWindow(pids) as cpu:
+        last = wait_for(lambda: bench.depth(sink) >= n and time.perf_counter(), timeout, f"{n} payments",
+                        interval=0.005)
     dead = bench.depth(f"{run.queue}.dlq")
-    return {"orders": n, "rate": (n - 1) / (last - first), "dead_lettered": dead}
+    return {"orders": n, "rate": (n - 1) / (last - first), "dead_lettered": dead,
+            "cpu": cpu.summary(n - done_first)}
 
 
 def timed(bench: Bench, run: PaymentRun, rate: float, seconds: float) -> dict:
@@ -143,7 +151,7 @@ def measure(bench: Bench, quick: bool, levels=LEVELS, styles=None, step=lambda w
                 n = orders_for(c, quick)
                 step(f"waiting: eda worker {STYLES[style][0]} ({style}), concurrency {c}, {n} orders")
                 with PaymentRun(bench, style, c, url) as run:
-                    row = drain(bench, run, sink, n)
+                    row = drain(bench, run, sink, n, gateway.pid)
                     rate = max(1.0, LOAD_SHARE * min(c / LATENCY, results["gateway"][str(c)]["rate"]))
                     step(f"waiting: latency at {rate:,.0f} orders/s")
                     row["timed"] = timed(bench, run, rate, seconds * 2)
@@ -156,7 +164,8 @@ def measure(bench: Bench, quick: bool, levels=LEVELS, styles=None, step=lambda w
 
 def table(w: dict) -> list[list[str]]:
     header = ["style", "concurrency", "ideal (c / latency)", "gateway alone (c connections)", "eda orders/s", "share", "target",
-              "met", "p50 ms", "p99 ms", "at orders/s"]
+              "met", "p50 ms", "p99 ms", "at orders/s", "worker cores", "worker CPU ms/order", "gateway cores",
+              "broker cores", "machine busy"]
     body = []
     for style, rows in w["styles"].items():
         for c, row in rows.items():
@@ -166,8 +175,20 @@ def table(w: dict) -> list[list[str]]:
             t = row["timed"]
             body.append([style, c, f"{ideal:,.0f}", f"{alone:,.0f}", f"{row['rate']:,.0f}", f"{share:.2f}",
                          f"≥ {w['target']:g}×", "yes" if share >= w["target"] and not row["dead_lettered"] else "NO",
-                         f"{t['p50_ms']:.1f}", f"{t['p99_ms']:.1f}", f"{t['rate']:,.0f}"])
+                         f"{t['p50_ms']:.1f}", f"{t['p99_ms']:.1f}", f"{t['rate']:,.0f}", *cpu_cells(row.get("cpu"))])
     return [header, *body]
+
+
+def cpu_cells(cpu: dict | None) -> list[str]:
+    """Cores used by the worker, its CPU per order, the gateway's and broker's cores, the machine's busy share."""
+    if not cpu:
+        return ["–"] * 5
+    procs = cpu["processes"]
+
+    def cores(name):
+        return f"{procs[name]['cores']:.2f}" if name in procs else "–"
+    return [cores("worker"), f"{procs['worker']['cpu_ms_per_unit']:.2f}", cores("gateway"), cores("broker"),
+            f"{cpu['machine_busy']:.0%}"]
 
 
 def about(w: dict) -> str:
