@@ -39,12 +39,18 @@ class FrameReader:
         return frame
 
     def dispatch_ready(self, connection) -> None:
-        """Read what the socket holds now, without waiting, and hand every complete frame to py-amqp.
+        """Hand py-amqp every complete frame buffered, then read what the socket holds now without
+        waiting and hand on those too. Buffered frames go first: a broker's Connection.Close read ahead
+        must be handled (its reason logged, close-ok sent) before a read that finds the socket closed.
         What is left in the buffer afterwards is part of a frame, so waiting on the socket is safe."""
+        self._dispatch(connection)
         try:
             self._fill(socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             pass
+        self._dispatch(connection)
+
+    def _dispatch(self, connection) -> None:
         while (frame := self._next()) is not None:
             connection.on_inbound_frame(frame)
 

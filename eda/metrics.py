@@ -153,7 +153,8 @@ class MetricsHooks(Hooks):
     def on_ready(self, runner):
         for consumer in runner.consumers:
             name = consumer.worker.name
-            IN_FLIGHT.labels(worker=name).set_function(lambda c=consumer: c.in_flight)
+            # Started deliveries beyond the concurrency wait in the handler threads' queue: not running.
+            IN_FLIGHT.labels(worker=name).set_function(lambda c=consumer: min(c.in_flight, c.concurrency))
             CONNECTED.labels(worker=name).set(1)
 
     def on_connection_lost(self, runner, reason):

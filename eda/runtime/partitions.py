@@ -126,7 +126,9 @@ class PartitionedConsumer(WorkerConsumer):
             self._start(partition.current)
 
     def _may_start(self) -> bool:
-        return not self.stopped and self.paused_until is None and self.in_flight < self.window
+        # At most ``concurrency`` started, so each has a free thread: a started event is never left
+        # waiting in the threads' queue, where stopping or a pause could not hold it back.
+        return not self.stopped and self.paused_until is None and self.in_flight < self.concurrency
 
     def retried(self, delivery: Delivery) -> int:
         """Attempts of this delivery retried in place so far."""

@@ -96,3 +96,17 @@ def test_tls_transports_keep_py_amqps_reads():
     class Tls:
         transport = object()
     assert frame_reader.install(Tls()) is None
+
+
+def test_frames_read_ahead_are_handled_before_a_closed_socket_is_noticed(wire):
+    transport, reader, peer = wire
+    # Given a frame read ahead by py-amqp's own read (the broker's Connection.Close, say)
+    peer.sendall(frame(1, 0, b"cancel-ok") + frame(1, 0, b"close"))
+    assert transport.read_frame() == (1, 0, b"cancel-ok")
+    # and then the broker closes the socket
+    peer.close()
+    inbound = Inbound()
+    # When the I/O loop handles what is ready, the buffered frame is handed over first
+    with pytest.raises(OSError, match="closed"):
+        reader.dispatch_ready(inbound)
+    assert inbound.frames == [(1, 0, b"close")]
