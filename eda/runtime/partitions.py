@@ -21,6 +21,7 @@ from eda.contracts import registry
 from eda.errors import ConfigError, DefinitionError
 from eda.runtime.amqp_consumer import AmqpConsumer
 from eda.runtime.consumer import Delivery, WorkerConsumer
+from eda.runtime.threads import HandlerThreads
 
 log = logging.getLogger("eda.worker")
 
@@ -126,9 +127,9 @@ class PartitionedConsumer(WorkerConsumer):
             self._start(partition.current)
 
     def _may_start(self) -> bool:
-        # At most ``concurrency`` started, so each has a free thread: a started event is never left
-        # waiting in the threads' queue, where stopping or a pause could not hold it back.
-        return not self.stopped and self.paused_until is None and self.in_flight < self.concurrency
+        # Within the window: with handler threads, events beyond the free threads wait in their queue
+        # (a thread finishing one takes the next partition's at once); ``_recall`` takes those back.
+        return not self.stopped and self.paused_until is None and self.in_flight < self.window
 
     def retried(self, delivery: Delivery) -> int:
         """Attempts of this delivery retried in place so far."""
@@ -181,6 +182,7 @@ class PartitionedConsumer(WorkerConsumer):
         """Start nothing for a while; the partitions keep their events (a cancel would let a standby
         take a partition while this instance holds earlier events of it)."""
         self.paused_until = time.monotonic() + seconds
+        self._recall()
 
     def resume_if_due(self) -> bool:
         if self.paused_until is not None and time.monotonic() >= self.paused_until:
@@ -192,6 +194,21 @@ class PartitionedConsumer(WorkerConsumer):
         """Start nothing more; running handlers finish and are acked, the rest goes back on close."""
         self.stopped = True
         self.paused_until = None
+        self._recall()
+
+    def _recall(self) -> None:
+        """Take back the events handed over but not started (this turn's, and those waiting in the
+        handler threads' queue): each goes back to the head of its partition, to start after a pause,
+        or to return to the broker, in order, when the connection closes."""
+        if not isinstance(self.pool, HandlerThreads):
+            return
+        starting, self.starting = self.starting, []
+        for delivery in starting + self.pool.recall():
+            self.finished(delivery)
+            partition = self._partition_of(delivery)
+            if partition is not None and partition.current is delivery:
+                partition.current = None
+                partition.waiting.appendleft(delivery)
 
     def give_back(self) -> None:
         """Nothing is given back one by one: the connection's close returns each partition's events in order."""

@@ -2,7 +2,8 @@
 ordered by ``account_id`` that appends each event it handled to a file shared by its instances.
 
 Environment: ``ORDERING_RECORD`` (the file: one line ``pid account seq`` per handled event, written in
-one ``write``), ``ORDERING_MAX_SLEEP`` (seconds, a random delay per event), ``ORDERING_FAIL_RATE`` (the
+one ``write``), ``ORDERING_MAX_SLEEP`` (seconds, a random delay per event), ``ORDERING_SLEEP`` (seconds,
+a fixed delay per event), ``ORDERING_FAIL_RATE`` (the
 chance that an event fails transiently, at most once per event and process) and ``ORDERING_POISON``
 (``account:seq`` of an event that always fails).
 """
@@ -32,6 +33,7 @@ class Accounts(Worker):
         path = os.environ.get("ORDERING_RECORD")
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if path else None
         self.max_sleep = float(os.environ.get("ORDERING_MAX_SLEEP", "0"))
+        self.sleep = float(os.environ.get("ORDERING_SLEEP", "0"))
         self.fail_rate = float(os.environ.get("ORDERING_FAIL_RATE", "0"))
         self.poison = os.environ.get("ORDERING_POISON", "")
         self.failed = set()
@@ -45,6 +47,8 @@ class Accounts(Worker):
         account, seq = event.data["account_id"], event.data["seq"]
         if self.max_sleep:
             time.sleep(random.uniform(0, self.max_sleep))
+        if self.sleep:
+            time.sleep(self.sleep)
         if f"{account}:{seq}" == self.poison:
             raise RuntimeError(f"{account}:{seq} always fails")
         if self.fail_rate and (account, seq) not in self.failed and random.random() < self.fail_rate:

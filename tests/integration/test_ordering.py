@@ -4,6 +4,7 @@ retries and other AMQP clients (tests/integration/ordering_app.py is the worker)
 import json
 import signal
 import subprocess
+import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -104,6 +105,24 @@ def test_two_instances_handle_each_accounts_events_in_order_through_a_stop(stop,
     assert first.count(retried) + second.count(retried) >= 1  # the transient failures were retried in place
     doc = status_json(env, EDA_APP=APP)
     assert all(p["consumers"] == 1 and p["active"] and p["messages"] == 0 for p in partitions(doc)), doc
+
+
+
+def test_sigterm_finishes_the_running_handlers_and_starts_none_of_those_waiting(eda, broker, namespace, record):
+    # Given an ordered worker with two handler threads whose handlers take 2 s each
+    worker = eda.worker("accounts", EDA_APP=APP, ORDERING_RECORD=record, ORDERING_SLEEP="2", EDA_CONCURRENCY="2")
+    # When one event of each of 16 accounts is published (spread over the partitions), and SIGTERM
+    # comes while the first two run
+    eda.publish("account-changed", *({"accountId": f"acct-t{a:02}", "seq": 1} for a in range(16)), EDA_APP=APP)
+    waiting = lambda: sum(broker.depth(f"{namespace}.accounts.p{p}") for p in range(8))  # noqa: E731 - not delivered
+    wait_until(lambda: waiting() <= 14, timeout=30, message="events delivered to the worker")
+    time.sleep(0.5)
+    worker.send(signal.SIGTERM)
+    # Then the worker exits 0 once the two running handlers finished: the events handed to its threads
+    # but not started were not run after the signal (they return to their partitions, in order)
+    assert worker.wait(30) == 0
+    assert len(handled_lines(record)) == 2, handled_lines(record)
+    wait_until(lambda: waiting() == 14, timeout=30, message="14 events back in their partitions")
 
 
 def test_a_failing_event_is_retried_in_place_then_dead_lettered_and_its_partition_goes_on(eda, broker, namespace,
