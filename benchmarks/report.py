@@ -75,8 +75,9 @@ def rows(r: dict) -> list[dict]:
                         f"concurrency {c['concurrency']}", "events/s", c["single_classic"], c["cluster_quorum"]))
     if "ordering" in r:  # the baseline column holds the same worker unordered: the ratio is the price of order
         o = r["ordering"]
+        rounds = f", median of {o['rounds']} runs each" if o.get("rounds", 1) > 1 else ""
         out.append(_row(f"ordering: no-op worker ordered by key ({o['partitions']} partitions) vs unordered "
-                        f"(baseline column), concurrency {o['concurrency']}", "events/s", o["unordered"],
+                        f"(baseline column), concurrency {o['concurrency']}{rounds}", "events/s", o["unordered"],
                         o["ordered"], 0.5))
     if "state" in r:  # the baseline column holds SQLite's rate, then one PostgreSQL instance's
         s = r["state"]

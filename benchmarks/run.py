@@ -130,8 +130,9 @@ def replication(bench: Bench, args) -> dict:
 def ordering(bench: Bench, args) -> dict:
     from benchmarks import ordering as ordered
 
-    step(f"ordering: eda no-op worker ordered by key vs unordered, {args.n:,} events")
-    return ordered.ordered_vs_unordered(bench, args.n)
+    rounds = 1 if args.quick else 3
+    step(f"ordering: eda no-op worker ordered by key vs unordered, {args.n:,} events, {rounds} round(s)")
+    return ordered.ordered_vs_unordered(bench, args.n, rounds=rounds)
 
 
 def state_backends(bench: Bench, args) -> dict:
