@@ -285,11 +285,17 @@ class WorkerConsumer:
         """Give back what has not started: the backlog, and what waits in the handler threads' queue."""
         while self.backlog:
             self.runner.settlement.give_back(self.backlog.popleft())
-        starting, self.starting = self.starting, []
-        queued = self.pool.recall() if isinstance(self.pool, HandlerThreads) else []
-        for delivery in starting + queued:
-            self.finished(delivery)
+        for delivery in self.take_back():
             self.runner.settlement.give_back(delivery)
+
+    def take_back(self) -> list:
+        """The deliveries handed over but not started (this turn's, and those waiting in the handler
+        threads' queue), their slots freed: each is either started or taken back, never both."""
+        starting, self.starting = self.starting, []
+        unstarted = starting + (self.pool.recall() if isinstance(self.pool, HandlerThreads) else [])
+        for delivery in unstarted:
+            self.finished(delivery)
+        return unstarted
 
     def flush_acks(self) -> None:
         """Send the acks held since the last turn of the I/O loop (amqp transport only). A worker with

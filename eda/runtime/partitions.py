@@ -21,7 +21,6 @@ from eda.contracts import registry
 from eda.errors import ConfigError, DefinitionError
 from eda.runtime.amqp_consumer import AmqpConsumer
 from eda.runtime.consumer import Delivery, WorkerConsumer
-from eda.runtime.threads import HandlerThreads
 
 log = logging.getLogger("eda.worker")
 
@@ -200,11 +199,7 @@ class PartitionedConsumer(WorkerConsumer):
         """Take back the events handed over but not started (this turn's, and those waiting in the
         handler threads' queue): each goes back to the head of its partition, to start after a pause,
         or to return to the broker, in order, when the connection closes."""
-        if not isinstance(self.pool, HandlerThreads):
-            return
-        starting, self.starting = self.starting, []
-        for delivery in starting + self.pool.recall():
-            self.finished(delivery)
+        for delivery in self.take_back():
             partition = self._partition_of(delivery)
             if partition is not None and partition.current is delivery:
                 partition.current = None

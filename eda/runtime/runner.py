@@ -220,21 +220,21 @@ class Runner:
     def _wait(self, amqp: bool, timeout: float) -> None:
         """Block until the broker or a handler thread has something, then take all of it."""
         if amqp:
-            sock = self.connection.connection.sock
-            reader = frame_reader.reader_of(self.connection.connection)
+            connection = self.connection.connection
+            reader = frame_reader.reader_of(connection)
             if reader is not None and reader.pending():
                 timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
-            ready, _, _ = select.select([sock, self._wake_r], [], [], timeout)
+            ready, _, _ = select.select([connection.sock, self._wake_r], [], [], timeout)
             if self._wake_r in ready:
                 self._take_wake_ups()
-            if sock in ready or timeout == 0 and reader is not None:
-                if reader is not None:  # one read for all the socket holds; every complete frame handled
-                    reader.dispatch_ready(self.connection.connection)
-                    return
+            if reader is not None:
+                if connection.sock in ready or timeout == 0:
+                    reader.dispatch_ready(connection)  # one read for all the socket holds; every complete frame
+            elif connection.sock in ready:
                 # py-amqp reads a frame per call (TLS): drain until the socket has nothing complete left.
                 while True:
                     try:
-                        self.connection.connection.drain_events(timeout=0)
+                        connection.drain_events(timeout=0)
                     except socket.timeout:
                         break
         else:

@@ -1,7 +1,6 @@
 """The payment worker's gateway client: a pool of keep-alive connections, timeouts, and its answers mapped
 to what the worker does (charged, declined, retried and counted by the breaker, or dead-lettered at once)."""
 
-import json
 import socket
 import threading
 from decimal import Decimal
@@ -97,17 +96,13 @@ def test_answers_other_than_success_and_decline(status, raised):
         _answer(status, {"reason": "why"}, "charge of order o-1")
 
 
-def test_the_payment_worker_charges_over_no_more_connections_than_its_concurrency(eda, broker, gateway, make_order,
-                                                                                 tmp_path):
+def test_the_payment_worker_charges_over_no_more_connections_than_its_concurrency(eda, broker, gateway, make_order):
     # Given a payment worker at concurrency 4 on a gateway that takes 20 ms an answer
     gateway.simulation.latency = 0.02
     eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_CONCURRENCY=4)
     spy = broker.spy("payment.*")
-    orders = tmp_path / "orders.jsonl"
-    orders.write_text("\n".join(json.dumps(make_order()) for _ in range(40)))
     # When 40 orders arrive
-    code, output = eda.run("publish", "order-placed", "--file", str(orders))
-    assert code == 0, output
+    eda.publish("order-placed", *(make_order() for _ in range(40)))
     # Then each is charged once, over at most 4 connections that stayed open from one charge to the next
     assert len(spy.wait_for("payment.succeeded", count=40, timeout=60)) == 40
     assert gateway.simulation.charges == 40
