@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY . .
-RUN pip install '.[otel]' && rm -rf /src/build
+# eda, then the reference shop (its own distribution: shop/pyproject.toml).
+RUN pip install '.[otel]' ./shop && rm -rf /src/build /src/shop/build
 
 # Not root: a system user whose home is the state directory (a named volume inherits its owner).
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/eda --create-home --shell /usr/sbin/nologin eda

@@ -1,6 +1,6 @@
 """eda's side of the throughput benchmarks: its publisher, and its runtime running workers in process.
 
-Workers run in ``workers.runtime.Runner`` on a thread of this process with the logging `eda worker`
+Workers run in ``eda.runtime.runner.Runner`` on a thread of this process with the logging `eda worker`
 sets up (JSON at INFO), written to /dev/null; a hook counts settled events, so the clock stops
 when the last of ``n`` events is acked.
 """
@@ -90,7 +90,7 @@ def consume(bench: Bench, queue_events, n: int, concurrency: int) -> float:
 
 def react(bench: Bench, queue_events, n: int) -> float:
     """The real shipping worker at its default settings, reacting to ``n`` pre-loaded events."""
-    from workers.shipping import Shipping
+    from eda_shop.workers.shipping import Shipping
 
     worker_logs(bench.settings)
     queue_events(bench.worker_queue(Shipping.name, Shipping.handlers))

@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from benchmarks.bench import Bench, eda_worker, reserved_event, rss_mb, stop, wait_for
-from workers.shipping import Shipping
+from eda_shop.workers.shipping import Shipping
 
 WARM_FRACTION = 0.1
 

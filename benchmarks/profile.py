@@ -13,7 +13,7 @@ from benchmarks import eda_side
 from benchmarks.bench import Bench, order_event, reserved_event
 from eda.runtime.hooks import Hooks
 from eda.runtime.runner import Runner
-from workers.shipping import Shipping
+from eda_shop.workers.shipping import Shipping
 
 
 class StopWhenDone(Hooks):

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from benchmarks.bench import Bench, CpuWindow, eda_worker, stop, wait_for
 from eda.contracts.envelope import Event
 from eda.store import open_store
-from workers.inventory import SCHEMA, Inventory
+from eda_shop.workers.inventory import SCHEMA, Inventory
 
 SKUS = 100
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -11,7 +11,7 @@ import argparse
 import time
 from types import SimpleNamespace
 
-import contracts  # noqa: F401 - the shop's contracts
+import eda_shop.contracts  # noqa: F401 - the shop's contracts
 from eda import tracing
 from eda.contracts.envelope import decode, encode, new_event
 from eda.settings import Settings

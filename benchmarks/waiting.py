@@ -33,7 +33,7 @@ LOAD_SHARE = 0.5  # the latency run sends orders at this share of the gateway's 
 # How each style of handler is run: style -> (worker name, extra environment of `eda worker`).
 # A worker with async handlers gets its row by an entry here (its name as registered, its settings).
 STYLES = {"threads": ("payment", {}),
-          "async": ("payment", {"EDA_APP": "workers.payment_async"})}  # the same worker, `async def` handlers
+          "async": ("payment", {"EDA_APP": "eda_shop.workers.payment_async"})}  # the same worker, `async def` handlers
 
 
 def free_port() -> int:

@@ -1,6 +1,11 @@
-"""Finding a project's workers and contracts: the ``eda.workers`` and ``eda.contracts`` entry points of
-installed packages, and the modules named by ``--app`` / ``EDA_APP`` (imported with the current
-directory first on the path, as ``flask --app`` does), so a project runs without being installed.
+"""Finding the app's workers and contracts.
+
+The app is the modules named by ``--app`` / ``EDA_APP`` (imported with the current directory first on
+the path, as ``flask --app`` does, so a project runs without being installed); where none are named,
+it is the workers of installed packages' ``eda.workers`` entry points. Commands that list workers
+(``eda status``, ``eda dlq list``, ``eda topology declare``) concern the app's workers only, never every
+worker some installed package ships. Contracts are a shared vocabulary: those of every ``eda.contracts``
+entry point are known beside the app's own, so a team's worker may handle another package's events.
 
 Discovery runs once per process; eda itself imports no project, not even its reference shop.
 """
@@ -70,7 +75,8 @@ def _import_app(name: str):
 
 
 def load() -> None:
-    """Import the app modules and the entry points, once; a broken entry point is a warning, not an end."""
+    """Import the app modules (or, with none named, the workers' entry points) and the contracts' entry
+    points, once; a broken entry point is a warning, not an end."""
     global _loaded
     if _loaded:
         return
@@ -87,11 +93,11 @@ def load() -> None:
             raise
         except Exception as exc:  # one broken plug-in must not stop the others
             log.warning("cannot load contracts entry point %s (%s): %s", ep.name, ep.value, exc)
+    if modules:
+        return  # the app named is the app: installed packages' workers are not its workers
     for ep in entry_points(group=WORKERS):
         try:
             cls = ep.load()
-            if getattr(cls, "name", None) in _workers:
-                continue  # the app's own win over installed ones
             cls.handlers  # every contract source is loaded now: its event names must resolve
         except Exception as exc:  # e.g. a project's own `workers` package shadows the plug-in's
             log.warning("cannot load worker entry point %s (%s): %s", ep.name, ep.value, exc)

@@ -18,7 +18,7 @@ from decimal import Decimal
 import click
 import kombu
 
-import contracts  # noqa: F401  (registers the shop's events)
+import eda_shop.contracts  # noqa: F401  (registers the shop's events)
 from eda.cli_support import COMMON, settings_options
 from eda.connection import is_amqp, open_connection
 from eda.contracts.envelope import new_event
@@ -28,9 +28,9 @@ from eda.runtime.runner import Runner
 from eda.settings import Settings
 from eda.tail import Tail, describe
 from eda.topology import Topology
-from workers.inventory import Inventory
-from workers.payment import Payment
-from workers.shipping import Shipping
+from eda_shop.workers.inventory import Inventory
+from eda_shop.workers.payment import Payment
+from eda_shop.workers.shipping import Shipping
 
 WORKERS = (Payment, Inventory, Shipping)
 

@@ -10,7 +10,7 @@ import sys
 import uuid
 from decimal import Decimal
 
-import contracts  # noqa: F401  (registers the shop's events)
+import eda_shop.contracts  # noqa: F401  (registers the shop's events)
 from eda import ContractError, EdaError, Event, Producer, Settings
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import kombu
 import pytest
 
-from workers.gateway import Simulation, serve
+from eda_shop.workers.gateway import Simulation, serve
 from eda.topology import Topology
 from tests.support import in_ci, Broker, EdaProcess, environment, port_open
 from eda import discovery

@@ -12,7 +12,7 @@ import pybreaker
 from eda import PermanentError, Setting, Worker, handles
 from eda.breaker import Breaker
 from eda.store import open_store
-from workers.gateway import HttpGateway, InProcessGateway, Simulation
+from eda_shop.workers.gateway import HttpGateway, InProcessGateway, Simulation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (order_id TEXT PRIMARY KEY, status TEXT NOT NULL, payment_id TEXT,

@@ -3,7 +3,7 @@
     eda --app workers.payment_async worker payment
 
 It is named ``payment`` on purpose: the same queue, contracts, settings and state (the ``charges`` and
-``refunds`` tables) as ``workers.payment.Payment``, so a deployment switches between the two styles
+``refunds`` tables) as ``eda_shop.workers.payment.Payment``, so a deployment switches between the two styles
 without moving queued orders or losing the record of charges, and a sync and an async instance may
 even share one queue. ``--app`` (``EDA_APP``) picks it: an app's workers win over installed ones.
 
@@ -23,8 +23,8 @@ from eda import PermanentError, handles
 from eda.breaker import Breaker
 from eda.errors import GatewayError
 from eda.store import open_store
-from workers import gateway as gateways
-from workers import payment  # the module, not its class: discovery would see two workers named payment
+from eda_shop.workers import gateway as gateways
+from eda_shop.workers import payment  # the module, not its class: discovery would see two workers named payment
 
 
 class AsyncHttpGateway:

@@ -11,7 +11,7 @@ from tests.support import Accounting, handled, wait_until
 
 pytestmark = pytest.mark.integration
 
-ASYNC = {"EDA_APP": "workers.payment_async"}  # the async payment worker wins over the installed one
+ASYNC = {"EDA_APP": "eda_shop.workers.payment_async"}  # the async payment worker wins over the installed one
 
 
 def async_payment(eda, gateway, **env):

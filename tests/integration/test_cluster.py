@@ -21,7 +21,7 @@ import kombu
 import pytest
 
 from eda import Producer, Settings
-from producers.orders import place_order
+from eda_shop.producers.orders import place_order
 from tests.conftest import Eda
 from tests.support import Spy, environment, in_ci, port_open, wait_until
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from eda.errors import GatewayError, PermanentError
-from workers.gateway import HttpGateway, _answer
+from eda_shop.workers.gateway import HttpGateway, _answer
 
 pytestmark = pytest.mark.integration
 

@@ -68,7 +68,7 @@ def test_wire_keys_are_an_error_naming_the_python_key(producer, broker, namespac
 
 def test_the_shops_order_producer_places_a_confirmed_order(producer, broker, env):
     spy = broker.spy("order.*")
-    run = subprocess.run([sys.executable, "-m", "producers.orders", "u-1", "WIDGET:2:19.99", "GADGET:1:5"],
+    run = subprocess.run([sys.executable, "-m", "eda_shop.producers.orders", "u-1", "WIDGET:2:19.99", "GADGET:1:5"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     [placed] = spy.wait_for("order.placed")

@@ -7,7 +7,7 @@ from amqp.exceptions import PreconditionFailed
 
 from eda.topology import Topology
 from tests.support import wait_until
-from workers.payment import Payment
+from eda_shop.workers.payment import Payment
 
 pytestmark = pytest.mark.integration
 

@@ -156,7 +156,7 @@ def test_the_handler_loop_runs_an_async_setup_on_its_own_loop():
 
 
 def test_the_shops_async_payment_charges_and_refunds_on_the_test_bus():
-    from workers.payment_async import AsyncPayment
+    from eda_shop.workers.payment_async import AsyncPayment
 
     order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
              "items": [{"sku": "S-1", "quantity": 1, "unit_price": "10.00"}]}
@@ -174,8 +174,8 @@ def test_the_shops_async_payment_charges_and_refunds_on_the_test_bus():
 
 def test_the_async_payment_publishes_what_the_threaded_one_does():
     # Given both styles of the shop's payment worker, each on a bus of its own
-    from workers.payment import Payment
-    from workers.payment_async import AsyncPayment
+    from eda_shop.workers.payment import Payment
+    from eda_shop.workers.payment_async import AsyncPayment
 
     reactions = []
     for worker in (Payment, AsyncPayment):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import CONTRACTS
+from eda_shop.contracts import CONTRACTS
 from tests.support import eda_command, environment
 from eda import discovery
 

@@ -156,7 +156,7 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
     return any(fnmatch(prefix, p) or fnmatch(prefix, p.removeprefix("**/")) for p in patterns for prefix in prefixes)
 
 
-def test_the_build_context_installs_eda_with_its_console_script_and_workers(tmp_path):
+def test_the_build_context_installs_eda_and_the_shop_with_the_console_script_and_workers(tmp_path):
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     assert not any(p.startswith("!") for p in patterns)
@@ -164,21 +164,31 @@ def test_the_build_context_installs_eda_with_its_console_script_and_workers(tmp_
                            capture_output=True, text=True, check=True).stdout.split()
     context = tmp_path / "context"
     for name in files:
-        if not dockerignored(name, patterns) and (ROOT / name).is_file():
+        path = ROOT / name
+        if not dockerignored(name, patterns) and (path.is_file() or path.is_symlink()):
             (context / name).parent.mkdir(parents=True, exist_ok=True)
-            (context / name).write_bytes((ROOT / name).read_bytes())
+            if path.is_symlink():  # eda/cli.py is the repository's cli.py
+                (context / name).symlink_to(path.readlink())
+            else:
+                (context / name).write_bytes(path.read_bytes())
     assert not (context / "tests").exists() and not (context / ".git").exists()
-    # What `pip install .` does in the image, on the same context.
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"),
-                            str(context)], capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    wheel, = (tmp_path / "wheel").glob("eda-*.whl")
-    with zipfile.ZipFile(wheel) as whl:
-        names = whl.namelist()
-        entry_points = next(whl.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert "cli.py" in names
-    for package in ("eda", "contracts", "producers", "workers"):
-        assert f"{package}/__init__.py" in names
-    assert re.search(r"^eda = cli:main$", entry_points, re.M)
+    # What `pip install . ./shop` does in the image, on the same context.
+    wheels = {}
+    for project in (".", "shop"):
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"),
+                                str(context / project)], capture_output=True, text=True, timeout=300)
+        assert built.returncode == 0, built.stderr
+    for wheel in (tmp_path / "wheel").glob("*.whl"):
+        with zipfile.ZipFile(wheel) as whl:
+            names = whl.namelist()
+            entry_points = next((whl.read(n).decode() for n in names if n.endswith("entry_points.txt")), "")
+        wheels[wheel.name.split("-")[0]] = ({n.split("/")[0] for n in names if not ".dist-info" in n}, names, entry_points)
+    top, names, entry_points = wheels["eda"]
+    assert top == {"eda"} and "eda/cli.py" in names  # the library alone
+    assert re.search(r"^eda = eda.cli:main$", entry_points, re.M)
+    top, names, entry_points = wheels["eda_shop"]
+    assert top == {"eda_shop"}
+    for package in ("contracts", "producers", "workers"):
+        assert f"eda_shop/{package}/__init__.py" in names
     for worker in discovery.discover():
-        assert re.search(rf"^{worker} = workers\.", entry_points, re.M)
+        assert re.search(rf"^{worker} = eda_shop\.workers\.", entry_points, re.M)

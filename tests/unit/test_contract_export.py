@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from contracts import CONTRACTS
+from eda_shop.contracts import CONTRACTS
 from eda import discovery, names
 from eda.contracts.envelope import decode, new_event, to_wire
 from eda.contracts.export import asyncapi_document, event_schema, jsonschema_document

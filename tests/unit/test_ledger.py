@@ -5,9 +5,9 @@ from decimal import Decimal
 
 from eda.settings import Settings
 from eda.testing import TestBus
-from workers.inventory import Inventory
-from workers.ledger import Ledger
-from workers.payment import Payment
+from eda_shop.workers.inventory import Inventory
+from eda_shop.workers.ledger import Ledger
+from eda_shop.workers.payment import Payment
 
 
 def order(order_id, user_id, amount="30.00", quantity=1):

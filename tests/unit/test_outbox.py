@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import contracts  # noqa: F401 (the shop's events: stock-replenished, order-placed)
+import eda_shop.contracts  # noqa: F401 (the shop's events: stock-replenished, order-placed)
 from eda.errors import ConfigError, ContractError
 from eda.outbox import Outbox
 from eda.outbox.status import describe

@@ -2,9 +2,9 @@
 
 from eda.settings import Settings
 from eda.testing import TestBus
-from workers.inventory import Inventory
-from workers.payment import Payment
-from workers.shipping import Shipping
+from eda_shop.workers.inventory import Inventory
+from eda_shop.workers.payment import Payment
+from eda_shop.workers.shipping import Shipping
 
 
 def order(order_id, amount="30.00", sku="WIDGET", quantity=2):

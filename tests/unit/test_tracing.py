@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-import contracts  # noqa: F401 - the shop's contracts, registered
+import eda_shop.contracts  # noqa: F401 - the shop's contracts, registered
 from eda import logs, tracing
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import decode, encode, new_event, trace_context

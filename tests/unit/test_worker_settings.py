@@ -45,7 +45,7 @@ def test_a_value_out_of_bounds_is_one_line_when_the_worker_is_made(monkeypatch, 
 
 
 def test_the_shops_settings_have_bounds(monkeypatch):
-    from workers.payment import Payment
+    from eda_shop.workers.payment import Payment
 
     monkeypatch.setenv("EDA_BREAKER_FAIL_MAX", "0")
     with pytest.raises(ConfigError, match="--breaker-fail-max"):
