@@ -14,6 +14,8 @@ Event names resolve when the worker starts, so a worker module may be imported b
 
 import inspect
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from eda import tracing
 from eda.contracts import registry
@@ -27,10 +29,13 @@ RESERVED = frozenset({"name", "description", "handlers", "record_processed", "in
                       "source", "log", "setup", "teardown", "event_types", "ordered_by"})
 
 
-def handles(event_type: str):
-    """Mark a method as the handler of one event type (routing key or CLI name)."""
+H = TypeVar("H", bound=Callable)
 
-    def mark(method):
+
+def handles(event_type: registry.EventRef) -> Callable[[H], H]:
+    """Mark a method as the handler of one event type (routing key, CLI name or contract class)."""
+
+    def mark(method: H) -> H:
         method.eda_handles = event_type
         return method
 
@@ -47,7 +52,7 @@ class Context:
         self.source = source
         self.reactions: list[tuple[Event, bytes]] = []
 
-    def publish(self, event_type: str, data: dict) -> Event:
+    def publish(self, event_type: registry.EventRef, data: dict) -> Event:
         """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
         its cause.
 

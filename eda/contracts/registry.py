@@ -1,16 +1,21 @@
 """The open table of contracts: each event's CLI name, routing key (= CloudEvents type) and data schema.
 
 Any package registers its events with ``@contract`` on an ``EventData`` subclass; eda itself knows
-none. ``get`` of a name not registered yet first runs discovery (entry points, ``--app``) once.
+none. Wherever eda takes an event type it takes the contract class too (``ctx.publish(InvoiceSent,
+...)``): ``get`` is the one place that resolves either. ``get`` of a name not registered yet first runs
+discovery (entry points, ``--app``) once.
 """
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar, Union
 
 from marshmallow import RAISE, Schema, ValidationError, fields as mfields
 
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
+from eda.contracts.data import EventData
 from eda.errors import ContractError, DefinitionError, UnknownEvent
 
 CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
@@ -210,8 +215,11 @@ def register(new: Contract) -> Contract:
     return new
 
 
+D = TypeVar("D", bound=type[EventData])
+
+
 def contract(type: str, *, name: str | None = None, version: int = 1, description: str = "",
-             published_by: tuple[str, ...] = (CLIENTS,), key: str | None = None):
+             published_by: tuple[str, ...] = (CLIENTS,), key: str | None = None) -> Callable[[D], D]:
     """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key).
 
     The CLI name defaults to the type with dots as dashes (``invoice.requested`` -> ``invoice-requested``).
@@ -219,7 +227,7 @@ def contract(type: str, *, name: str | None = None, version: int = 1, descriptio
     ``eda-partition-key`` header, so that a worker ordered by it gets each key's events in order.
     """
 
-    def register_class(schema_class):
+    def register_class(schema_class: D) -> D:
         doc = (schema_class.__doc__ or "").strip().splitlines()
         registered = register(Contract(
             name or type.replace(".", "-"), type, schema_class, description or (doc[0] if doc else ""),
@@ -243,8 +251,29 @@ def all_contracts() -> tuple[Contract, ...]:
     return tuple(_CONTRACTS.values())
 
 
-def get(name_or_type: str) -> Contract:
-    """The contract for a CLI name (``order-placed``) or type (``order.placed``)."""
+# What names an event type wherever eda takes one: its type (``order.placed``), its CLI name
+# (``order-placed``) or its contract class (the ``EventData`` subclass ``@contract`` registered).
+EventRef: TypeAlias = Union[str, type[EventData], Contract]
+
+
+def _of_class(ref) -> Contract:
+    """The contract a class registered itself as (its own ``@contract``, not one inherited)."""
+    found = vars(ref).get("eda_contract") if isinstance(ref, type) else None
+    if isinstance(found, Contract):
+        return found
+    if isinstance(ref, type):
+        raise UnknownEvent(f"{ref.__module__}.{ref.__qualname__} is not a contract: an EventData subclass "
+                           f"becomes one with @contract(\"its.type\")")
+    raise UnknownEvent(f"an event type is a type or CLI name (a string) or a @contract class, not "
+                       f"{ref.__class__.__name__} {ref!r:.80}")
+
+
+def get(name_or_type: EventRef) -> Contract:
+    """The contract for a CLI name (``order-placed``), a type (``order.placed``) or a contract class."""
+    if isinstance(name_or_type, Contract):
+        return name_or_type
+    if not isinstance(name_or_type, str):
+        return _of_class(name_or_type)
     found = _BY_KEY.get(name_or_type)
     if found is None:
         _discover()

@@ -13,6 +13,7 @@ import time
 
 from eda import tracing
 from eda.contracts.envelope import Event, encode
+from eda.contracts.registry import EventRef
 from eda.errors import ConfigError
 from eda.outbox.tables import PostgresTable, SqliteTable, connect_postgres, connect_sqlite
 from eda.publishing.producer import python_event
@@ -72,7 +73,7 @@ class Outbox:
             return connect_postgres(self.table.url, autocommit=autocommit, application_name="eda-outbox")
         return connect_sqlite(self.table.path)
 
-    def add(self, conn, event: str, data: dict, correlation_id: str | None = None) -> Event:
+    def add(self, conn, event: EventRef, data: dict, correlation_id: str | None = None) -> Event:
         """Validate ``data`` (snake_case keys, Python values, as ``Producer.publish`` takes it) and write
         the CloudEvent to the outbox in ``conn``'s current transaction; return the event, whose id is
         the one consumers will see. Nothing is published until that transaction commits."""

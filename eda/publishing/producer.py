@@ -23,14 +23,14 @@ from eda.settings import Settings
 from eda.topology import Topology
 
 
-def build_event(event_name: str, data, source: str, correlation_id: str | None = None) -> Event:
+def build_event(event_name: registry.EventRef, data, source: str, correlation_id: str | None = None) -> Event:
     """An event from wire-form data (camelCase, as JSON has it), validated strictly (unknown fields too)."""
     contract = registry.get(event_name)
     attrs = {"correlation_id": correlation_id} if correlation_id else {}
     return new_event(contract.type, contract.load(data, strict=True), source, **attrs)
 
 
-def python_event(event_name: str, data, source: str, correlation_id: str | None = None) -> tuple[Event, dict]:
+def python_event(event_name: registry.EventRef, data, source: str, correlation_id: str | None = None) -> tuple[Event, dict]:
     """An event from Python-side data (snake_case keys, Python values), validated as ``Producer.publish``
     and ``outbox.add`` take it; returned with its wire data, so that encoding it dumps nothing again."""
     contract = registry.get(event_name)
@@ -62,7 +62,7 @@ class Producer:
             Topology(self.settings.namespace).declare_exchanges(self._publisher.channel)
         return self._publisher
 
-    def publish(self, event_name: str, data: dict, correlation_id: str | None = None) -> Event:
+    def publish(self, event_name: registry.EventRef, data: dict, correlation_id: str | None = None) -> Event:
         """Validate ``data`` (Python values, snake_case keys, as a handler's ``ctx.publish`` takes
         them), publish and wait for the broker's confirm; return the published event."""
         event, _ = python_event(event_name, data, self.source, correlation_id)
