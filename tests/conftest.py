@@ -107,10 +107,12 @@ class Eda:
     def __init__(self, env):
         self.env = env
         self.cwd = None  # the directory commands run in (a project's own folder)
+        self.command = None  # the `eda` to run: this interpreter's, unless a test installed one elsewhere
         self.processes: list[EdaProcess] = []
 
     def start(self, *args, **env) -> EdaProcess:
-        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}}, cwd=self.cwd)
+        proc = EdaProcess(args, {**self.env, **{k: str(v) for k, v in env.items()}}, cwd=self.cwd,
+                          command=self.command)
         self.processes.append(proc)
         return proc
 

@@ -38,9 +38,9 @@ def wait_until(condition, timeout=15.0, interval=0.05, message="condition"):
 class EdaProcess:
     """A running `eda ...` process; its output is read line by line, JSON log lines parsed."""
 
-    def __init__(self, args, env, cwd=None):
+    def __init__(self, args, env, cwd=None, command=None):
         self.args = args
-        self.proc = subprocess.Popen(eda_command() + list(args), env=env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen((command or eda_command()) + list(args), env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1, cwd=cwd)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
