@@ -52,6 +52,7 @@ class WorkerConsumer:
     def __init__(self, worker: Worker, runner):
         self.worker = worker
         self.runner = runner
+        self.clock = runner.clock  # monotonic seconds of pauses (and of an ordered worker's retries)
         self.asynchronous = is_async(worker)
         self.concurrency = 1 if worker.inline and not self.asynchronous else worker.settings.concurrency
         self.accepted = frozenset(worker.handlers)
@@ -258,13 +259,13 @@ class WorkerConsumer:
         """Stop taking deliveries for a while (circuit open) and give back what has not started."""
         first = self.paused_until is None
         # Paused before the cancel: deliveries that arrive while it completes wait in the backlog.
-        self.paused_until = time.monotonic() + seconds
+        self.paused_until = self.clock() + seconds
         if first:
             self.consumer.cancel()
             self.give_back()
 
     def resume_if_due(self) -> bool:
-        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+        if self.paused_until is not None and self.clock() >= self.paused_until:
             self.paused_until = None
             self.consumer.consume()
             return True

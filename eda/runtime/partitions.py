@@ -12,7 +12,6 @@ unacked and return to the head of their partitions when the connection closes.
 """
 
 import logging
-import time
 from collections import deque
 
 from eda import names
@@ -51,7 +50,7 @@ class Partition:
     """One partition queue as this instance consumes it: its deliveries in order, and the one running
     or waiting for its retry (``current``)."""
 
-    __slots__ = ("queue", "consumer", "waiting", "current", "attempts", "due")
+    __slots__ = ("queue", "consumer", "waiting", "current", "attempts", "due", "scheduled")
 
     def __init__(self, queue: str, consumer: AmqpConsumer):
         self.queue, self.consumer = queue, consumer
@@ -59,9 +58,10 @@ class Partition:
         self.current = None  # the delivery being handled, or held for its next attempt
         self.attempts = 0  # attempts of ``current`` retried in place
         self.due = None  # monotonic time of ``current``'s next attempt, while it is held
+        self.scheduled = False  # held for an attempt of the retry schedule, not a pause (circuit open)
 
     def settled(self) -> None:
-        self.current, self.attempts, self.due = None, 0, None
+        self.current, self.attempts, self.due, self.scheduled = None, 0, None, False
 
 
 class PartitionedConsumer(WorkerConsumer):
@@ -146,7 +146,8 @@ class PartitionedConsumer(WorkerConsumer):
             partition.waiting.appendleft(delivery)
             return
         partition.attempts += 1 if counted else 0
-        partition.due = time.monotonic() + delay_ms / 1000
+        partition.due = self.clock() + delay_ms / 1000
+        partition.scheduled = counted
 
     def resolved(self, delivery: Delivery, processed: bool) -> None:
         """The delivery is acked or moved: its partition goes on with the next event."""
@@ -160,7 +161,7 @@ class PartitionedConsumer(WorkerConsumer):
         count = len(self.partitions)
         if not count:
             return
-        now = time.monotonic()
+        now = self.clock()
         self._turn = (self._turn + 1) % count
         for i in range(count):
             partition = self.partitions[(self._turn + i) % count]
@@ -175,16 +176,16 @@ class PartitionedConsumer(WorkerConsumer):
         if not self._may_start():
             return None
         dues = [p.due for p in self.partitions if p.due is not None]
-        return max(0.0, min(dues) - time.monotonic()) if dues else None
+        return max(0.0, min(dues) - self.clock()) if dues else None
 
     def pause(self, seconds: float) -> None:
         """Start nothing for a while; the partitions keep their events (a cancel would let a standby
         take a partition while this instance holds earlier events of it)."""
-        self.paused_until = time.monotonic() + seconds
+        self.paused_until = self.clock() + seconds
         self._recall()
 
     def resume_if_due(self) -> bool:
-        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+        if self.paused_until is not None and self.clock() >= self.paused_until:
             self.paused_until = None
             return True
         return False

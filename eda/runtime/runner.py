@@ -30,10 +30,13 @@ EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
 class Runner:
     """Runs one or more named workers on one connection until stopped."""
 
-    def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=()):
+    def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=(), clock=time.monotonic):
         self.settings = settings
         self.hooks = list(hooks)
         self.connect = connect
+        # Seconds of circuit pauses and of ordered workers' retries in place (eda.testing's bus runs a
+        # clock of its own, which it moves on instead of waiting).
+        self.clock = clock
         self.topology = Topology.from_settings(settings)
         self.workers = [cls(settings) for cls in worker_classes]
         self.settlement = Settlement(self)
@@ -47,6 +50,7 @@ class Runner:
         self._wake_pending = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._amqp = False
         self._stopping = False
         self._deadline = None
         self._signals = 0
@@ -61,16 +65,29 @@ class Runner:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
             signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for c in self.consumers:
-            c.setup()  # the worker's setup (on its event loop when async)
+        self.setup()
         try:
             return self._run_sessions()
         finally:
-            for c in self.consumers:
-                c.close()
-            for c in self.consumers:
-                c.teardown()
-            self._close_connection()
+            self.close()
+
+    def setup(self) -> None:
+        """Each worker's setup (on its event loop when async), once before the first session."""
+        for c in self.consumers:
+            c.setup()
+
+    def start_session(self) -> None:
+        """Connect, declare and consume: one session, without ``run``'s reconnecting (for callers that
+        drive the I/O loop themselves with ``turn``, like eda.testing's bus)."""
+        self._open_session()
+
+    def close(self) -> None:
+        """End consuming, run each worker's teardown, close the connection."""
+        for c in self.consumers:
+            c.close()
+        for c in self.consumers:
+            c.teardown()
+        self._close_connection()
 
     @property
     def stopping(self) -> bool:
@@ -127,6 +144,7 @@ class Runner:
 
     def _open_session(self) -> None:
         self.connection = self.connect(self.settings)
+        self._amqp = is_amqp(self.connection)
         self.session = object()
         self.session_errors = (*self.connection.connection_errors, *self.connection.channel_errors)
         self.publisher = Publisher(self.connection)
@@ -180,7 +198,6 @@ class Runner:
     # The I/O loop
 
     def _loop(self) -> int:
-        amqp = is_amqp(self.connection)
         stop_begun = False
         while True:
             if self._stopping:
@@ -188,29 +205,36 @@ class Runner:
                     stop_begun = True
                     for c in self.consumers:
                         c.stop()
-                if self._drained():
+                if self.drained():
                     log.info("stopped: every running handler finished and was acked")
                     return EXIT_OK
                 if time.monotonic() > self._deadline:
                     log.warning("shutdown timeout: exiting with handlers unfinished; they will be redelivered")
                     logging.shutdown()
                     os._exit(EXIT_FORCED)  # pool threads still run user code: do not wait for them
-            self._wait(amqp, timeout=self._wait_timeout())
-            self._settle_outcomes()
-            for c in self.consumers:
-                if not self._stopping:
-                    c.resume_if_due()
-                c.pump()
-                c.flush_records()
-                c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
-            for c in self.consumers:
-                c.hand_over()  # last: the handlers run while this thread waits for the next turn
-            now = time.monotonic()
-            if now >= self._next_heartbeat:
-                self.connection.heartbeat_check()
-                self._next_heartbeat = now + 1.0
-                for hook in self.hooks:
-                    hook.on_tick(self)
+            self.turn()
+
+    def turn(self, timeout: float | None = None) -> None:
+        """One turn of the I/O loop: wait until the broker or a handler has something (at most a
+        second, less when a consumer has something due sooner, or ``timeout``), settle it, start what
+        may start, keep the heartbeat."""
+        wait = self._wait_timeout()
+        self._wait(self._amqp, timeout=wait if timeout is None else min(wait, timeout))
+        self._settle_outcomes()
+        for c in self.consumers:
+            if not self._stopping:
+                c.resume_if_due()
+            c.pump()
+            c.flush_records()
+            c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
+        for c in self.consumers:
+            c.hand_over()  # last: the handlers run while this thread waits for the next turn
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self.connection.heartbeat_check()
+            self._next_heartbeat = now + 1.0
+            for hook in self.hooks:
+                hook.on_tick(self)
 
     def _wait_timeout(self) -> float:
         """At most a second, less when a consumer has something due sooner (an ordered worker's retry)."""
@@ -258,7 +282,8 @@ class Runner:
         except BlockingIOError:  # the pipe is full: the I/O thread is waking anyway
             pass
 
-    def _drained(self) -> bool:
+    def drained(self) -> bool:
+        """Nothing running, nothing handed back unsettled, no publish awaiting its confirm."""
         return (all(c.idle for c in self.consumers) and self._outcomes.empty()
                 and (self.publisher is None or self.publisher.in_flight == 0))
 
