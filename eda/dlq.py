@@ -202,42 +202,33 @@ class DeadLetters:
         """Publish each message to ``queue`` with confirms, acking it on ``channel`` once confirmed; with
         an ``exchange`` (an ordered worker's partitions), to it with the event's type as routing key."""
         publisher = Publisher(self.connection)
-        moved, errors = [0], []
+        moved = 0
         bar = click.progressbar(length=progress_length, label="replaying", file=sys.stderr) if progress_length \
             else nullcontext()
 
-        def settled_for(message):
-            def settled(error):
-                if error is not None:
-                    errors.append(error)
-                    return  # not acked: it goes back to the DLQ
-                channel.basic_ack(message.delivery_tag)  # the copy is safe with the broker
-                moved[0] += 1
-                if progress_length:
-                    bar.update(1)
-            return settled
+        def send(message, settled):
+            if tracing.active is not None:  # the body keeps its traceparent: a replay span joins the trace
+                settled = tracing.active.replaying(message, queue or exchange, settled)
+            headers = replay_headers(message.headers)
+            # The worker checks the routing key against the event's type: the original one.
+            routing_key = queue if not exchange else \
+                headers.get(failures.ORIGINAL_ROUTING_KEY) or message.properties.get("type") or ""
+            publisher.send(exchange, routing_key, message.body, copy_properties(message), headers=headers,
+                           mandatory=True, label=f"event {message.properties.get('message_id')}", callback=settled)
+
+        def confirmed(message):  # the copy is safe with the broker: the dead one goes (one not acked stays)
+            nonlocal moved
+            channel.basic_ack(message.delivery_tag)
+            moved += 1
+            if progress_length:
+                bar.update(1)
 
         try:
             with bar:
-                for message in messages:
-                    settled = settled_for(message)
-                    if tracing.active is not None:  # the body keeps its traceparent: a replay span joins the trace
-                        settled = tracing.active.replaying(message, queue or exchange, settled)
-                    headers = replay_headers(message.headers)
-                    # The worker checks the routing key against the event's type: the original one.
-                    routing_key = queue if not exchange else \
-                        headers.get(failures.ORIGINAL_ROUTING_KEY) or message.properties.get("type") or ""
-                    publisher.send(exchange, routing_key, message.body, copy_properties(message),
-                                   headers=headers, mandatory=True,
-                                   label=f"event {message.properties.get('message_id')}", callback=settled)
-                    if publisher.in_flight >= publisher.window:
-                        publisher.wait(until=publisher.window // 2)
-                    if errors:
-                        break
-                publisher.wait()
+                errors = publisher.publish_all(messages, send, on_confirmed=confirmed)
         finally:
             publisher.close()
-        return moved[0], errors
+        return moved, errors
 
     def purge(self, worker: str) -> int:
         """Delete every dead event of ``worker`` for good; return how many."""

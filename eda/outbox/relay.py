@@ -31,6 +31,13 @@ MAX_BACKOFF = 30.0
 CONFIRM_TIMEOUT = 10.0  # below the unit's WatchdogSec: a silent broker ends a batch, not the relay
 
 
+def row_event(row) -> Event:
+    """The event a claimed outbox row holds, as much as publishing needs (its body is the rest): a
+    row starts (position, event id, type, source, correlation id, body)."""
+    event_id, event_type, source, correlation_id = row[1:5]
+    return Event(type=event_type, data={}, source=source, id=event_id, time="", correlation_id=correlation_id)
+
+
 class Relay:
     def __init__(self, settings, *, batch: int = 500, retention: float = 3600.0, poll: float = 0.5,
                  notifier: Notifier | None = None):
@@ -136,22 +143,14 @@ class Relay:
         return len(rows) == self.batch
 
     def _publish(self, rows, confirmed: list, failed: list) -> None:
-        publisher = self.publisher
+        """Publish rows within the confirm window: the positions the broker took go to ``confirmed``,
+        the errors of the others to ``failed`` (their rows stay pending)."""
+        def send(row, settled):
+            self.publisher.send_event(row_event(row), self.exchange, body=bytes(row[5]), mandatory=True,
+                                      callback=settled)
 
-        def settled_for(position):
-            def settled(error):
-                if error is None:
-                    confirmed.append(position)
-                else:
-                    failed.append(error)
-            return settled
-
-        for position, event_id, event_type, source, correlation_id, body in rows:
-            event = Event(type=event_type, data={}, source=source, id=event_id, time="", correlation_id=correlation_id)
-            publisher.send_event(event, self.exchange, body=bytes(body), mandatory=True, callback=settled_for(position))
-            if publisher.in_flight >= publisher.window:
-                publisher.wait(CONFIRM_TIMEOUT, until=publisher.window // 2)
-        publisher.wait(CONFIRM_TIMEOUT)
+        failed += self.publisher.publish_all(rows, send, on_confirmed=lambda row: confirmed.append(row[0]),
+                                             timeout=CONFIRM_TIMEOUT, stop_at_error=False)
 
     # The broker.
 

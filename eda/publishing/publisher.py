@@ -1,13 +1,16 @@
 """Publishing with publisher confirms, pipelined: many events in flight, each settled by the broker.
 
 An event counts as published only once the broker acked it. A nack, or a ``basic.return`` of a
-``mandatory`` event that no queue took, settles it with an error that names the event. Callbacks run
-on the thread that drains the connection, which is the only thread that touches it.
+``mandatory`` event that no queue took, settles it with an error that names the event (the
+bookkeeping is ``eda.publishing.confirms``). Callbacks run on the thread that drains the connection,
+which is the only thread that touches it. ``publish_all`` is the one confirm-window loop: ``eda
+publish`` and the Producer API, ``eda dlq replay`` and the outbox relay all publish through it.
 """
 
 import socket
 import time
-from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from amqp import spec
 from amqp.basic_message import Message as AmqpMessage
@@ -17,9 +20,11 @@ from kombu import Producer
 from eda import tracing
 from eda.contracts.envelope import CONTENT_TYPE, Event, encode
 from eda.connection import is_amqp
-from eda.errors import BrokerUnavailable, PublishError, Unroutable
+from eda.errors import BrokerUnavailable
+from eda.publishing.confirms import Confirms, Settled
 from eda.publishing.partitioning import partition_headers
 
+T = TypeVar("T")
 DEFAULT_WINDOW = 1000
 
 
@@ -41,11 +46,6 @@ def _amqp_properties(event: Event) -> dict:
     }
 
 
-def _text(label) -> str:
-    """What names a publish in an error: its label, or the type and id of the event it is."""
-    return f"{label.type} {label.id}" if isinstance(label, Event) else label
-
-
 class Publisher:
     """Confirmed publishing on a channel of its own; ``send`` never blocks for a confirm."""
 
@@ -54,20 +54,20 @@ class Publisher:
         self.window = window
         self.channel = connection.channel()
         self._amqp = is_amqp(connection)
-        self._pending = {}  # confirm sequence number -> (label, callback), in publish order
-        self._returned = {}  # message_id -> deque of reasons, filled by basic.return before the ack
-        self._seq = 0
+        self.confirms = Confirms()
         if self._amqp:
             self.channel.confirm_select()
-            self.channel.events["basic_ack"].add(self._on_ack)
-            self.channel.events["basic_nack"].add(self._on_nack)
+            # Broker answers, called from drain_events on the I/O thread.
+            self.channel.events["basic_ack"].add(self.confirms.ack)
+            self.channel.events["basic_nack"].add(self.confirms.nack)
             self.channel.events["basic_return"].add(self._on_return)
         else:
             self._producer = Producer(self.channel)
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Publishes sent and not settled by the broker yet."""
+        return len(self.confirms)
 
     def send(self, exchange: str, routing_key: str, body: bytes, properties: dict, *, headers=None,
              mandatory=False, label="event", callback=None) -> None:
@@ -105,55 +105,21 @@ class Publisher:
             raise RecoverableConnectionError("basic_publish: connection closed")
         self.channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, mandatory, False), message)
         # Counted only once sent: a message that cannot be encoded raises above before any byte is
-        # written, and must not take a sequence number the broker never gives (confirms would shift).
-        self._seq += 1
-        self._pending[self._seq] = (label, callback, message_id)
-
-    # Broker answers, called from drain_events on the I/O thread.
-
-    def _settle(self, tag: int, multiple: bool, error_for) -> None:
-        if multiple:
-            tags = []
-            for t in self._pending:  # in publish order: stop at the first tag past the ack
-                if t > tag:
-                    break
-                tags.append(t)
-        else:
-            tags = [tag] if tag in self._pending else []
-        for t in tags:
-            label, callback, message_id = self._pending.pop(t)
-            error = error_for(label)
-            reasons = self._returned.get(message_id) if self._returned else None
-            if reasons:
-                error = Unroutable(f"{_text(label)}: {reasons.popleft()}")
-                if not reasons:
-                    del self._returned[message_id]
-            if callback:
-                callback(error)
-
-    def _on_ack(self, tag, multiple):
-        self._settle(tag, multiple, lambda label: None)
-
-    def _on_nack(self, tag, multiple):
-        self._settle(tag, multiple, lambda label: PublishError(f"{_text(label)}: the broker refused it (nack)"))
+        # written, and must not take a delivery tag the broker never gives (confirms would shift).
+        self.confirms.sent(label, callback, message_id)
 
     def _on_return(self, exc, exchange, routing_key, message):
-        reason = f"routed to no queue (exchange {exchange!r}, routing key {routing_key!r})"
-        self._returned.setdefault(message.properties.get("message_id"), deque()).append(reason)
+        self.confirms.returned(message.properties.get("message_id"), exchange, routing_key)
 
     def fail_all(self, error: Exception) -> None:
         """Settle everything in flight with ``error`` (the connection is gone)."""
-        pending, self._pending = self._pending, {}
-        self._returned.clear()
-        for _, callback, _ in pending.values():
-            if callback:
-                callback(error)
+        self.confirms.fail_all(error)
 
     def wait(self, timeout: float = 30.0, until: int = 0) -> None:
         """Drain the connection until at most ``until`` publishes are unsettled (for callers that own
         the connection, like ``eda publish``); raise BrokerUnavailable past ``timeout``."""
         deadline = time.monotonic() + timeout
-        while len(self._pending) > until:
+        while len(self.confirms) > until:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrokerUnavailable(f"the broker confirmed nothing for {timeout:.0f}s")
@@ -164,6 +130,34 @@ class Publisher:
             except self.connection.connection_errors as exc:
                 self.fail_all(BrokerUnavailable(f"lost the broker connection: {exc}"))
                 raise BrokerUnavailable(f"lost the broker connection while waiting for confirms: {exc}") from None
+
+    def publish_all(self, items: Iterable[T], send: Callable[[T, Settled], None], *,
+                    on_confirmed: Callable[[T], None] | None = None, timeout: float = 30.0,
+                    stop_at_error: bool = True) -> list[Exception]:
+        """The confirm window: ``send(item, settled)`` publishes each item (through ``send`` or
+        ``send_event``, passing ``settled`` as the callback), at most ``window`` unsettled at once:
+        past it, wait until half of them are. ``on_confirmed(item)`` runs for each item the broker
+        took, in publish order. Returns, once everything sent is settled, the errors of those it did
+        not take (nacked, unroutable, or the connection's loss); with ``stop_at_error`` nothing more is
+        sent after the first. Raises BrokerUnavailable when the broker stops answering."""
+        errors: list[Exception] = []
+
+        def settled_for(item):
+            def settled(error):
+                if error is not None:
+                    errors.append(error)
+                elif on_confirmed is not None:
+                    on_confirmed(item)
+            return settled
+
+        for item in items:
+            send(item, settled_for(item))
+            if len(self.confirms) >= self.window:
+                self.wait(timeout, until=self.window // 2)
+            if errors and stop_at_error:
+                break
+        self.wait(timeout)
+        return errors
 
     def publish_events(self, events, exchange: str, *, mandatory=True, timeout: float = 30.0,
                        on_confirmed=None) -> None:
@@ -177,23 +171,11 @@ class Publisher:
                         on_confirmed=None) -> None:
         """``publish_events`` for ``(event, body)`` pairs whose bodies are encoded already (None: encode
         it here), as ``eda publish`` has them from validating its input."""
-        errors = []
+        def send(item, settled):
+            self.send_event(item[0], exchange, body=item[1], mandatory=mandatory, callback=settled)
 
-        def settled_for(event):
-            def settled(error):
-                if error:
-                    errors.append(error)
-                elif on_confirmed:
-                    on_confirmed(event)
-            return settled
-
-        for event, body in items:
-            self.send_event(event, exchange, body=body, mandatory=mandatory, callback=settled_for(event))
-            if len(self._pending) >= self.window:
-                self.wait(timeout, until=self.window // 2)
-            if errors:
-                break
-        self.wait(timeout)
+        errors = self.publish_all(items, send, timeout=timeout,
+                                  on_confirmed=(lambda item: on_confirmed(item[0])) if on_confirmed else None)
         if errors:
             raise errors[0]
 
