@@ -6,6 +6,7 @@ starting ``amq.``: that leaves 155 bytes for ``.{worker}.retry.{delay}``, the lo
 Every name function checks the name it derives all the same (a long plugin worker name, say).
 """
 
+import hashlib
 import re
 
 from eda.errors import ConfigError
@@ -98,3 +99,10 @@ def parse_delay(text: str) -> int:
                 raise ValueError(f"{text!r} is too long a delay (at most {MAX_DELAY_MS // 3_600_000}h)")
             return delay
     raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 5s, 2m, 1h)")
+
+
+def schema_name(namespace: str) -> str:
+    """The PostgreSQL schema of a namespace: the namespace itself, or a prefix and a hash past 63 bytes."""
+    if len(namespace.encode()) <= 63:
+        return namespace
+    return namespace[:40] + "-" + hashlib.sha256(namespace.encode()).hexdigest()[:16]

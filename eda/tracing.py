@@ -18,6 +18,9 @@ import threading
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 
+import orjson
+
+from eda.contracts.envelope import Event, trace_context
 from eda.errors import ConfigError
 
 active = None  # the Tracing of this process, or None: tracing is off
@@ -87,10 +90,6 @@ def _with_trace_context(body: bytes, event) -> bytes:
 
 def _read_context(event, body: bytes) -> None:
     """The trace context an encoded CloudEvent carries, onto ``event`` (valid W3C context only)."""
-    import orjson
-
-    from eda.contracts.envelope import trace_context
-
     try:
         wire = orjson.loads(body)
     except (ValueError, TypeError):
@@ -265,8 +264,6 @@ class Tracing:
 
     def replaying(self, message, queue: str, callback):
         """A span for a dead event replayed to ``queue`` (``eda dlq replay``), in the event's own trace."""
-        from eda.contracts.envelope import Event
-
         props = message.properties
         carrier = Event(type=str(props.get("type")), data={}, source=str(props.get("app_id")),
                         id=str(props.get("message_id")), correlation_id=props.get("correlation_id"))

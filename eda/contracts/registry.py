@@ -14,6 +14,7 @@ from typing import TypeAlias, TypeVar, Union
 
 from marshmallow import RAISE, Schema, ValidationError, fields as mfields
 
+from eda import app
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.contracts.data import EventData
 from eda.errors import ContractError, DefinitionError, UnknownEvent
@@ -239,15 +240,9 @@ def contract(type: str, *, name: str | None = None, version: int = 1, descriptio
     return register_class
 
 
-def _discover() -> None:
-    from eda import discovery  # discovery imports workers, which import this module
-
-    discovery.load()
-
-
 def all_contracts() -> tuple[Contract, ...]:
     """Every registered contract, in registration order (after discovery)."""
-    _discover()
+    app.load()
     return tuple(_CONTRACTS.values())
 
 
@@ -276,7 +271,7 @@ def get(name_or_type: EventRef) -> Contract:
         return _of_class(name_or_type)
     found = _BY_KEY.get(name_or_type)
     if found is None:
-        _discover()
+        app.load()
         found = _BY_KEY.get(name_or_type)
     if found is None:
         known = ", ".join(c.name for c in _CONTRACTS.values()) or "none"

@@ -28,12 +28,11 @@ events the runtime keeps for ``record_processed`` workers), ``backend``, ``locat
 A lost database raises ``eda.errors.StoreUnavailable`` in the handler: a transient failure.
 """
 
-import hashlib
-
 from eda.errors import ConfigError
+from eda.names import schema_name
 from eda.store.sqlite import SqliteStore, Store
 
-__all__ = ["open_store", "describe", "Store", "SqliteStore"]
+__all__ = ["open_store", "describe", "schema_name", "Store", "SqliteStore"]
 
 
 def open_store(settings, name: str, schema: str = ""):
@@ -49,13 +48,6 @@ def open_store(settings, name: str, schema: str = ""):
     from eda.store.postgres import PostgresStore  # psycopg only where it is used
 
     return PostgresStore(url, settings.namespace, name, schema, pool_size=settings.concurrency + 1)
-
-
-def schema_name(namespace: str) -> str:
-    """The PostgreSQL schema of a namespace: the namespace itself, or a prefix and a hash past 63 bytes."""
-    if len(namespace.encode()) <= 63:
-        return namespace
-    return namespace[:40] + "-" + hashlib.sha256(namespace.encode()).hexdigest()[:16]
 
 
 def describe(settings) -> dict:

@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from eda.errors import ConfigError, StoreUnavailable
-from eda.store import schema_name
+from eda.names import schema_name
 from eda.store.sqlite import PROCESSED_MAX_ROWS, PROCESSED_RETENTION_SECONDS, PRUNE_EVERY
 
 log = logging.getLogger("eda.store")
