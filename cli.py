@@ -298,6 +298,24 @@ def contracts_show(event):
     click.echo(json.dumps(event_schema(get(event)), indent=2))
 
 
+@contracts.command("check")
+@click.option("--against", "baseline", required=True, metavar="FILE",
+              help="A document `eda contracts export --format jsonschema` wrote earlier (kept in the repository).")
+@app_option
+def contracts_check(baseline):
+    """Compare today's contracts with an exported baseline; exit 1 on a breaking change (a field removed,
+    newly required or of another type in place, a version that can no longer be read, an event gone)."""
+    from eda.contracts.compatibility import breaking_changes, load_baseline
+
+    found = breaking_changes(load_baseline(baseline))
+    for line in found:
+        click.echo(f"breaking: {line}")
+    if found:
+        click.echo(f"error: {len(found)} breaking change{'s' if len(found) != 1 else ''} against {baseline}", err=True)
+        sys.exit(1)
+    click.echo(f"no breaking change against {baseline}")
+
+
 @contracts.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonschema", "asyncapi"]), default="jsonschema",
               show_default=True, help="JSON Schema of every event, or an AsyncAPI 3.0 document of the bus.")

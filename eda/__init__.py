@@ -1,6 +1,7 @@
 """eda: event-driven workers on RabbitMQ. What a service built on eda imports:
 
     from eda import Worker, handles, contract, EventData, Producer, Settings, PermanentError, ContractError
+    from eda import upcaster                  # reads an older version of an event as the newest
     from eda import Setting                   # a worker's own setting
     from eda.fields import Money, Id, Currency
 
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 _API = {
     "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.worker",
     "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "Event": "eda.contracts.envelope",
+    "upcaster": "eda.contracts.versions",
     "Producer": "eda.publishing.producer", "Settings": "eda.settings", "Setting": "eda.worker_settings",
     "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
 }

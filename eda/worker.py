@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from eda import tracing
-from eda.contracts import registry
+from eda.contracts import registry, versions
 from eda.contracts.envelope import Event, encode
 from eda.errors import DefinitionError, UnknownEvent
 from eda.settings import Settings
@@ -61,7 +61,7 @@ class Context:
         is sent) instead of failing in the worker that would receive it."""
         contract = registry.get(event_type)
         loaded, wire = contract.from_python(data)
-        reaction = self.event.reaction(contract.type, loaded, self.source)
+        reaction = self.event.reaction(contract.type, loaded, self.source, contract.version)
         if tracing.active is not None:  # its publish span, a child of the handler's: its context goes on the wire
             tracing.active.publishing(reaction)
         self.reactions.append((reaction, encode(reaction, wire)))
@@ -77,10 +77,12 @@ class _Handlers:
             resolved = {}
             for name, attr in cls._eda_handler_names.items():
                 try:
-                    resolved[registry.get(name).type] = attr
+                    contract = registry.get(name)
                 except UnknownEvent as exc:
                     raise UnknownEvent(f"worker {cls.name!r} handles an {exc} (is the module that registers it "
                                        f"imported? a package's eda.contracts entry point, or --app / EDA_APP)") from None
+                versions.check(contract.type)  # every older version it may receive can be upcast
+                resolved[contract.type] = attr
             cls._eda_resolved = resolved
         return resolved
 

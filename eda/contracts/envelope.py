@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from eda.contracts import registry
+from eda.contracts import registry, versions
 from eda.errors import ContractError
 
 SPECVERSION = "1.0"
@@ -37,6 +37,9 @@ class Event:
     # With tracing on (eda.tracing): this event's span in this process, its publish span while it is
     # sent or its handling span while it is handled. Never on the wire.
     span: object = field(default=None, repr=False, compare=False)
+    # The contract version of ``data``: None for the type's newest (what workers hand their handlers,
+    # upcast where the event was older), a number where a publisher asked for an older one.
+    version: int | None = None
 
     def __post_init__(self):
         if self.correlation_id is None:
@@ -44,12 +47,15 @@ class Event:
 
     @property
     def contract(self) -> registry.Contract:
-        return registry.get(self.type)
+        return registry.get(self.type) if self.version is None else registry.version(self.type, self.version)
 
-    def reaction(self, type: str, data: dict, source: str) -> "Event":
-        """A new event caused by this one: same correlation, this event as its cause."""
+    def reaction(self, type: str, data: dict, source: str, version: int | None = None) -> "Event":
+        """A new event caused by this one: same correlation, this event as its cause; ``version`` where
+        its data is of an older version than the type's newest."""
+        if version is not None and version == registry.get(type).version:
+            version = None
         return Event(type=type, data=data, source=source, correlation_id=self.correlation_id,
-                     causation_id=self.id, traceparent=self.traceparent, tracestate=self.tracestate)
+                     causation_id=self.id, traceparent=self.traceparent, tracestate=self.tracestate, version=version)
 
 
 def check_attribute(name: str, value, *, required: bool = True) -> None:
@@ -79,6 +85,8 @@ def new_event(type: str, data: dict, source: str, **attributes) -> Event:
     check_attribute("source", source)
     for name, attribute in (("id", "id"), ("correlationid", "correlation_id"), ("causationid", "causation_id")):
         check_attribute(name, attributes.get(attribute), required=False)
+    if contract is not registry.get(contract.type):  # an older version, named by its contract class
+        attributes["version"] = contract.version
     return Event(type=contract.type, data=data, source=source, **attributes)
 
 
@@ -95,6 +103,9 @@ def to_wire(event: Event, data: dict | None = None) -> dict:
         "correlationid": event.correlation_id,
         "data": event.contract.dump(event.data) if data is None else data,
     }
+    version = event.version or registry.get(event.type).version
+    if version != 1:  # none: version 1, as every event was before versions (eda.contracts.versions)
+        wire["dataschema"] = versions.schema_id(event.type, version)
     if event.causation_id:
         wire["causationid"] = event.causation_id
     if event.traceparent:
@@ -140,6 +151,20 @@ def clip(value, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def _load_version(contract: registry.Contract, data, version: int) -> dict:
+    """Data of any version as the newest known: an older one upcast first; a newer one read by the
+    newest schema known here, which ignores fields it does not know (it fails where it lacks one)."""
+    if version < contract.version:
+        return contract.load(versions.upcast(contract.type, data, version, contract.version))
+    try:
+        return contract.load(data)
+    except ContractError as exc:
+        if version == contract.version:
+            raise
+        raise ContractError(f"version {version} is newer than the newest known here ({contract.version}): {exc}",
+                            exc.fields) from None
+
+
 def decode(body: bytes, accepted_types=None) -> Event:
     """Parse and validate a body into an Event; raise ContractError saying what is wrong.
 
@@ -177,9 +202,14 @@ def decode(body: bytes, accepted_types=None) -> Event:
     traceparent = tracestate = wire.get("traceparent")
     if traceparent is not None:
         traceparent, tracestate = trace_context(traceparent, wire.get("tracestate"))
+    dataschema = wire.get("dataschema")
+    if dataschema is None and contract.version == 1:
+        data = contract.load(wire["data"])  # the common case: one version, nothing to upcast
+    else:
+        data = _load_version(contract, wire["data"], versions.version_in(dataschema, type_))
     return Event(
         type=type_,
-        data=contract.load(wire["data"]),
+        data=data,
         source=wire["source"],
         id=wire["id"],
         time=time or now_rfc3339(),

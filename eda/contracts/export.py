@@ -14,7 +14,8 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from eda import names
 from eda.contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION
-from eda.contracts.registry import CLIENTS, Contract, all_contracts
+from eda.contracts import versions
+from eda.contracts.registry import CLIENTS, Contract, all_contracts, all_versions, get
 from eda.fields import Money
 
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
@@ -78,7 +79,13 @@ def _converter():
 
 
 def schema_id(contract: Contract) -> str:
-    return f"urn:eda:events:{contract.type}:v{contract.version}"
+    """``$id`` of one version's schema: what its events carry as ``dataschema`` (from version 2 on)."""
+    return versions.schema_id(contract.type, contract.version)
+
+
+def def_name(contract: Contract) -> str:
+    """The key of one version under ``$defs``: the type for the newest, ``<type>:v<N>`` for an older one."""
+    return contract.type if contract is get(contract.type) else f"{contract.type}:v{contract.version}"
 
 
 def data_schema(contract: Contract) -> dict:
@@ -93,19 +100,24 @@ def event_schema(contract: Contract) -> dict:
     envelope = _converter().schema2jsonschema(CloudEvent)
     envelope["properties"]["type"] = {**envelope["properties"]["type"], "const": contract.type}
     envelope["properties"]["data"] = data_schema(contract)
+    if contract.version != 1:
+        envelope["properties"]["dataschema"] = {"type": "string", "const": schema_id(contract)}
+        envelope.setdefault("required", []).append("dataschema")
     return {"$schema": JSON_SCHEMA, "$id": schema_id(contract), "title": f"{contract.type} CloudEvent",
             "description": contract.description, "x-version": contract.version, **envelope}
 
 
 def jsonschema_document() -> dict:
-    """Every event's schema under ``$defs``; the document itself accepts any one of them."""
+    """Every version of every event's schema under ``$defs``; the document accepts any one of them.
+    ``eda contracts check --against`` compares today's contracts with such a document."""
+    every = all_versions()
     return {
         "$schema": JSON_SCHEMA,
         "$id": "urn:eda:events",
         "title": "eda events",
-        "description": "CloudEvents 1.0 (structured JSON mode) of every event type on the bus.",
-        "oneOf": [{"$ref": schema_id(c)} for c in all_contracts()],
-        "$defs": {c.type: event_schema(c) for c in all_contracts()},
+        "description": "CloudEvents 1.0 (structured JSON mode) of every event type and version on the bus.",
+        "oneOf": [{"$ref": schema_id(c)} for c in every],
+        "$defs": {def_name(c): event_schema(c) for c in every},
     }
 
 
@@ -128,19 +140,21 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
     contracts = all_contracts()
     consumers = {c.type: [w for w, cls in workers.items() if c.type in cls.handlers] for c in contracts}
     for c in contracts:
-        payload = {k: v for k, v in event_schema(c).items() if k not in ("$schema", "$id")}
-        messages[c.type] = {
-            "name": c.type, "title": c.name, "summary": c.description, "contentType": CONTENT_TYPE,
-            "payload": payload, "correlationId": {"location": "$message.payload#/correlationid"},
-            "bindings": {"amqp": {"messageType": c.type, "bindingVersion": AMQP_BINDING}},
-            "x-version": c.version,
-        }
+        for v in versions.of(c.type):  # every version may be on the wire: its own message
+            payload = {k: val for k, val in event_schema(v).items() if k not in ("$schema", "$id")}
+            messages[def_name(v)] = {
+                "name": c.type, "title": c.name + (f" (version {v.version})" if v is not c else ""),
+                "summary": v.description, "contentType": CONTENT_TYPE,
+                "payload": payload, "correlationId": {"location": "$message.payload#/correlationid"},
+                "bindings": {"amqp": {"messageType": c.type, "bindingVersion": AMQP_BINDING}},
+                "x-version": v.version,
+            }
         who = ", ".join(f"{w} (queue {names.work_queue(namespace, w)})" for w in consumers[c.type]) or "no worker"
         channels[c.type] = {
             "address": c.type,
             "description": f"Routing key {c.type} on {exchange['name']}. "
                            f"Published by {', '.join(c.published_by)}; consumed by {who}.",
-            "messages": {c.type: _ref("components", "messages", c.type)},
+            "messages": {def_name(v): _ref("components", "messages", def_name(v)) for v in versions.of(c.type)},
             "bindings": {"amqp": {"is": "routingKey", "exchange": exchange, "bindingVersion": AMQP_BINDING}},
         }
         for publisher in c.published_by:
@@ -148,7 +162,7 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
                 "action": "send", "channel": _ref("channels", c.type),
                 "summary": f"{'Clients (eda publish, producers)' if publisher == CLIENTS else publisher} "
                            f"publish {c.type}, confirmed and mandatory.",
-                "messages": [_ref("channels", c.type, "messages", c.type)],
+                "messages": [_ref("channels", c.type, "messages", def_name(v)) for v in versions.of(c.type)],
                 "bindings": {"amqp": {"cc": [c.type], "deliveryMode": 2, "mandatory": True,
                                       "bindingVersion": AMQP_BINDING}},
                 "x-eda-worker": publisher,
@@ -163,7 +177,8 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
         channels[channel] = {
             "address": queue,
             "description": f"{where}; failed events end in {names.dead_letter_queue(namespace, worker)}.",
-            "messages": {t: _ref("components", "messages", t) for t in types},
+            "messages": {def_name(v): _ref("components", "messages", def_name(v))
+                         for t in types for v in versions.of(t)},
             "bindings": {"amqp": {"is": "queue", "queue": {"name": queue, "durable": True, "exclusive": False,
                                                            "autoDelete": False}, "bindingVersion": AMQP_BINDING}},
         }
@@ -171,7 +186,7 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
             operations[f"{worker}.receive.{t}"] = {
                 "action": "receive", "channel": _ref("channels", channel),
                 "summary": f"{worker} handles {t}; acked once its reactions are confirmed.",
-                "messages": [_ref("channels", channel, "messages", t)],
+                "messages": [_ref("channels", channel, "messages", def_name(v)) for v in versions.of(t)],
                 "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING}},
                 "x-eda-worker": worker,
             }

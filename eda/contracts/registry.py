@@ -15,6 +15,7 @@ from typing import TypeAlias, TypeVar, Union
 from marshmallow import RAISE, Schema, ValidationError, fields as mfields
 
 from eda import app
+from eda.contracts import versions
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.contracts.data import EventData
 from eda.errors import ContractError, DefinitionError, UnknownEvent
@@ -202,18 +203,26 @@ def _shape(schema: Schema) -> tuple:
 
 
 def register(new: Contract) -> Contract:
-    """Add a contract; the same type registered again with the same schema is the one already there
-    (a module imported twice), with another schema it is an error naming both places."""
-    old = _CONTRACTS.get(new.type) or _BY_KEY.get(new.name)
+    """Add a contract, or a new version of one; returns the type's newest version. The same version
+    registered again with the same schema is the one already there (a module imported twice), with
+    another schema it is an error naming both places; so is a CLI name taken by another type."""
+    old = versions.registered(new.type, new.version)
     if old is not None:
-        if old.type == new.type and old.name == new.name and old.version == new.version \
-                and old.key == new.key and _shape(old.schema) == _shape(new.schema):
+        if old.name == new.name and old.key == new.key and _shape(old.schema) == _shape(new.schema):
             return old
-        raise DefinitionError(f"event {new.type!r} ({new.name}) is registered twice with different schemas: "
-                              f"{old.where} and {new.where}")
-    _CONTRACTS[new.type] = new
-    _BY_KEY[new.type] = _BY_KEY[new.name] = new
-    return new
+        raise DefinitionError(f"event {new.type!r} ({new.name}) version {new.version} is registered twice with "
+                              f"different schemas: {old.where} and {new.where}")
+    other = _BY_KEY.get(new.name) or _BY_KEY.get(new.type)
+    if other is not None and other.type != new.type:
+        raise DefinitionError(f"event name {new.name!r} is registered twice: {other.where} ({other.type}) and "
+                              f"{new.where} ({new.type})")
+    if other is not None and other.name != new.name:
+        raise DefinitionError(f"the versions of {new.type!r} must share one name: {other.name!r} ({other.where}) "
+                              f"and {new.name!r} ({new.where})")
+    newest = versions.add(new)
+    _CONTRACTS[new.type] = newest
+    _BY_KEY[new.type] = _BY_KEY[new.name] = newest
+    return newest
 
 
 D = TypeVar("D", bound=type[EventData])
@@ -221,7 +230,9 @@ D = TypeVar("D", bound=type[EventData])
 
 def contract(type: str, *, name: str | None = None, version: int = 1, description: str = "",
              published_by: tuple[str, ...] = (CLIENTS,), key: str | None = None) -> Callable[[D], D]:
-    """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key).
+    """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key),
+    as its ``version`` (a later version of a type is registered beside the earlier ones, with the
+    upcasters between them: eda.contracts.versions).
 
     The CLI name defaults to the type with dots as dashes (``invoice.requested`` -> ``invoice-requested``).
     ``key`` names the field (snake_case; dotted for a nested one) that publishers put in the
@@ -230,20 +241,37 @@ def contract(type: str, *, name: str | None = None, version: int = 1, descriptio
 
     def register_class(schema_class: D) -> D:
         doc = (schema_class.__doc__ or "").strip().splitlines()
-        registered = register(Contract(
+        register(Contract(
             name or type.replace(".", "-"), type, schema_class, description or (doc[0] if doc else ""),
             version=version, published_by=tuple(published_by), key=key,
             where=f"{schema_class.__module__}.{schema_class.__qualname__}"))
-        schema_class.eda_contract = registered
+        # The class names its own version: `ctx.publish(OrderPlacedV1, ...)` publishes version 1.
+        schema_class.eda_contract = versions.registered(type, version)
         return schema_class
 
     return register_class
 
 
 def all_contracts() -> tuple[Contract, ...]:
-    """Every registered contract, in registration order (after discovery)."""
+    """Every registered contract (the newest version of each type), in registration order (after discovery)."""
     app.load()
     return tuple(_CONTRACTS.values())
+
+
+def all_versions() -> tuple[Contract, ...]:
+    """Every version of every registered contract, each type's oldest first (after discovery)."""
+    app.load()
+    return tuple(c for newest in _CONTRACTS.values() for c in versions.of(newest.type))
+
+
+def version(name_or_type: "EventRef", number: int) -> Contract:
+    """One version of a contract; UnknownEvent where that version is not registered."""
+    newest = get(name_or_type)
+    found = versions.registered(newest.type, number)
+    if found is None:
+        raise UnknownEvent(f"{newest.type} has no version {number}; registered: "
+                           f"{', '.join(str(c.version) for c in versions.of(newest.type))}")
+    return found
 
 
 # What names an event type wherever eda takes one: its type (``order.placed``), its CLI name

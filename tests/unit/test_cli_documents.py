@@ -66,7 +66,7 @@ def complete(line: str) -> list[str]:
 
 @pytest.mark.parametrize("line, expected", [
     ("eda wor", ["worker"]),
-    ("eda contracts ", ["export", "show"]),
+    ("eda contracts ", ["check", "export", "show"]),
     ("eda worker ", sorted(discovery.discover())),
     ("eda worker pa", ["payment"]),
     ("eda status inv", ["inventory"]),
