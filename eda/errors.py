@@ -76,7 +76,3 @@ class HandlerError(EdaError):
 
 class PermanentError(HandlerError):
     """Raised by a handler when retrying cannot help: the event goes to the DLQ at once."""
-
-
-class GatewayError(EdaError):
-    """The payment gateway failed technically (5xx, timeout, refused): counted by the breaker."""

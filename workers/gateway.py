@@ -22,7 +22,13 @@ from decimal import Decimal, InvalidOperation
 import click
 import orjson
 
-from eda.errors import ConfigError, GatewayError, PermanentError
+from eda import EdaError
+from eda.errors import ConfigError, PermanentError
+
+class GatewayError(EdaError):
+    """The payment gateway failed technically (5xx, timeout, refused): counted by the breaker, and a
+    transient failure of the order (retried, then dead-lettered) as any error but eda's permanent ones."""
+
 
 # 4xx answers that say "not now" rather than "never": retried like a 5xx.
 TRANSIENT_4XX = {408, 409, 425, 429}
@@ -54,6 +60,7 @@ class Simulation:
         self.failure_rate = failure_rate
         self.down = down
         self.fail_orders: set[str] = set()  # orderIds answered 503 on every request, whatever else holds
+        self.reject_orders: set[str] = set()  # orderIds answered 422 (the request is wrong) unless failing
         self.calls: Counter = Counter()  # idempotency key -> requests received (replays and failures too)
         self._answers = {}  # idempotency key -> (http status, body): a repeated key gets the first answer
         self._lock = threading.Lock()
@@ -98,6 +105,8 @@ class Simulation:
             return 503, {"status": "error", "reason": "gateway unavailable"}
         if path not in ("/charges", "/refunds"):
             return 404, {"status": "error", "reason": "not found"}
+        if self._order_id(body) in self.reject_orders:
+            return 422, {"status": "error", "reason": "the gateway rejects this order's request"}
         with self._lock:
             if key and key in self._answers:
                 return self._answers[key]
@@ -107,8 +116,12 @@ class Simulation:
             return answer
 
     def _failing(self, body) -> bool:
+        return self._order_id(body) in self.fail_orders
+
+    @staticmethod
+    def _order_id(body) -> str | None:
         order_id = body.get("orderId") if isinstance(body, dict) else None
-        return isinstance(order_id, str) and order_id in self.fail_orders
+        return order_id if isinstance(order_id, str) else None
 
     def _charge(self, body) -> tuple[int, dict]:
         try:

@@ -109,19 +109,25 @@ class Payment(Worker):
     def circuit_pause(self) -> float:
         return self.breaker_reset_timeout  # given-back orders wait until the breaker probes again
 
-    def setup(self):
+    def gateway_breaker(self) -> Breaker:
+        """The circuit breaker around gateway calls, made here for both styles (threads, async): failures
+        in a row open it, but a PermanentError (a 4xx: the request is wrong, not the gateway) never
+        counts. Its state is the metric eda_breaker_state{name="payment-gateway"}."""
         from eda.metrics import watch_breaker  # here: prometheus_client costs ~45ms to import, needed only to run
 
+        breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
+                          listeners=[BreakerLog(self.log)], name="payment-gateway", exclude=[PermanentError])
+        watch_breaker(breaker)
+        return breaker
+
+    def setup(self):
         if self.payment_gateway_url:
             # a keep-alive connection per handler running at once
             self.gateway = HttpGateway(self.payment_gateway_url, timeout=self.gateway_timeout,
                                        pool_size=self.settings.concurrency)
         else:
             self.gateway = InProcessGateway(Simulation())
-        self.breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
-                               listeners=[BreakerLog(self.log)], name="payment-gateway",
-                               exclude=[PermanentError])  # a 4xx: the request is wrong, not the gateway
-        watch_breaker(self.breaker)  # eda_breaker_state{name="payment-gateway"}
+        self.breaker = self.gateway_breaker()
         self.store = open_store(self.settings, "payment", SCHEMA)
         self.charges = Charges(self.store)
 

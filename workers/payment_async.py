@@ -20,10 +20,9 @@ import aiohttp
 import orjson
 
 from eda import PermanentError, handles
-from eda.breaker import Breaker
-from eda.errors import GatewayError
 from eda.store import open_store
 from eda_shop.workers import gateway as gateways
+from eda_shop.workers.gateway import GatewayError
 from eda_shop.workers import payment  # the module, not its class: discovery would see two workers named payment
 
 
@@ -90,15 +89,11 @@ class AsyncPayment(payment.Payment):
     inline = False  # coroutines run on the worker's event loop, whatever the gateway
 
     async def setup(self):
-        from eda.metrics import watch_breaker
-
         if self.payment_gateway_url:
             self.gateway = AsyncHttpGateway(self.payment_gateway_url, self.gateway_timeout, self.settings.concurrency)
         else:
             self.gateway = InProcessAsyncGateway(gateways.Simulation())
-        self.breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
-                               listeners=[payment.BreakerLog(self.log)], name="payment-gateway")
-        watch_breaker(self.breaker)
+        self.breaker = self.gateway_breaker()
         self.store = open_store(self.settings, "payment", payment.SCHEMA)
         self.charges = payment.Charges(self.store)
         # PostgreSQL's round trips wait on the network: they go to a thread of their own, and the loop

@@ -123,3 +123,41 @@ def test_an_order_the_gateway_always_fails_is_dead_lettered_after_its_retries_th
     worker.wait_for_log(breaker_change("closed"), what="the breaker closing")
     assert gateway.simulation.charges == 1
     assert broker.depth(dlq) == 1
+
+
+STYLES = {"threads": {}, "async": {"EDA_APP": "eda_shop.workers.payment_async"}}
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_a_run_of_4xx_answers_never_opens_the_breaker_and_a_run_of_5xx_answers_does(eda, broker, gateway, namespace,
+                                                                                   make_order, style):
+    # Given a payment worker of either style whose breaker opens after 3 failures in a row, and a gateway
+    # that answers 422 (the request is wrong) to six orders
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_BREAKER_FAIL_MAX=3, **STYLES[style])
+    [consuming] = [r for r in worker.records if r.get("message") == "consuming"]
+    assert consuming["handlers"] == style, consuming
+    rejected = [make_order() for _ in range(6)]
+    gateway.simulation.reject_orders.update(o["orderId"] for o in rejected)
+    spy = broker.spy("payment.*")
+    dlq = f"{namespace}.payment.dlq"
+    # When those six orders arrive
+    eda.publish("order-placed", *rejected)
+    # Then each is dead-lettered at once, after one call, as permanent
+    wait_until(lambda: broker.depth(dlq) == len(rejected), message="the rejected orders dead-lettered")
+    dead = broker.peek(dlq)
+    assert {d.headers["eda-exception-type"] for d in dead} == {"PermanentError"}
+    assert all("gateway answered 422" in d.headers["eda-exception-message"] for d in dead)
+    assert all(gateway.simulation.calls[o["orderId"]] == 1 for o in rejected)
+    # and the breaker never opened: the next order is charged at once
+    fine = make_order()
+    eda.publish("order-placed", fine)
+    [paid] = spy.wait_for("payment.succeeded", timeout=15)
+    assert paid["data"]["orderId"] == fine["orderId"]
+    assert worker.count(breaker_change("open")) == 0
+
+    # When three orders in a row are answered 503
+    failing = [make_order() for _ in range(3)]
+    gateway.simulation.fail_orders.update(o["orderId"] for o in failing)
+    eda.publish("order-placed", *failing)
+    # Then the breaker opens
+    worker.wait_for_log(breaker_change("open", "closed"), what="the breaker opening")

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from eda.errors import GatewayError, PermanentError
-from eda_shop.workers.gateway import HttpGateway, _answer
+from eda import PermanentError
+from eda_shop.workers.gateway import GatewayError, HttpGateway, _answer
 
 pytestmark = pytest.mark.integration
 

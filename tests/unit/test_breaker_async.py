@@ -8,8 +8,7 @@ import pybreaker
 import pytest
 
 from eda.breaker import Breaker
-from eda.errors import GatewayError
-from tests.unit.test_breaker import Recorder
+from tests.unit.test_breaker import GatewayError, Recorder
 
 
 async def failing():

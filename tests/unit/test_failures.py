@@ -5,8 +5,12 @@ import socket
 import pybreaker
 import pytest
 
-from eda.errors import ContractError, GatewayError, PermanentError
+from eda.errors import ContractError, EdaError, PermanentError
 from eda.runtime import failures
+
+
+class GatewayError(EdaError):
+    """A service's own technical failure, as the shop's payment gateway client raises."""
 
 DELIVERY = {"exchange": "shop.events", "routing_key": "order.placed"}
 RETRIED = {"exchange": "", "routing_key": "shop.payment"}  # how a copy comes back from a retry queue
