@@ -44,6 +44,10 @@ def worker(names, settings, **own):
     if not names:
         raise ConfigError(f"name at least one worker to run; known workers: {', '.join(discovery.discover())}")
     classes = [discovery.get(name) for name in dict.fromkeys(names)]
+    if settings.processes > 1:  # a parent of N processes, each this command with --processes 1
+        from eda.runtime.processes import Parent
+
+        sys.exit(Parent(settings, click.get_current_context().meta["eda.worker_args"], [c.name for c in classes]).run())
     tracing.setup("eda-" + "+".join(cls.name for cls in classes))  # on only where OTEL_TRACES_EXPORTER asks
     hooks = [SystemdHooks()]  # notifies systemd where NOTIFY_SOCKET is set (Type=notify units)
     if settings.metrics_port is not None:

@@ -10,11 +10,11 @@ from eda.errors import ConfigError, EdaError
 from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
-WORKER = ("state_dir", "database_url", "database_url_file", "prefetch", "concurrency", "retry_delays", "shutdown_timeout", "reconnect_window",
+WORKER = ("state_dir", "database_url", "database_url_file", "prefetch", "concurrency", "processes", "retry_delays", "shutdown_timeout", "reconnect_window",
           "heartbeat", "queue_type", "delivery_limit", "partitions", "metrics_port", "metrics_address")
 METAVARS = {int: "INTEGER", float: "NUMBER"}  # --help shows numbers as numbers; the rest is TEXT
 METAVAR_OF = {"metrics_port": "PORT", "metrics_address": "ADDRESS", "state_dir": "PATH", "broker_url_file": "PATH",
-             "database_url_file": "PATH", "database_url": "URL"}
+             "database_url_file": "PATH", "database_url": "URL", "processes": "N|auto"}
 OUTBOX = ("state_dir", "database_url", "database_url_file")  # where the outbox is: PostgreSQL, else SQLite
 
 
@@ -107,6 +107,7 @@ class WorkerCommand(click.Command):
     ``eda worker shipping --help`` offers shipping's settings and no other worker's."""
 
     def parse_args(self, ctx, args):
+        ctx.meta["eda.worker_args"] = list(args)  # what each process of --processes N runs again
         ctx.meta["eda.worker_names"] = _worker_names(args)
         app = _app_in(args)
         if app is not None:  # the named workers' settings are looked up while parsing: --app goes first

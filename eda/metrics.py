@@ -4,10 +4,15 @@
 The names are a contract with the Grafana dashboard in deploy/grafana: change them together. The
 runtime feeds them through ``MetricsHooks`` on its I/O thread, so each hook is a dict lookup and an
 increment on a label child bound once.
+
+Under ``eda worker --processes N`` each worker process counts into files of prometheus_client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a fresh folder the parent made) and the parent alone
+serves them, summed (``serve_processes``); the gauges say how their processes' values combine.
 """
 
 import io
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -24,7 +29,9 @@ from prometheus_client import (
     gc_collector,
     platform_collector,
     make_wsgi_app,
+    multiprocess,
     process_collector,
+    values,
 )
 
 from eda.errors import ConfigError
@@ -35,6 +42,10 @@ log = logging.getLogger("eda.metrics")
 OUTCOMES = (OK, RETRIED, DEAD_LETTERED, REJECTED, REQUEUED)
 UNKNOWN_TYPE = "unknown"  # an event that could not be decoded has no type
 BREAKER_STATES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+
+# Set by the parent of `eda worker --processes N` for its worker processes: it serves their metrics.
+SERVED_BY_PARENT = "EDA_METRICS_SERVED_BY_PARENT"
+MULTIPROCESS = values.ValueClass is not values.MutexValue  # decided at prometheus_client's import (PROMETHEUS_MULTIPROC_DIR)
 
 disable_created_metrics()  # no *_created series: they double the counters' lines and nothing here reads them
 # One registry per process, with the process and Python collectors beside eda's own metrics.
@@ -53,15 +64,48 @@ PUBLISHED = Counter("eda_events_published", "Reactions published by a worker and
 RETRIES = Counter("eda_retries", "Failed events sent to a retry queue.", ["worker"], registry=REGISTRY)
 DEAD_LETTERS = Counter("eda_dead_letters", "Events moved to the worker's DLQ (contract failures included).",
                        ["worker"], registry=REGISTRY)
+
+
+class LiveGauge(Gauge):
+    """A gauge whose value a function gives (``set_function``). In multiprocess mode, where only written
+    values reach the parent, a thread of the process writes each function's value every second."""
+
+    _functions: dict = {}  # gauge (a label child) -> its function
+    _refresher = None
+
+    def set_function(self, f) -> None:
+        if not MULTIPROCESS:
+            return super().set_function(f)
+        LiveGauge._functions[self] = f
+        self.set(f())
+        if LiveGauge._refresher is None:
+            LiveGauge._refresher = threading.Thread(target=LiveGauge._refresh, name="eda-metrics-gauges", daemon=True)
+            LiveGauge._refresher.start()
+
+    @staticmethod
+    def _refresh() -> None:
+        while True:
+            time.sleep(1.0)
+            for gauge, f in list(LiveGauge._functions.items()):
+                try:
+                    gauge.set(f())
+                except Exception:  # noqa: BLE001 - a gauge is never a reason to stop counting
+                    log.debug("metrics: cannot read a gauge's value", exc_info=True)
+
+
+# How each gauge combines over the processes of `eda worker --processes N` (ignored in one process):
+# the worst breaker state, the handlers of all, connected only while every process is.
 BREAKER = Gauge("eda_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", ["name"],
-                registry=REGISTRY)
-IN_FLIGHT = Gauge("eda_handlers_in_flight", "Handlers running now.", ["worker"], registry=REGISTRY)
+                registry=REGISTRY, multiprocess_mode="livemax")
+IN_FLIGHT = LiveGauge("eda_handlers_in_flight", "Handlers running now.", ["worker"], registry=REGISTRY,
+                      multiprocess_mode="livesum")
 CONNECTED = Gauge("eda_broker_connected", "1 while connected to the broker and consuming, else 0.", ["worker"],
-                  registry=REGISTRY)
+                  registry=REGISTRY, multiprocess_mode="livemin")
 # The outbox relay's (eda.outbox.relay): pending rows and their oldest's age as last counted (every few seconds).
-OUTBOX_PENDING = Gauge("eda_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY)
-OUTBOX_OLDEST = Gauge("eda_outbox_oldest_pending_seconds", "Age of the oldest pending outbox row (0: none).",
-                      registry=REGISTRY)
+OUTBOX_PENDING = Gauge("eda_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY,
+                       multiprocess_mode="livemax")
+OUTBOX_OLDEST = LiveGauge("eda_outbox_oldest_pending_seconds", "Age of the oldest pending outbox row (0: none).",
+                          registry=REGISTRY, multiprocess_mode="livemax")
 OUTBOX_PUBLISHED = Counter("eda_outbox_published", "Outbox rows this relay published and the broker confirmed.",
                            registry=REGISTRY)
 
@@ -73,10 +117,13 @@ def outbox_pending(count: int, age: float | None) -> None:
     OUTBOX_OLDEST.set_function(lambda: max(0.0, time.time() - added) if added is not None else 0.0)
 
 
-def start_server(port: int, addr: str = "0.0.0.0") -> "MetricsServer":
-    """Serve REGISTRY at http://addr:port/metrics; a port or address that cannot be had is a ConfigError."""
+def start_server(port: int, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> "MetricsServer":
+    """Serve ``registry`` at http://addr:port/metrics; a port or address that cannot be had is a ConfigError.
+    In a worker process of `eda worker --processes N` nothing is served: the parent serves for all."""
+    if os.environ.get(SERVED_BY_PARENT) and MULTIPROCESS and registry is REGISTRY:
+        return NotServed()
     try:
-        server = MetricsServer(make_wsgi_app(REGISTRY), addr, port).start()
+        server = MetricsServer(make_wsgi_app(registry), addr, port).start()
     except OSError as exc:  # socket.gaierror for a host name that does not resolve is one too
         raise ConfigError(f"--metrics-port (EDA_METRICS_PORT): cannot listen on {addr}:{port}: "
                           f"{exc.strerror or exc}") from None
@@ -84,6 +131,32 @@ def start_server(port: int, addr: str = "0.0.0.0") -> "MetricsServer":
     log.info("serving metrics on http://%s:%s/metrics", f"[{host}]" if ":" in host else host, bound,
              extra={"metrics_port": bound, "metrics_address": host})
     return server
+
+
+def serve_processes(port: int, addr: str, directory) -> "MetricsServer":
+    """Serve the metrics that worker processes write under ``directory``, summed over the processes
+    (prometheus_client's ``MultiProcessCollector``); the parent of `eda worker --processes N` calls it."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    server = start_server(port, addr, registry)
+    # The parent's own, beside them (in the parent prometheus_client counts in memory, as usual).
+    server.processes = Gauge("eda_worker_processes", "Worker processes running under this parent.",
+                             registry=registry)
+    server.restarts = Counter("eda_worker_process_restarts", "Worker processes that died and were started again.",
+                              registry=registry)
+    return server
+
+
+def process_exited(pid: int, directory) -> None:
+    """Forget the live gauges of a worker process that exited (its counters stay in the sums)."""
+    multiprocess.mark_process_dead(pid, str(directory))
+
+
+class NotServed:
+    """Stands in for the server in a worker process whose parent serves the metrics."""
+
+    def close(self) -> None:
+        pass
 
 
 class BreakerMetrics(pybreaker.CircuitBreakerListener):

@@ -20,6 +20,7 @@ from eda.names import check_namespace, parse_delay
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
 MAX_SECONDS = 365 * 24 * 3600.0  # the longest timeout or window: past it, thread and socket waits overflow
 MAX_CONCURRENCY = 1000
+MAX_PROCESSES = 128  # a broker connection and ~35 MB of memory each
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ SPECS = {
              low=1, high=65535, why="basic.qos carries a 16-bit count"),
         Spec("concurrency", "EDA_CONCURRENCY", 4, "Handlers running at once per worker.",
              low=1, high=MAX_CONCURRENCY, why="a thread each"),
+        Spec("processes", "EDA_PROCESSES", 1,
+             "Worker processes, each running the named workers with its own connection, under one parent that "
+             "restarts them; auto: one per core this process may use (affinity and cgroup quota); 1: no parent.",
+             low=1, high=MAX_PROCESSES, why="a broker connection and ~35 MB of memory each"),
         Spec("retry_delays", "EDA_RETRY_DELAYS", "1s,5s,30s,2m,10m",
              "Delays between attempts of a failing event, comma-separated; empty: no retries."),
         Spec("shutdown_timeout", "EDA_SHUTDOWN_TIMEOUT", 30.0,
@@ -189,6 +194,21 @@ def _port(value, spec: Spec) -> int:
     return port
 
 
+def _processes(value):
+    """``auto`` as the cores this process may use; anything else is left to the number checks."""
+    if not isinstance(value, str) or not value.strip():
+        return value  # unset: the default
+    text = value.strip().lower()
+    if text == "auto":
+        from eda.cores import available_cores
+
+        return min(available_cores(), MAX_PROCESSES)
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        shown = value if len(value) <= 30 else f"{value[:30]}..."
+        raise ConfigError(f"--processes (EDA_PROCESSES): {shown!r} is neither a number of processes nor auto")
+    return int(text)
+
+
 def _read_secret(spec: Spec, path) -> str:
     """A URL kept in a file (a docker or systemd secret), or a one-line error naming the option."""
     try:
@@ -216,6 +236,7 @@ class Settings:
     log_level: str = "INFO"
     prefetch: int = 100
     concurrency: int = 4
+    processes: int = 1
     retry_delays: str = "1s,5s,30s,2m,10m"
     shutdown_timeout: float = 30.0
     reconnect_window: float = 60.0
@@ -231,6 +252,7 @@ class Settings:
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
+        object.__setattr__(self, "processes", _processes(self.processes))
         for f in fields(self):
             if f.name not in SPECS:
                 continue

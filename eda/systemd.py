@@ -112,3 +112,44 @@ class SystemdHooks(Hooks):
 
     def on_stopping(self, runner) -> None:
         self.notifier.notify(STOPPING=1, STATUS=f"stopping: finishing running handlers of {self._names(runner)}")
+
+
+def parse(datagram: bytes) -> dict:
+    """A notify message as a dict of its ``KEY=value`` lines."""
+    lines = datagram.decode("utf-8", errors="replace").splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+class NotifyListener:
+    """The receiving end of the protocol, for a parent in systemd's role: the parent of ``eda worker
+    --processes N`` gives each worker process one as its NOTIFY_SOCKET. A path in a folder only its owner
+    may enter (an abstract name could be written to by any process of the host)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.bind(self.path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> list[dict]:
+        """Every message waiting, oldest first."""
+        messages = []
+        while True:
+            try:
+                messages.append(parse(self.sock.recv(4096)))
+            except (BlockingIOError, InterruptedError):
+                return messages
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

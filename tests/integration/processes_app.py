@@ -1,0 +1,47 @@
+"""A test project for `eda worker --processes N` (``EDA_APP=tests.integration.processes_app``).
+
+- ``chores``: appends ``pid event_id`` to the file ``CHORES_RECORD`` for each chore it handled (one
+  ``write``), after sleeping ``CHORES_SLEEP`` seconds: which process handled what.
+- ``crasher``: kills its own process with SIGKILL as it starts, every time (a crash loop).
+"""
+
+import os
+import signal
+import time
+
+from eda import EventData, Worker, contract, handles
+from eda.fields import Id
+
+
+@contract("chore.requested", description="Something to do (a test event).")
+class ChoreRequested(EventData):
+    chore_id = Id(required=True)
+
+
+class Chores(Worker):
+    name = "chores"
+    description = "Does chores, writing down which process did each (a test worker)."
+
+    def setup(self):
+        self.fd = os.open(os.environ["CHORES_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.sleep = float(os.environ.get("CHORES_SLEEP", "0"))
+
+    def teardown(self):
+        os.close(self.fd)
+
+    @handles("chore.requested")
+    def do(self, event, ctx):
+        time.sleep(self.sleep)
+        os.write(self.fd, f"{os.getpid()} {event.id}\n".encode())
+
+
+class Crasher(Worker):
+    name = "crasher"
+    description = "Dies as it starts (a test worker)."
+
+    def setup(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @handles("chore.requested")
+    def do(self, event, ctx):
+        pass

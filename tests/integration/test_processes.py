@@ -1,0 +1,378 @@
+"""`eda worker NAME --processes N`: a parent of N real worker processes on a real broker, driven with real
+signals; what a user sees (exit codes, log lines, events, queues, /metrics, systemd's notify socket)."""
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import time
+import urllib.request
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import kombu
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from eda.topology import Topology
+from tests.conftest import TEST_RETRY_DELAYS
+from tests.support import Accounting, wait_until
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.integration.processes_app"
+
+
+# Processes, read from /proc as `ps` does
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# The parent's log lines
+
+def all_consuming(record) -> bool:
+    return record.get("message") == "all worker processes consuming"
+
+
+def restarted(pid=None):
+    return lambda r: r.get("message") == "worker process exited: restarting it" and (pid is None or r.get("pid") == pid)
+
+
+def start_parent(eda, *args, processes=2, **env):
+    """`eda worker ARGS --processes N`, once every worker process consumes; and its worker processes."""
+    parent = eda.start("worker", *args, "--processes", str(processes), **env)
+    parent.wait_for_log(all_consuming, timeout=60, what="every worker process consuming")
+    kids = children_of(parent.proc.pid)
+    assert len(kids) == processes, kids
+    return parent, kids
+
+
+@pytest.fixture
+def app_queues(broker_url, namespace):
+    """The test app's queues are deleted afterwards (the shared clean-up knows only installed workers)."""
+    yield
+    conn = kombu.Connection(broker_url)
+    try:
+        topology = Topology(namespace, tuple(int(d.rstrip("ms")) for d in TEST_RETRY_DELAYS.split(",")))
+        for worker in ("chores", "crasher"):
+            topology.delete_worker(conn.channel(), worker)
+    finally:
+        conn.release()
+
+
+def test_a_process_killed_mid_batch_is_restarted_and_every_order_is_charged_once(eda, broker, gateway, namespace,
+                                                                                 make_order):
+    # Given payment in two processes, each holding at most 4 orders, on a gateway taking 0.4 s a charge
+    gateway.simulation.latency = 0.4
+    parent, kids = start_parent(eda, "payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_CONCURRENCY=4,
+                                EDA_PREFETCH=4)
+    spy = broker.spy("payment.*")
+    orders = 40
+    order_ids = eda.publish("order-placed", *(make_order() for _ in range(orders)))
+    # When one of them is killed with SIGKILL while its charges are under way
+    spy.wait_for("payment.succeeded", count=6, timeout=30)
+    wait_until(lambda: gateway.simulation.in_flight > 4, message="both processes charging")
+    victim = kids[0]
+    os.kill(victim, signal.SIGKILL)
+    assert len(spy.of_type("payment.succeeded")) < orders, "the batch was over before the kill"
+    # Then the parent says so in one line, with its pid, the signal and the delay, and starts another
+    line = parent.wait_for_log(restarted(victim), timeout=15, what="the restart line")
+    assert line["signal"] == "SIGKILL" and line["exit_code"] is None and line["restart_in_seconds"] > 0
+    wait_until(lambda: parent.count(all_consuming) == 2, timeout=60, message="the new process consuming")
+    now = children_of(parent.proc.pid)
+    assert len(now) == 2 and victim not in now and kids[1] in now
+    # And every order is paid, none charged twice, none dead-lettered
+    Accounting(order_ids, spy=spy, broker=broker, dlqs=[f"{namespace}.payment.dlq"]).wait_all_accounted(60)
+    assert {e["causationid"] for e in spy.of_type("payment.succeeded")} == set(order_ids)
+    assert gateway.simulation.charges == orders
+    assert broker.depth(f"{namespace}.payment.dlq") == 0
+    assert parent.proc.poll() is None
+
+
+def test_sigterm_drains_every_process_and_leaves_none_behind(eda, broker, gateway, namespace, make_order):
+    # Given payment in two processes, both busy with charges on a slow gateway
+    gateway.simulation.latency = 0.5
+    parent, kids = start_parent(eda, "payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_CONCURRENCY=4,
+                                EDA_PREFETCH=4)
+    spy = broker.spy("payment.*")
+    order_ids = eda.publish("order-placed", *(make_order() for _ in range(40)))
+    wait_until(lambda: gateway.simulation.in_flight > 4, message="both processes charging")
+    # When the parent gets SIGTERM
+    parent.send(signal.SIGTERM)
+    # Then it exits 0 once both processes finished their running handlers and acked them
+    assert parent.wait(timeout=30) == 0, parent.output
+    assert parent.count(lambda r: str(r.get("message", "")).startswith("stopped: every running handler")) == 2
+    exits = [r for r in parent.records if r.get("message") == "worker process exited"]
+    assert sorted(r["pid"] for r in exits) == sorted(kids) and all(r["exit_code"] == 0 for r in exits)
+    assert not [p for p in [parent.proc.pid, *kids] if running(p)]
+    # every charge started was reported paid; what was not started waits in the queue
+    paid = {e["causationid"] for e in spy.of_type("payment.succeeded")}
+    assert 0 < len(paid) < len(order_ids)
+    assert gateway.simulation.in_flight == 0 and gateway.simulation.charges == len(paid)
+    wait_until(lambda: broker.depth(f"{namespace}.payment") == len(order_ids) - len(paid),
+               message="the unpaid orders back in the queue")
+
+
+def test_a_second_signal_stops_the_processes_at_once(eda, broker, gateway, namespace, make_order):
+    # Given two processes whose handlers will not finish for a long time
+    gateway.simulation.latency = 30
+    gateway.handle_error = lambda request, client_address: None  # the answers come after the workers are gone
+    parent, kids = start_parent(eda, "payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_GATEWAY_TIMEOUT=60,
+                                EDA_CONCURRENCY=2, EDA_PREFETCH=2, EDA_SHUTDOWN_TIMEOUT=120)
+    order_ids = eda.publish("order-placed", *(make_order() for _ in range(4)))
+    wait_until(lambda: gateway.simulation.in_flight == 4, message="four charges under way")
+    # When SIGTERM begins a graceful stop and SIGINT follows
+    parent.send(signal.SIGTERM)
+    parent.wait_for_log(lambda r: "stopping the worker processes" in str(r.get("message", "")))
+    wait_until(lambda: parent.count(lambda r: "finishing running handlers" in str(r.get("message", ""))) == 2,
+               message="both processes stopping")
+    parent.send(signal.SIGINT)
+    # Then it exits 1 at once, its processes gone, and the orders they held are back in the queue
+    assert parent.wait(timeout=15) == 1, parent.output
+    assert parent.count(lambda r: "second signal" in str(r.get("message", ""))) >= 2  # the parent's and the workers'
+    assert not [p for p in kids if running(p)]
+    wait_until(lambda: broker.depth(f"{namespace}.payment") == len(order_ids), message="the orders back in the queue")
+
+
+def test_a_process_that_cannot_start_ends_the_parent_with_its_one_line(eda, broker_url):
+    # Given a broker that refuses the password
+    parts = urlsplit(broker_url)
+    wrong = urlunsplit(parts._replace(netloc=f"{parts.username}:wrong-{uuid.uuid4().hex[:6]}@{parts.hostname}:"
+                                             f"{parts.port or 5672}"))
+    # When three processes are started on it
+    started = time.monotonic()
+    code, output = eda.run("worker", "shipping", "--processes", "3", EDA_BROKER_URL=wrong, timeout=60)
+    # Then the parent exits 2 with the worker's one line, once, and starts none again
+    assert code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "access refused" in errors[0], output
+    assert "wrong-" not in output and "Traceback" not in output
+    assert "restarting" not in output
+    assert time.monotonic() - started < 30
+    records = [r for r in (eda.processes[-1].records) if r.get("logger") == "eda.processes"]
+    pids = [r["pid"] for r in records if "pid" in r] + [p for r in records for p in r.get("pids", [])]
+    assert pids and not [p for p in pids if running(p)]
+
+
+def test_a_crash_loop_ends_the_parent_with_a_clear_line(eda, app_queues):
+    # Given a worker that dies each time it starts
+    started = time.monotonic()
+    code, output = eda.run("worker", "crasher", "--processes", "2", EDA_APP=APP, timeout=90)
+    # Then each death was restarted after a longer delay, until the parent gave up with exit 1
+    assert code == 1, output
+    assert output.splitlines()[-1].startswith("error: worker process ") and "died 5 times in a row" in output
+    assert "signal SIGKILL" in output.splitlines()[-1]
+    records = eda.processes[-1].records
+    delays = {}
+    for r in records:
+        if restarted()(r):
+            delays.setdefault(r["process_number"], []).append(r["restart_in_seconds"])
+    assert [0.5, 1, 2, 4] in delays.values(), delays
+    assert time.monotonic() - started < 60
+    assert not children_of(eda.processes[-1].proc.pid)
+
+
+class CredentialedNotifySocket:
+    """systemd's end of the notify protocol, noting which process sent each message (SO_PASSCRED)."""
+
+    def __init__(self):
+        self.name = f"@eda-test-{uuid.uuid4().hex[:12]}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(b"\0" + self.name[1:].encode())
+        self.messages: list[tuple[int, dict]] = []  # (sender pid, message)
+
+    def receive(self, timeout: float):
+        self.sock.settimeout(timeout)
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
+        except socket.timeout:
+            return None
+        pid = next(struct.unpack("3i", d)[0] for level, kind, d in ancillary
+                   if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+        message = dict(line.split("=", 1) for line in data.decode().splitlines())
+        self.messages.append((pid, message))
+        return message
+
+    def wait_for(self, key: str, timeout: float = 60.0) -> dict:
+        return wait_until(lambda: (lambda m: m if m and key in m else None)(self.receive(0.2)), timeout,
+                          interval=0, message=f"{key} from eda")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket():
+    sock = CredentialedNotifySocket()
+    yield sock
+    sock.close()
+
+
+def test_systemd_hears_ready_once_every_process_consumes_and_only_from_the_parent(eda, broker, namespace,
+                                                                                  notify_socket):
+    # Given three processes started as systemd starts a Type=notify unit with WatchdogSec=2
+    parent = eda.start("worker", "shipping", "--processes", "3", NOTIFY_SOCKET=notify_socket.name,
+                       WATCHDOG_USEC=2_000_000)
+    # When it says READY=1
+    ready = notify_socket.wait_for("READY")
+    # Then all three already consume from the queue
+    assert broker.channel.queue_declare(f"{namespace}.shipping", passive=True).consumer_count == 3
+    assert ready == {"READY": "1", "STATUS": "consuming: shipping in 3 processes"}
+    # and it answers the watchdog while they run
+    for _ in range(2):
+        notify_socket.wait_for("WATCHDOG")
+    # When systemd stops it
+    parent.send(signal.SIGTERM)
+    stopping = notify_socket.wait_for("STOPPING")
+    assert stopping["STATUS"].startswith("stopping")
+    assert parent.wait(timeout=30) == 0, parent.output
+    while notify_socket.receive(0.1) is not None:
+        pass
+    # Then systemd heard READY=1 once, and every message came from the parent, none from its processes
+    assert [m for _, m in notify_socket.messages if "READY" in m] == [ready]
+    assert {pid for pid, _ in notify_socket.messages} == {parent.proc.pid}
+
+
+def test_a_process_that_stops_answering_its_watchdog_is_replaced(eda, notify_socket):
+    # Given two processes under a parent that systemd watches every 3 s
+    parent, kids = start_parent(eda, "shipping", NOTIFY_SOCKET=notify_socket.name, WATCHDOG_USEC=3_000_000)
+    # When one of them hangs (stopped by SIGSTOP)
+    os.kill(kids[0], signal.SIGSTOP)
+    # Then the parent kills it and starts another, and keeps answering systemd's watchdog meanwhile
+    parent.wait_for_log(lambda r: "stopped answering its watchdog" in str(r.get("message", "")) and
+                        r.get("pid") == kids[0], timeout=20)
+    assert parent.wait_for_log(restarted(kids[0]))["signal"] == "SIGKILL"
+    wait_until(lambda: parent.count(all_consuming) == 2, timeout=60, message="the new process consuming")
+    notify_socket.wait_for("WATCHDOG")
+    assert not running(kids[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def handled_by(record) -> dict[str, int]:
+    """event id -> the pid of the process that handled it (the chores worker's file)."""
+    if not record.exists():
+        return {}
+    return {event_id: int(pid) for pid, event_id in (line.split() for line in record.read_text().splitlines())}
+
+
+def test_one_metrics_endpoint_sums_the_processes(eda, tmp_path, app_queues):
+    # Given two processes of a worker that takes 50 ms a chore, one chore at a time each, serving metrics
+    port, record = free_port(), tmp_path / "handled.txt"
+    app = dict(EDA_APP=APP, CHORES_RECORD=record, CHORES_SLEEP="0.05", EDA_PREFETCH=1, EDA_CONCURRENCY=1)
+    parent, kids = start_parent(eda, "chores", EDA_METRICS_PORT=port, **app)
+    # When 30 chores are done, by both processes
+    ids = eda.publish("chore-requested", *({"choreId": f"c-{i}"} for i in range(30)), EDA_APP=APP)
+    done = wait_until(lambda: (lambda h: h if len(h) == 30 else None)(handled_by(record)), timeout=60,
+                      message="30 chores done")
+    assert set(done) == set(ids) and set(done.values()) == set(kids)
+    # Then one scrape of the parent's port counts them all, with the processes' gauges combined
+    consumed = ("eda_events_consumed_total",
+                (("event_type", "chore.requested"), ("outcome", "ok"), ("worker", "chores")))
+    samples = wait_until(lambda: (lambda s: s if s.get(consumed) == 30 else None)(scrape(port)),
+                         message="the handled counter at 30")
+    assert samples[("eda_handler_duration_seconds_count", (("event_type", "chore.requested"),
+                                                           ("worker", "chores")))] == 30
+    assert samples[("eda_broker_connected", (("worker", "chores"),))] == 1
+    in_flight = ("eda_handlers_in_flight", (("worker", "chores"),))  # each process writes it every second
+    wait_until(lambda: scrape(port).get(in_flight) == 0, message="no handler running")
+    assert samples[("eda_worker_processes", ())] == 2
+    # When one process is killed and replaced
+    os.kill(kids[0], signal.SIGKILL)
+    parent.wait_for_log(restarted(kids[0]))
+    wait_until(lambda: parent.count(all_consuming) == 2, timeout=60, message="the new process consuming")
+    # Then its counts stay in the sums, and the restart is counted
+    connected = ("eda_broker_connected", (("worker", "chores"),))
+    samples = wait_until(lambda: (lambda s: s if s.get(connected) == 1 else None)(scrape(port)),
+                         message="the new process connected")
+    assert samples[consumed] == 30
+    assert samples[("eda_worker_process_restarts_total", ())] == 1
+
+
+@contextlib.contextmanager
+def confined_to(cpus):
+    """Processes started meanwhile may run on ``cpus`` only (they inherit this process's affinity, as
+    under ``taskset``)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_a_busy_metrics_port_is_a_one_line_error_before_any_process_starts(eda):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        code, output = eda.run("worker", "shipping", "--processes=2", EDA_METRICS_PORT=busy.getsockname()[1])
+    assert code == 2, output
+    assert output.startswith("error: --metrics-port (EDA_METRICS_PORT): cannot listen on ") and \
+        len(output.splitlines()) == 1, output
+
+
+def test_processes_auto_is_the_cores_this_process_may_use(eda):
+    # Given a machine with two cores or more, and no CPU quota below two cores (this project's machines)
+    cpus = sorted(os.sched_getaffinity(0))
+    assert len(cpus) >= 2, "needs two cores"
+    # When the worker may use one core, auto is one process: the worker itself, no parent
+    with confined_to(cpus[:1]):
+        single = eda.start("worker", "shipping", "--processes=auto")
+    single.wait_for_log(lambda r: r.get("message") == "consuming", timeout=60)
+    assert children_of(single.proc.pid) == [] and not single.count(all_consuming)
+    # When it may use two, auto is two processes under a parent
+    with confined_to(cpus[:2]):
+        parent = eda.start("worker", "shipping", "--processes=auto")
+    parent.wait_for_log(all_consuming, timeout=60)
+    assert parent.wait_for_log(lambda r: r.get("message") == "starting worker processes")["processes"] == 2
+    assert len(children_of(parent.proc.pid)) == 2
+
+
+def test_processes_1_is_the_single_worker_process(eda):
+    worker = eda.start("worker", "shipping", "--processes=1").wait_ready()
+    assert children_of(worker.proc.pid) == [] and not worker.count(all_consuming)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "129", "2.5"])
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_a_bad_number_of_processes_is_a_one_line_error(eda, value, how):
+    if how == "option":
+        code, output = eda.run("worker", "shipping", f"--processes={value}", timeout=30)
+    else:
+        code, output = eda.run("worker", "shipping", EDA_PROCESSES=value, timeout=30)
+    assert code == 2, output
+    assert output.startswith("error: --processes (EDA_PROCESSES): ") and len(output.splitlines()) == 1, output
