@@ -75,6 +75,9 @@ def test_the_unit_runs_the_instance_named_worker_with_the_env_file_and_state_dir
 
 def test_the_unit_stops_gracefully_after_the_shutdown_timeout_and_restarts_on_failure(unit):
     assert one(unit, "Service", "KillSignal") == "SIGTERM"
+    # SIGTERM to the main process only: the parent of EDA_PROCESSES > 1 passes it on once (a second would stop
+    # a worker process at once), SIGKILL to every process left at the timeout.
+    assert one(unit, "Service", "KillMode") == "mixed"
     assert seconds(one(unit, "Service", "TimeoutStopSec")) > SPECS["shutdown_timeout"].default
     assert seconds(one(unit, "Service", "TimeoutStartSec")) > SPECS["reconnect_window"].default
     assert one(unit, "Service", "Restart") == "on-failure"
