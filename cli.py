@@ -9,6 +9,7 @@ import click
 from eda import tracing
 from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, complete_events,
                              complete_workers, own_options, settings_options)
+from eda.commands.schedule import schedule
 from eda.errors import ConfigError, ContractError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -375,6 +376,9 @@ def tail(pattern, as_json, count, timeout, correlation_id, settings):
     finally:
         watcher.close()
         conn.release()
+
+
+main.add_command(schedule)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,13 @@ class HandlerError(EdaError):
 
 class PermanentError(HandlerError):
     """Raised by a handler when retrying cannot help: the event goes to the DLQ at once."""
+
+
+class ScheduleError(ConfigError, PermanentError):
+    """A due time eda cannot take (a naive datetime, both ``at`` and ``delay``), or a recurring schedule
+    defined wrongly (a bad cron expression): the same every time, so a handler's event that raises it is
+    dead-lettered at once, and a command exits 2."""
+
+
+class NotScheduled(EdaError):
+    """No scheduled event with that id is waiting: it was published or cancelled already, or is unknown."""

@@ -43,25 +43,42 @@ def handles(event_type: registry.EventRef) -> Callable[[H], H]:
 
 
 class Context:
-    """What a handler may do besides computing: publish reactions to the event it handles."""
+    """What a handler may do besides computing: publish reactions to the event it handles, at once or
+    when due."""
 
-    __slots__ = ("event", "source", "reactions")
+    __slots__ = ("event", "source", "reactions", "scheduled")
 
     def __init__(self, event: Event, source: str):
         self.event = event
         self.source = source
         self.reactions: list[tuple[Event, bytes]] = []
+        self.scheduled: list[tuple[Event, bytes, float]] = []  # (reaction, body, due time in Unix seconds)
 
-    def publish(self, event_type: registry.EventRef, data: dict) -> Event:
+    def publish(self, event_type: registry.EventRef, data: dict, *, at=None, delay=None) -> Event:
         """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
         its cause.
 
         It is validated and encoded here, on the handler's thread: a reaction that breaks its contract
         fails the handler with ContractError (the event is dead-lettered with the reason, and nothing
-        is sent) instead of failing in the worker that would receive it."""
+        is sent) instead of failing in the worker that would receive it.
+
+        With ``at`` (an aware datetime) or ``delay`` (a timedelta or seconds) the reaction is scheduled:
+        written to the outbox of the worker's database before the handled event is acked, and
+        published by ``eda outbox relay`` when due. Its id comes from the handled event's id and the
+        reaction's place among the handler's scheduled ones, so a redelivered event writes it once."""
         contract = registry.get(event_type)
         loaded, wire = contract.from_python(data)
         reaction = self.event.reaction(contract.type, loaded, self.source, contract.version)
+        if at is not None or delay is not None:
+            from eda.outbox.due import due_time, rfc3339, derived_id
+
+            due = due_time(at, delay)
+            reaction.id = derived_id(self.source, self.event.id, str(len(self.scheduled)))
+            reaction.time = rfc3339(due)
+            if tracing.active is not None:  # the relay's publish joins the handler's trace
+                tracing.active.create(reaction)
+            self.scheduled.append((reaction, encode(reaction, wire), due))
+            return reaction
         if tracing.active is not None:  # its publish span, a child of the handler's: its context goes on the wire
             tracing.active.publishing(reaction)
         self.reactions.append((reaction, encode(reaction, wire)))

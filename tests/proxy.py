@@ -14,6 +14,7 @@ class TcpProxy:
     def __init__(self, host: str, port: int):
         self.target = (host, port)
         self.silent = False
+        self.hold_client = False  # hold what clients send (their acks), still forwarding what the broker sends
         self.leak = 0  # while silent, bytes of the broker's next data still let through (half a frame)
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class TcpProxy:
                 if self.silent and from_broker and self.leak:
                     head, data, self.leak = data[:self.leak], data[self.leak:], 0
                     dst.sendall(head)
-                while self.silent:
+                while self.silent or (self.hold_client and not from_broker):
                     time.sleep(0.02)  # hold the bytes: the other side hears nothing
                 dst.sendall(data)
         except OSError:

@@ -5,6 +5,9 @@ sent only after the broker acked its event, so a relay killed between the two pu
 with the same event id (consumers' idempotency absorbs it), never loses it. A broker that is down or
 refuses an event leaves its rows pending and is retried with backoff; a database that goes away is
 reconnected. SIGTERM/SIGINT finish the batch under way; systemd hears READY, WATCHDOG and STOPPING.
+
+Scheduled rows are published once due, earliest first, ahead of rows added for at once; between
+batches the relay sleeps until the next due time, a NOTIFY of new rows, or a tick, whichever is first.
 """
 
 import logging
@@ -29,6 +32,7 @@ PRUNE_EVERY = 60.0
 METRICS_EVERY = 2.0
 MAX_BACKOFF = 30.0
 CONFIRM_TIMEOUT = 10.0  # below the unit's WatchdogSec: a silent broker ends a batch, not the relay
+HELD_ELSEWHERE = 0.05  # seconds to wait when due rows are there but another relay holds them
 
 
 def row_event(row) -> Event:
@@ -115,16 +119,31 @@ class Relay:
         if full or self.stopping:
             return
         try:
-            self.session.wait(TICK)
+            wait = self._until_due(published=full is not None)
+            if wait > 0:
+                self.session.wait(wait)
         except self.session.errors as exc:
             self._reopen_session(exc)
 
-    def _relay_batch(self) -> bool:
-        """Publish the oldest pending rows; mark those confirmed. True when the batch was full."""
+    def _until_due(self, published: bool) -> float:
+        """Seconds to sleep before the next batch: until the next scheduled row falls due, a tick at most.
+        Due rows left after a batch that published some go at once; left after a batch that found none,
+        another relay holds them (they are locked until it commits): a short wait, not a busy loop."""
+        due = self.session.next_due()
+        if due is None:
+            return TICK
+        left = due - time.time()
+        if left > 0:
+            return min(left, TICK)
+        return 0.0 if published else HELD_ELSEWHERE
+
+    def _relay_batch(self) -> bool | None:
+        """Publish the rows due, oldest first; mark those confirmed. True when the batch was full, None
+        when there was nothing to publish."""
         confirmed, failed, broken = [], [], None
-        with self.session.claimed(self.batch) as (rows, mark):
+        with self.session.claimed(self.batch, time.time()) as (rows, mark):
             if not rows:
-                return False
+                return None
             try:
                 self._publish(rows, confirmed, failed)
             except BrokerUnavailable as exc:

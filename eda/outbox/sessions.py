@@ -6,7 +6,12 @@ that dies before its commit leaves its rows pending (published again later: a du
 loss). A second connection LISTENs for the NOTIFY the table's trigger sends on commit.
 
 SQLite has no row locks: one relay at a time holds the outbox, through an exclusive ``flock`` on a
-file beside it (released by the kernel when the process dies); it polls for new rows.
+file beside it (released by the kernel when the process dies); it polls for new rows. It holds a
+second lock file, the batch lock, from claiming a batch until its marks are committed, which a cancel
+of a scheduled event takes too.
+
+Scheduled rows are claimed once due by the relay's clock (``now``), earliest first; ``next_due`` tells
+the relay how long it may sleep.
 """
 
 import fcntl
@@ -32,11 +37,15 @@ class PostgresSession:
         return True  # rows are shared row by row
 
     @contextmanager
-    def claimed(self, limit: int):
+    def claimed(self, limit: int, now: float):
         """``(rows, mark)`` in one transaction: ``mark(positions)`` records them sent, committed on exit."""
         with self.conn.transaction():
-            rows = self.table.claim(self.conn, limit)
+            rows = self.table.claim(self.conn, limit, now)
             yield rows, lambda positions: self.table.mark_sent(self.conn, positions)
+
+    def next_due(self) -> float | None:
+        with self.conn.transaction():
+            return self.table.next_due(self.conn)
 
     def wait(self, timeout: float) -> None:
         """Return on a NOTIFY of new rows (those queued already included) or after ``timeout``."""
@@ -47,7 +56,7 @@ class PostgresSession:
 
     def pending(self) -> tuple[int, float | None]:
         with self.conn.transaction():
-            return self.table.pending(self.conn)
+            return self.table.pending(self.conn, time.time())
 
     def prune(self, retention: float) -> int:
         with self.conn.transaction():
@@ -82,7 +91,7 @@ class SqliteSession:
         return True
 
     @contextmanager
-    def claimed(self, limit: int):
+    def claimed(self, limit: int, now: float):
         def mark(positions):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -92,13 +101,17 @@ class SqliteSession:
                 raise
             self.conn.execute("COMMIT")
 
-        yield self.table.claim(self.conn, limit), mark
+        with self.table.batch_lock():
+            yield self.table.claim(self.conn, limit, now), mark
+
+    def next_due(self) -> float | None:
+        return self.table.next_due(self.conn)
 
     def wait(self, timeout: float) -> None:
         time.sleep(max(0.0, min(timeout, self.poll)))
 
     def pending(self) -> tuple[int, float | None]:
-        return self.table.pending(self.conn)
+        return self.table.pending(self.conn, time.time())
 
     def prune(self, retention: float) -> int:
         return self.table.prune(self.conn, retention)

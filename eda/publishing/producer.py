@@ -8,35 +8,24 @@
 ``publish`` returns once the broker confirmed the event (and a queue took it); it raises a
 ContractError for invalid data and a PublishError or BrokerUnavailable otherwise. One Producer may be
 shared by threads: a lock keeps its connection to one thread at a time.
+
+``publish(..., at=datetime)`` or ``delay=timedelta`` schedules the event instead: it is written to the
+outbox (eda.outbox) with its due time, and ``eda outbox relay`` publishes it then; ``cancel(id)`` before.
 """
 
 import threading
+from datetime import datetime, timedelta
 
 from eda import tracing
 from eda.connection import describe_connection_error, open_connection
 from eda.contracts import registry
-from eda.contracts.envelope import Event, new_event
+from eda.contracts.building import build_event, python_event  # noqa: F401 (build_event: eda.publishing.batch's)
+from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable
 from eda.publishing.failover import publish_through_losses, reiterable
 from eda.publishing.publisher import Publisher
 from eda.settings import Settings
 from eda.topology import Topology
-
-
-def build_event(event_name: registry.EventRef, data, source: str, correlation_id: str | None = None) -> Event:
-    """An event from wire-form data (camelCase, as JSON has it), validated strictly (unknown fields too)."""
-    contract = registry.get(event_name)
-    attrs = {"correlation_id": correlation_id} if correlation_id else {}
-    return new_event(contract.type, contract.load(data, strict=True), source, **attrs)
-
-
-def python_event(event_name: registry.EventRef, data, source: str, correlation_id: str | None = None) -> tuple[Event, dict]:
-    """An event from Python-side data (snake_case keys, Python values), validated as ``Producer.publish``
-    and ``outbox.add`` take it; returned with its wire data, so that encoding it dumps nothing again."""
-    contract = registry.get(event_name)
-    loaded, wire = contract.from_python(data)
-    attrs = {"correlation_id": correlation_id} if correlation_id else {}
-    return new_event(contract.type, loaded, source, **attrs), wire
 
 
 class Producer:
@@ -51,6 +40,7 @@ class Producer:
         self._conn = None
         self._publisher = None
         self._connected = False  # once connected, a lost connection is failed over, not an error
+        self._scheduling = None  # the outbox that scheduled events wait in, made on first use
         # Tracing on where OTEL_TRACES_EXPORTER asks: each publish is a span, a child of the caller's
         # current span, in the application's TracerProvider where it set one up.
         tracing.setup("eda-producer")
@@ -62,12 +52,32 @@ class Producer:
             Topology(self.settings.namespace).declare_exchanges(self._publisher.channel)
         return self._publisher
 
-    def publish(self, event_name: registry.EventRef, data: dict, correlation_id: str | None = None) -> Event:
+    def publish(self, event_name: registry.EventRef, data: dict, correlation_id: str | None = None, *,
+                at: datetime | None = None, delay: timedelta | float | None = None) -> Event:
         """Validate ``data`` (Python values, snake_case keys, as a handler's ``ctx.publish`` takes
-        them), publish and wait for the broker's confirm; return the published event."""
+        them), publish and wait for the broker's confirm; return the published event.
+
+        With ``at`` (an aware datetime) or ``delay`` (a timedelta or seconds): write the event to the
+        outbox, durably, to be published by ``eda outbox relay`` when due; return it once written (its
+        id is what ``cancel`` takes). Nothing goes to the broker now."""
+        if at is not None or delay is not None:
+            return self._schedule().schedule(event_name, data, correlation_id, at, delay)
         event, _ = python_event(event_name, data, self.source, correlation_id)
         self.publish_events([event])
         return event
+
+    def cancel(self, event_id: str) -> bool:
+        """Cancel a scheduled event not published yet: True, and it never will be; False when it was
+        published or cancelled already, or is unknown (``Outbox.find`` tells which)."""
+        return self._schedule().outbox.cancel(event_id)
+
+    def _schedule(self):
+        from eda.outbox.scheduling import Scheduling  # the outbox's database driver only where used
+
+        with self._lock:
+            if self._scheduling is None:
+                self._scheduling = Scheduling(self.settings, self.source)
+            return self._scheduling
 
     def publish_events(self, events, on_confirmed=None) -> None:
         """Publish built events with pipelined confirms; return once every one is confirmed."""
@@ -120,6 +130,9 @@ class Producer:
     def close(self) -> None:
         with self._lock:
             self._reset()
+            if self._scheduling is not None:
+                self._scheduling.close()
+                self._scheduling = None
 
     def __enter__(self):
         return self

@@ -4,7 +4,9 @@ Everything here runs on the I/O thread except ``_execute``, which runs the user'
 pool when concurrency > 1) and hands the outcome back without touching the connection.
 """
 
+import asyncio
 import logging
+import threading
 import time
 from collections import deque
 
@@ -86,6 +88,8 @@ class WorkerConsumer:
         self.processed = open_store(settings, worker.name) if worker.record_processed else None
         self.unrecorded = set()  # processed this turn of the I/O loop; committed at its end, in one go
         self.duplicates = Duplicates() if self.processed is not None else None
+        self._scheduling = None  # eda.outbox.scheduling.Scheduling, made when a handler first delays a reaction
+        self._scheduling_lock = threading.Lock()
 
     def start(self, connection, topology, session) -> None:
         """Declare the worker's topology on a fresh channel and start consuming."""
@@ -197,6 +201,8 @@ class WorkerConsumer:
         started = time.perf_counter()
         try:
             ctx = dispatch(self.worker, delivery.event)
+            if ctx.scheduled:  # delayed reactions: in the outbox before the ack, once whatever the redeliveries
+                self.scheduled_reactions().write(ctx.scheduled)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - any handler error (sys.exit too) is the event's failure
@@ -208,11 +214,23 @@ class WorkerConsumer:
         started = time.perf_counter()
         try:
             ctx = await dispatch_async(self.worker, delivery.event)
+            if ctx.scheduled:
+                await asyncio.get_running_loop().run_in_executor(None, self.scheduled_reactions().write, ctx.scheduled)
         except BaseException as exc:  # noqa: BLE001 - any handler error (CancelledError too) is the event's failure
             outcome = Outcome(delivery, (), exc, time.perf_counter() - started)
         else:
             outcome = Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
         self.runner.hand_back(outcome)
+
+    def scheduled_reactions(self):
+        """The worker's outbox (its database's: EDA_DATABASE_URL, else SQLite under EDA_STATE_DIR) that
+        delayed reactions wait in until ``eda outbox relay`` publishes them; opened on first use."""
+        with self._scheduling_lock:
+            if self._scheduling is None:
+                from eda.outbox.scheduling import Scheduling
+
+                self._scheduling = Scheduling(self.worker.settings, self.worker.source)
+            return self._scheduling
 
     def setup(self) -> None:
         """The worker's ``setup``; an async one runs on the worker's event loop."""
@@ -327,3 +345,5 @@ class WorkerConsumer:
         if self.processed is not None:
             self.flush_records()
             self.processed.close()
+        if self._scheduling is not None:
+            self._scheduling.close()

@@ -1,0 +1,220 @@
+"""Scheduled and cancellable events end to end: ``Producer.publish(at=/delay=)`` and a handler's
+``ctx.publish(delay=)`` written to the outbox, real ``eda outbox relay`` processes publishing them when
+due, ``eda schedule`` commands, the real broker, PostgreSQL (a database of the test's own) and SQLite.
+
+Arrival is watched by a spy queue polled every 10 ms: an event "arrived no earlier than due" when a
+poll that began 50 ms before its due time still found nothing, and "on time" when a poll ending within
+PRECISION after it found it.
+"""
+
+import signal
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+import pytest
+
+from eda import Producer
+from eda.outbox.due import derived_id
+from eda.settings import Settings
+from tests.integration.test_outbox import App, relay
+from tests.proxy import TcpProxy
+from tests.support import cloud_event, handled, wait_until
+
+pytestmark = pytest.mark.integration
+
+STOCK = "stock-replenished"
+PRECISION = 1.0  # seconds: a due event is published within this of its due time
+APP = {"EDA_APP": "tests.integration.scheduling_app"}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def app(request, env):
+    url = request.getfixturevalue("database") if request.param == "postgresql" else None
+    return App(env, url)
+
+
+@pytest.fixture
+def pg_app(env, database):
+    return App(env, database)
+
+
+@pytest.fixture
+def producer(app):
+    with Producer(app.outbox.settings, source="shop/web") as p:
+        yield p
+
+
+def arrival(spy, event_id: str, timeout: float = 30.0) -> tuple[float, float]:
+    """(the start of the last poll that did not find the event, the end of the first that did)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        started = time.time()
+        if any(e["id"] == event_id for e in spy.events):
+            return absent, time.time()
+        absent = started
+        time.sleep(0.01)
+    raise AssertionError(f"event {event_id} did not arrive within {timeout}s")
+
+
+def assert_on_time(spy, event_id: str, due: float) -> None:
+    absent, seen = arrival(spy, event_id)
+    assert absent >= due - 0.05, f"published {due - absent:.3f}s before it was due"
+    assert seen - due <= PRECISION, f"published {seen - due:.3f}s after it was due"
+
+
+def scheduled_ids(eda, env) -> list[str]:
+    code, output = eda.run("schedule", "list", "--json", **env)
+    assert code == 0, output
+    import json
+
+    return [json.loads(line)["id"] for line in output.splitlines() if line.startswith("{")]
+
+
+def test_a_delayed_event_is_published_when_due_not_before_and_at_in_the_past_at_once(eda, broker, app, producer):
+    # Given a relay and a queue bound to every event
+    spy = broker.spy()
+    relay(eda, app)
+    # When the application publishes an event with a delay of 2 s
+    before = time.time()
+    event = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 5}, delay=timedelta(seconds=2))
+    due = app.outbox.find(event.id).due
+    assert before + 2 <= due <= time.time() + 2
+    # Then nothing goes out before its due time, and it goes out within the precision after it
+    assert_on_time(spy, event.id, due)
+    # and it is the event publish returned, whose time is its due time
+    [wire] = [e for e in spy.events if e["id"] == event.id]
+    assert wire["type"] == "stock.replenished" and wire["time"] == event.time and wire["source"] == "shop/web"
+    # When an event is published at a time already past
+    past = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 5}, at=datetime.now(timezone.utc) - timedelta(hours=1))
+    published = time.time()
+    # Then it goes out at once
+    _, seen = arrival(spy, past.id)
+    assert seen - published <= PRECISION
+    wait_until(lambda: app.outbox.pending() == (0, None), timeout=15, message="every row marked sent")
+
+
+def test_an_event_cancelled_before_its_due_time_is_never_delivered(eda, broker, app, producer):
+    spy = broker.spy()
+    relay(eda, app)
+    # Given two events scheduled 3 s from now
+    kept = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=3)
+    cancelled = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 1}, delay=3)
+    due = time.time() + 3
+    assert set(scheduled_ids(eda, app.env)) == {kept.id, cancelled.id}
+    # When one is cancelled from the command line
+    code, output = eda.run("schedule", "cancel", cancelled.id, **app.env)
+    # Then it says so, and the list no longer shows it
+    assert code == 0 and f"cancelled {cancelled.id}" in output, output
+    assert scheduled_ids(eda, app.env) == [kept.id]
+    # and past its due time only the other one was delivered
+    spy.wait_for("stock.replenished", timeout=30)
+    time.sleep(max(0.0, due + PRECISION + 0.5 - time.time()))
+    assert [e["id"] for e in spy.events] == [kept.id]
+    # When it, or the published one, or an unknown id is cancelled: exit 1 and one line saying why
+    for event_id, why in ((cancelled.id, "was cancelled already"), (kept.id, "was published already"),
+                          ("no-such-event", "no scheduled event has id 'no-such-event'")):
+        code, output = eda.run("schedule", "cancel", event_id, **app.env)
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert code == 1 and lines[-1].startswith("error: ") and why in lines[-1], output
+
+
+def test_a_relay_down_while_events_fall_due_publishes_them_once_back_late_but_not_lost(eda, broker, app, producer):
+    spy = broker.spy()
+    # Given a relay that published the first of two scheduled events
+    first_relay = relay(eda, app)
+    first = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=0.5)
+    second = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 1}, delay=2)
+    spy.wait_for("stock.replenished", timeout=30)
+    # When it stops, and the second falls due while no relay runs
+    first_relay.send(signal.SIGTERM)
+    assert first_relay.wait() == 0
+    time.sleep(max(0.0, app.outbox.find(second.id).due + 0.5 - time.time()))
+    assert [e["id"] for e in spy.events] == [first.id]
+    # Then a relay started later publishes it at once, and nothing twice
+    started = time.time()
+    relay(eda, app)
+    _, seen = arrival(spy, second.id)
+    assert seen - started <= 5.0
+    time.sleep(0.5)
+    assert [e["id"] for e in spy.events] == [first.id, second.id]
+
+
+def test_two_relays_on_postgresql_publish_each_due_event_once_and_on_time(eda, broker, pg_app):
+    spy = broker.spy()
+    relay(eda, pg_app, "--batch", "20")
+    relay(eda, pg_app, "--batch", "20")
+    # Given 200 events falling due over the next 3 s, written in one transaction
+    start = time.time() + 1
+    dues = {}
+    with pg_app.connect() as conn:
+        for i in range(200):
+            due = start + i * 0.015
+            event = pg_app.outbox.add(conn, STOCK, {"sku": f"SKU-{i}", "quantity": 1},
+                                      at=datetime.fromtimestamp(due, timezone.utc))
+            dues[event.id] = due
+    # Then each is published exactly once, none before its due time
+    spy.wait_for("stock.replenished", count=200, timeout=60)
+    arrived = time.time()
+    time.sleep(0.5)
+    ids = [e["id"] for e in spy.events]
+    assert sorted(ids) == sorted(dues)
+    assert arrived - max(dues.values()) <= PRECISION + 0.5
+    wait_until(lambda: pg_app.outbox.pending() == (0, None), timeout=15, message="every row marked sent")
+
+
+def test_a_delayed_reaction_from_a_handler_is_published_when_due_and_written_once_for_a_redelivery(
+        eda, broker, app):
+    spy = broker.spy()
+    env = {**app.env, **APP}
+    eda.worker("reminders", **env)
+    relay(eda, app)
+    # When the same event (one id) is delivered twice, its handler delaying its reaction by 1.5 s
+    request = cloud_event("reminder.requested", {"reminderId": "r-1", "delayMs": 1500})
+    broker.publish("reminder.requested", request)
+    broker.publish("reminder.requested", request)
+    worker = eda.processes[0]
+    worker.wait_for_log(lambda r: worker.count(handled("reminder.requested")) >= 2, timeout=30, what="two handlings")
+    # Then one reaction is scheduled, with the id derived from the handled event's, due 1.5 s after handling
+    reaction_id = derived_id("eda/reminders", request["id"], "0")
+    assert scheduled_ids(eda, app.env) == [reaction_id]
+    scheduled = app.outbox.find(reaction_id)
+    assert scheduled.type == "reminder.due" and scheduled.correlation_id == request["id"]
+    # and it is published once, when due, caused by the handled event
+    assert_on_time(spy, reaction_id, scheduled.due)
+    time.sleep(PRECISION)
+    [due] = spy.of_type("reminder.due")
+    assert due["id"] == reaction_id and due["causationid"] == request["id"] and due["data"] == {"reminderId": "r-1"}
+
+
+def test_a_worker_killed_after_writing_a_delayed_reaction_before_its_ack_writes_it_once(
+        eda, broker, broker_url, pg_app):
+    spy = broker.spy()
+    env = {**pg_app.env, **APP}
+    # Given a worker whose acks a proxy holds back (what it sends the broker is held; deliveries pass)
+    proxy = TcpProxy(urlsplit(broker_url).hostname or "localhost", urlsplit(broker_url).port or 5672)
+    try:
+        first = eda.worker("reminders", **{**env, "EDA_BROKER_URL": proxy.url(broker_url)})
+        proxy.hold_client = True
+        # When it handles an event: the delayed reaction is in the outbox, the ack not with the broker
+        request = cloud_event("reminder.requested", {"reminderId": "r-1", "delayMs": 1000})
+        broker.publish("reminder.requested", request)
+        reaction_id = derived_id("eda/reminders", request["id"], "0")
+        wait_until(lambda: pg_app.outbox.find(reaction_id) is not None, timeout=30, message="the reaction written")
+        # and is killed with SIGKILL before the ack reached the broker
+        first.send(signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+        proxy.cut()  # its connection ends without the held ack: the broker redelivers the event
+    finally:
+        proxy.hold_client = False
+        proxy.close()
+    # Then a worker started again handles the redelivered event, and the reaction is still one row
+    second = eda.worker("reminders", **env)
+    second.wait_for_log(handled("reminder.requested"), timeout=30, what="the redelivery handled")
+    assert scheduled_ids(eda, pg_app.env) == [reaction_id]
+    # published once, when due
+    relay(eda, pg_app)
+    spy.wait_for("reminder.due", timeout=30)
+    time.sleep(PRECISION)
+    assert [e["id"] for e in spy.of_type("reminder.due")] == [reaction_id]
