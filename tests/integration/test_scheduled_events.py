@@ -98,16 +98,17 @@ def test_a_delayed_event_is_published_when_due_not_before_and_at_in_the_past_at_
 def test_an_event_cancelled_before_its_due_time_is_never_delivered(eda, broker, app, producer):
     spy = broker.spy()
     relay(eda, app)
-    # Given two events scheduled 3 s from now
-    kept = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=3)
-    cancelled = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 1}, delay=3)
-    due = time.time() + 3
+    # Given two events scheduled 8 s from now (time for two commands on a busy machine)
+    kept = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=8)
+    cancelled = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 1}, delay=8)
+    due = time.time() + 8
     assert set(scheduled_ids(eda, app.env)) == {kept.id, cancelled.id}
     # When one is cancelled from the command line
     code, output = eda.run("schedule", "cancel", cancelled.id, **app.env)
     # Then it says so, and the list no longer shows it
     assert code == 0 and f"cancelled {cancelled.id}" in output, output
     assert scheduled_ids(eda, app.env) == [kept.id]
+    assert time.time() < due - 1  # (all this happened before they were due)
     # and past its due time only the other one was delivered
     spy.wait_for("stock.replenished", timeout=30)
     time.sleep(max(0.0, due + PRECISION + 0.5 - time.time()))
@@ -170,13 +171,13 @@ def test_a_delayed_reaction_from_a_handler_is_published_when_due_and_written_onc
     env = {**app.env, **APP}
     eda.worker("reminders", **env)
     relay(eda, app)
-    # When the same event (one id) is delivered twice, its handler delaying its reaction by 1.5 s
-    request = cloud_event("reminder.requested", {"reminderId": "r-1", "delayMs": 1500})
+    # When the same event (one id) is delivered twice, its handler delaying its reaction by 5 s
+    request = cloud_event("reminder.requested", {"reminderId": "r-1", "delayMs": 5000})
     broker.publish("reminder.requested", request)
     broker.publish("reminder.requested", request)
     worker = eda.processes[0]
     worker.wait_for_log(lambda r: worker.count(handled("reminder.requested")) >= 2, timeout=30, what="two handlings")
-    # Then one reaction is scheduled, with the id derived from the handled event's, due 1.5 s after handling
+    # Then one reaction is scheduled, with the id derived from the handled event's, due 5 s after handling
     reaction_id = derived_id("eda/reminders", request["id"], "0")
     assert scheduled_ids(eda, app.env) == [reaction_id]
     scheduled = app.outbox.find(reaction_id)
