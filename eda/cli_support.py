@@ -102,9 +102,27 @@ def _worker_names(args) -> list[str]:
     return names
 
 
+class SettingOption(click.Option):
+    """The option of one named worker's own setting: ``--<setting>`` (``--<worker>-<setting>`` where
+    several named workers declare that setting), read from ``EDA_<WORKER>_<SETTING>`` when not given."""
+
+    def __init__(self, worker: str, setting, option: str, index: int):
+        self.worker, self.setting = worker, setting
+        shown = f" [default: {setting.default}]" if setting.default not in (None, "") else ""
+        super().__init__([option, f"{OWN}{index}"], envvar=setting.variable(worker), show_envvar=True, default=None,
+                         metavar=setting.metavar, help=f"({worker}) {setting.help}{shown}")
+
+    def value_of(self, raw):
+        """The raw value as the setting's type, within its bounds, or a one-line error naming the option."""
+        where = f"{self.opts[0]} ({self.envvar})"
+        return self.setting.checked(self.setting.parse(raw, where), where)
+
+
 class WorkerCommand(click.Command):
     """``eda worker NAMES...``: the settings the named workers declare join the command's options, so
-    ``eda worker shipping --help`` offers shipping's settings and no other worker's."""
+    ``eda worker shipping --help`` offers shipping's settings and no other worker's. Two named workers
+    declaring one setting name get one prefixed option each; a setting taking one of eda's options or
+    variables is a one-line DefinitionError naming both (exit 2)."""
 
     def parse_args(self, ctx, args):
         ctx.meta["eda.worker_args"] = list(args)  # what each process of --processes N runs again
@@ -120,34 +138,37 @@ class WorkerCommand(click.Command):
         params = super().get_params(ctx)
         own = ctx.meta.get("eda.worker_params")
         if own is None:
-            own = ctx.meta["eda.worker_params"] = self._own_params(ctx.meta.get("eda.worker_names", ()))
-        return [*params[:-1], *own, params[-1]] if params and params[-1].name == "help" else [*params, *own]
+            own = ctx.meta["eda.worker_params"] = self._own_params(ctx.meta.get("eda.worker_names", ()), params)
+        helps = params and "--help" in params[-1].opts  # the help option stays last
+        return [*params[:-1], *own, params[-1]] if helps else [*params, *own]
 
     @staticmethod
-    def _own_params(names) -> list[click.Option]:
-        from eda import discovery
-        from eda.worker_settings import declared
+    def _own_params(names, params) -> list[click.Option]:
+        from eda import discovery, worker_settings
 
-        params = {}
+        classes = []
         for name in dict.fromkeys(names):
             try:
-                cls = discovery.get(name)
+                classes.append(discovery.get(name))
             except EdaError:
                 continue  # the command says so when it runs
-            for setting in declared(cls):
-                if setting.name in params:
-                    continue
-                shown = f" [default: {setting.default}]" if setting.default not in (None, "") else ""
-                params[setting.name] = click.Option(
-                    [setting.option, OWN + setting.name], envvar=setting.env, show_envvar=True, default=None,
-                    metavar=setting.metavar, help=f"({cls.name}) {setting.help}{shown}")
-        return list(params.values())
+        worker_settings.check(classes, framework_options=[o for p in params for o in (*p.opts, *p.secondary_opts)])
+        declared = {cls.name: {s.name: s for s in worker_settings.declared(cls)} for cls in classes}
+        return [SettingOption(worker, declared[worker][name], option, index)
+                for index, ((worker, name), option) in enumerate(worker_settings.options(classes).items())]
 
 
-def own_options(kwargs: dict) -> tuple:
-    """Take the workers' own settings out of a command's keyword arguments: (name, value) pairs."""
-    return tuple((key[len(OWN):], kwargs.pop(key)) for key in [k for k in kwargs if k.startswith(OWN)]
-                 if kwargs.get(key) is not None) if kwargs else ()
+def own_options(kwargs: dict) -> dict:
+    """Take the workers' own settings out of ``eda worker``'s keyword arguments: worker name ->
+    {setting name: value}, each value converted and checked (a one-line error naming its option)."""
+    params = {p.name: p for p in click.get_current_context().meta.get("eda.worker_params", ())}
+    values: dict[str, dict] = {}
+    for key in [k for k in kwargs if k.startswith(OWN)]:
+        raw = kwargs.pop(key)
+        if raw is not None:
+            param = params[key]
+            values.setdefault(param.worker, {})[param.setting.name] = param.value_of(raw)
+    return values
 
 
 def complete_workers(ctx, param, incomplete):

@@ -10,7 +10,8 @@ import ipaddress
 import math
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -217,6 +218,15 @@ def _read_secret(spec: Spec, path) -> str:
         raise ConfigError(f"{spec.option}: cannot read {path}: {exc.strerror}") from None
 
 
+def _worker_options(given) -> Mapping:
+    """``worker_options`` as a mapping worker -> {setting: value} of its own (plain dicts: Settings may be
+    pickled to another process), or a one-line error."""
+    if not isinstance(given, Mapping) or not all(isinstance(w, str) and isinstance(v, Mapping) for w, v in given.items()):
+        raise ConfigError(f"worker_options: a mapping of worker name to {{setting name: value}} "
+                          f"(e.g. {{'inventory': {{'stock_threshold': 3}}}}), not {given!r:.80}")
+    return {worker: dict(values) for worker, values in given.items()}
+
+
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "eda"
@@ -246,9 +256,10 @@ class Settings:
     partitions: int = 8
     metrics_port: int | None = None
     metrics_address: str = "0.0.0.0"
-    # Values of the workers' own settings given explicitly (``eda worker`` options): (name, value) pairs.
-    # A worker declares those settings itself (eda.worker_settings); EDA_* variables are read there.
-    worker_options: tuple = ()
+    # Values of the workers' own settings given explicitly, worker name -> {setting name: value} (``eda
+    # worker`` fills it from its options; a test passes it). A worker declares those settings itself
+    # (eda.worker_settings), which reads its EDA_<WORKER>_<SETTING> variables where no value is given.
+    worker_options: Mapping = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
@@ -287,6 +298,7 @@ class Settings:
             object.__setattr__(self, "metrics_port", _port(self.metrics_port, SPECS["metrics_port"]))
         object.__setattr__(self, "metrics_address", _check_address(str(self.metrics_address).strip()))
         self.retry_delays_ms  # parse now, so a bad value fails at start and not at the first failure
+        object.__setattr__(self, "worker_options", _worker_options(self.worker_options))
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

@@ -25,7 +25,7 @@ from eda.contracts import registry
 from eda.contracts.envelope import Event, decode, encode, new_event
 from eda.runtime import failures
 from eda.settings import Settings
-from eda.worker import dispatch, dispatch_async, is_async
+from eda.worker import check, dispatch, dispatch_async, is_async
 
 __test__ = False  # not a pytest test class, despite its name
 
@@ -79,6 +79,7 @@ class TestBus:
         self._started = False
 
     def __enter__(self) -> "TestBus":
+        check([type(w) for w in self.workers], self.settings)  # what `eda worker` refuses at start, refused here
         for worker in self.workers:
             worker.handlers  # names resolve now, as when a worker starts: an unknown event fails here
         # Workers with `async def` handlers share one event loop, their async setup and teardown too

@@ -22,6 +22,7 @@ from eda.contracts import registry, versions
 from eda.contracts.envelope import Event, encode
 from eda.errors import DefinitionError, UnknownEvent
 from eda.settings import Settings
+from eda import worker_settings
 from eda.worker_settings import declared
 
 # What the runtime reads or calls on a worker: a handler method may have any other name.
@@ -159,6 +160,14 @@ class Worker:
 
     def teardown(self) -> None:
         """Close what ``setup`` opened; runs once after the last handler finished."""
+
+
+def check(worker_classes, settings: Settings | None = None) -> None:
+    """Refuse, before anything consumes, what can be known wrong about workers started together: raises
+    DefinitionError (or ConfigError for ``settings.worker_options`` naming what is not there). The
+    runner (``eda worker``, ``Runner``) and ``TestBus`` call it."""
+    classes = list(worker_classes)
+    worker_settings.check(classes, settings)
 
 
 def _coroutine_handlers(cls, found: dict[str, str]) -> bool:

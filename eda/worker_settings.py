@@ -1,30 +1,65 @@
-"""Settings a worker declares for itself: each an option of ``eda worker`` and an ``EDA_*`` variable,
-offered in ``--help`` only when that worker is named.
+"""Settings a worker declares for itself, named after the worker so they never share eda's or another
+worker's option or variable.
 
     class Inventory(Worker):
+        name = "inventory"
         stock_threshold = Setting(5, "Publish inventory.depleted when a SKU's stock falls to or below this.")
 
-``self.stock_threshold`` is then the value: the option given to ``eda worker`` (or in
-``Settings.worker_options``), else ``EDA_STOCK_THRESHOLD``, else the default. A value that is not of
-the setting's type fails when the worker starts, as a one-line error naming the option and variable.
+``self.stock_threshold`` is then the value given for this worker (``eda worker inventory
+--stock-threshold 3``, or ``Settings(worker_options={"inventory": {"stock_threshold": 3}})``), else
+the variable ``EDA_INVENTORY_STOCK_THRESHOLD``, else the default. ``eda worker a b``, where both
+declare a setting of one name, offers ``--a-<setting>`` and ``--b-<setting>`` instead of the bare
+option. A setting whose option or variable would be eda's own (``--concurrency``) is a start error
+(``check``); a value that is not of the setting's type fails when the worker starts, as a one-line
+error naming the option and variable.
 """
 
 import builtins
 import math
 import os
+import re
+from collections.abc import Mapping
 
-from eda.errors import ConfigError
+from eda.errors import ConfigError, DefinitionError
+from eda.settings import SPECS
 
 METAVARS = {int: "INTEGER", float: "NUMBER", bool: "BOOLEAN", str: "TEXT"}
 EXPECTED = {int: "an integer", float: "a number", bool: "true or false"}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
+# eda's own options and variables (those of eda/settings.py, and the CLI's --app, --help, --version):
+# a worker's setting may take none of them.
+FRAMEWORK_OPTIONS = {**{spec.option: spec.env for spec in SPECS.values()},
+                     "--app": "EDA_APP", "--help": None, "--version": None}
+FRAMEWORK_VARIABLES = {variable: option for option, variable in FRAMEWORK_OPTIONS.items() if variable}
+
+
+def _upper(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", text).upper()
+
+
+def variable_name(worker: str, setting: str) -> str:
+    """``EDA_<WORKER>_<SETTING>``: upper case, any character but a letter or digit as ``_``."""
+    return f"EDA_{_upper(worker)}_{_upper(setting)}"
+
+
+def prefixed_option(worker: str, setting: str) -> str:
+    """``--<worker>-<setting>``: the option of a setting that several workers started together declare."""
+    return "--" + re.sub(r"[^A-Za-z0-9]", "-", f"{worker}-{setting}").lower()
+
 
 class Setting:
-    """One setting of a worker: a default, a help line, a type (that of the default unless given)."""
+    """One setting of a worker: a default, a help line, a type (that of the default unless given).
+
+    ``env`` names a variable outside eda's ``EDA_*`` names to read instead of ``EDA_<WORKER>_<SETTING>``:
+    for a value a platform or another tool already provides under a name of its own (a vendor's API
+    URL, a variable every service of a host reads). Workers naming one ``env`` share it on purpose."""
 
     def __init__(self, default=None, help: str = "", *, type: type | None = None, env: str | None = None,
                  low=None, high=None):
+        if env is not None and (not env or env.upper().startswith("EDA_")):
+            raise DefinitionError(f"Setting(env={env!r}): EDA_* variables are eda's; leave env unset to read "
+                                  f"EDA_<WORKER>_<SETTING>, or name a variable of your own")
         self.default = default
         self.low, self.high = low, high  # bounds of a number, checked when the worker starts
         self.help = help
@@ -34,18 +69,23 @@ class Setting:
 
     def __set_name__(self, owner, name: str) -> None:
         self.name = name
-        self.env = self.env or f"EDA_{name.upper()}"
 
     @property
     def option(self) -> str:
+        """``--<setting>``, its option under ``eda worker NAME``."""
         return "--" + self.name.replace("_", "-")
+
+    def variable(self, worker: str) -> str:
+        """The environment variable this setting of the named worker reads."""
+        return self.env or variable_name(worker, self.name)
 
     @property
     def metavar(self) -> str:
         return METAVARS.get(self.type, "TEXT")
 
-    def parse(self, raw):
-        """The value of a raw string (from an option or variable), or the default when there is none."""
+    def parse(self, raw, where: str = ""):
+        """The value of a raw string (from an option or variable), or the default when there is none;
+        ``where`` names the option and variable in the error."""
         if raw is None or raw == "":
             return self.default
         if isinstance(raw, self.type) and not (isinstance(raw, bool) and self.type is not bool):
@@ -59,13 +99,13 @@ class Setting:
                 return self.type(text)
             except (TypeError, ValueError):
                 pass
-        raise ConfigError(f"{self.option} ({self.env}): not {EXPECTED.get(self.type, 'valid')}: {raw!r}")
+        raise ConfigError(f"{where or self.option}: not {EXPECTED.get(self.type, 'valid')}: {raw!r}")
 
-    def checked(self, value):
+    def checked(self, value, where: str = ""):
         """``value`` within the setting's bounds, or a one-line ConfigError naming the option."""
         if value is None or self.type not in (int, float):
             return value
-        where = f"{self.option} ({self.env})"
+        where = where or self.option
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}: must be a finite number, not {value!r}")
         if self.low is not None and value < self.low:
@@ -79,8 +119,11 @@ class Setting:
             return self
         values = worker.__dict__.setdefault("_eda_setting_values", {})
         if self.name not in values:
-            given = dict(getattr(worker.settings, "worker_options", ())).get(self.name)
-            values[self.name] = self.checked(self.parse(given if given is not None else os.environ.get(self.env)))
+            variable = self.variable(worker.name)
+            given = given_values(worker.settings, worker.name).get(self.name)
+            where = f"{self.option} ({variable})"
+            values[self.name] = self.checked(self.parse(given if given is not None else os.environ.get(variable),
+                                                        where), where)
         return values[self.name]
 
 
@@ -92,3 +135,72 @@ def declared(worker_class) -> list[Setting]:
             if isinstance(value, Setting):
                 found[value.name] = value
     return list(found.values())
+
+
+def given_values(settings, worker: str) -> Mapping:
+    """The values ``settings.worker_options`` gives the named worker's settings ({} when none)."""
+    return (getattr(settings, "worker_options", None) or {}).get(worker) or {}
+
+
+def options(worker_classes) -> dict[tuple[str, str], str]:
+    """(worker, setting) -> the option ``eda worker`` offers for it: ``--<setting>``, or
+    ``--<worker>-<setting>`` where several of the workers declare that setting name."""
+    classes = list({cls.name: cls for cls in worker_classes}.values())
+    owners: dict[str, int] = {}
+    for cls in classes:
+        for setting in declared(cls):
+            owners[setting.name] = owners.get(setting.name, 0) + 1
+    return {(cls.name, s.name): prefixed_option(cls.name, s.name) if owners[s.name] > 1 else s.option
+            for cls in classes for s in declared(cls)}
+
+
+def check(worker_classes, settings=None, *, framework_options=()) -> None:
+    """Refuse, as a one-line DefinitionError naming both, a setting that would take an option or a
+    variable of eda's (``framework_options`` adds a command's own) or share one with another worker's
+    setting; and, as a ConfigError, ``worker_options`` naming a worker or setting that is not there."""
+    classes = list({cls.name: cls for cls in worker_classes}.values())
+    taken = {**{option: None for option in framework_options}, **FRAMEWORK_OPTIONS}
+    for cls in classes:
+        for s in declared(cls):
+            if s.option in taken:
+                raise DefinitionError(f"worker {cls.name!r}: its setting {s.name!r} would take {s.option}, "
+                                      f"which is eda's option {s.option}{_variable_of(taken[s.option])}; "
+                                      f"rename the setting")
+    variables: dict[str, tuple[str, str]] = {}
+    for cls in classes:
+        for s in declared(cls):
+            variable = s.variable(cls.name)
+            if variable in FRAMEWORK_VARIABLES:
+                raise DefinitionError(f"worker {cls.name!r}: its setting {s.name!r} would read {variable}, which is "
+                                      f"eda's variable of {FRAMEWORK_VARIABLES[variable]}; rename the setting")
+            other = variables.setdefault(variable, (cls.name, s.name))
+            if other != (cls.name, s.name) and s.env is None:
+                raise DefinitionError(f"worker {cls.name!r}: its setting {s.name!r} and worker {other[0]!r}'s setting "
+                                      f"{other[1]!r} would both read {variable}; rename one")
+    seen: dict[str, tuple[str, str]] = {}
+    for (worker, name), option in options(classes).items():
+        if option in taken:
+            raise DefinitionError(f"worker {worker!r}: its setting {name!r} would take {option}, which is eda's "
+                                  f"option {option}{_variable_of(taken[option])}; rename the setting")
+        other = seen.setdefault(option, (worker, name))
+        if other != (worker, name):
+            raise DefinitionError(f"worker {worker!r}: its setting {name!r} and worker {other[0]!r}'s setting "
+                                  f"{other[1]!r} would both take {option}; rename one")
+    if settings is not None:
+        _check_given(classes, settings)
+
+
+def _variable_of(variable) -> str:
+    return f" ({variable})" if variable else ""
+
+
+def _check_given(classes, settings) -> None:
+    by_name = {cls.name: cls for cls in classes}
+    for worker, values in (settings.worker_options or {}).items():
+        if worker not in by_name:
+            raise ConfigError(f"worker_options: no worker {worker!r} here (workers: {', '.join(by_name) or 'none'})")
+        known = {s.name for s in declared(by_name[worker])}
+        for name in values:
+            if name not in known:
+                raise ConfigError(f"worker_options: worker {worker!r} has no setting {name!r} "
+                                  f"(its settings: {', '.join(sorted(known)) or 'none'})")

@@ -70,7 +70,7 @@ def run_demo(settings: Settings, *, embedded: bool = False, timeout: float = 30.
     state_dir = tempfile.mkdtemp(prefix="eda-demo-")
     demo = settings.with_(namespace=f"{settings.namespace}-demo-{uuid.uuid4().hex[:6]}", state_dir=state_dir,
                           broker_url=url, broker_url_file=None, retry_delays="",
-                          worker_options=(("payment_gateway_url", ""),))  # the gateway simulated in process
+                          worker_options={"payment": {"gateway_url": ""}})  # the gateway simulated in process
     logging.getLogger("eda").setLevel(logging.WARNING)  # the live view below is the demo's output
     runner = Runner(list(WORKERS), demo)
     thread = threading.Thread(target=runner.run, name="eda-demo-workers", daemon=True)

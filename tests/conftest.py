@@ -190,3 +190,20 @@ def make_order():
 
 def broker_host(url: str) -> str:
     return urlsplit(url).hostname or "localhost"
+
+
+@pytest.fixture
+def app_queues(broker_url, namespace, eda):
+    """``app_queues("reports", ...)``: the queues of a test app's workers (``EDA_APP``), which the
+    namespace fixture does not know, are deleted after the test, once its eda processes stopped."""
+    workers = []
+    yield lambda *names: workers.extend(names)
+    eda.stop_all()
+    conn = kombu.Connection(broker_url)
+    try:
+        channel = conn.channel()
+        for delays in ((), (200, 400), (1000, 5000, 30000, 120000, 600000)):
+            for worker in workers:
+                Topology(namespace, delays).delete_worker(channel, worker)
+    finally:
+        conn.release()

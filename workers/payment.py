@@ -92,8 +92,10 @@ class Payment(Worker):
     name = "payment"
     description = "Charges placed orders through the payment gateway; refunds cancelled ones."
 
-    payment_gateway_url = Setting(None, "Base URL of the payment gateway; unset, the payment worker simulates it "
-                                        "in process.", type=str)
+    # EDA_PAYMENT_GATEWAY_URL, EDA_PAYMENT_GATEWAY_TIMEOUT, EDA_PAYMENT_BREAKER_FAIL_MAX, ...: named after the
+    # worker, so the async style (workers/payment_async.py, also named payment) reads the same variables.
+    gateway_url = Setting(None, "Base URL of the payment gateway; unset, the payment worker simulates it in process.",
+                          type=str)
     gateway_timeout = Setting(5.0, "Seconds one payment gateway call may take.", low=0.001, high=YEAR)
     breaker_fail_max = Setting(5, "Gateway failures in a row that open the circuit breaker.", low=1, high=1_000_000)
     breaker_reset_timeout = Setting(30.0, "Seconds the breaker stays open before it probes the gateway again.",
@@ -103,7 +105,7 @@ class Payment(Worker):
     def inline(self) -> bool:
         """Handler threads for a gateway over the network or state in PostgreSQL: the in-process
         simulation (no EDA_PAYMENT_GATEWAY_URL) with SQLite answers at once, so it runs on the I/O thread."""
-        return not self.payment_gateway_url and not self.settings.database_url
+        return not self.gateway_url and not self.settings.database_url
 
     @property
     def circuit_pause(self) -> float:
@@ -121,9 +123,9 @@ class Payment(Worker):
         return breaker
 
     def setup(self):
-        if self.payment_gateway_url:
+        if self.gateway_url:
             # a keep-alive connection per handler running at once
-            self.gateway = HttpGateway(self.payment_gateway_url, timeout=self.gateway_timeout,
+            self.gateway = HttpGateway(self.gateway_url, timeout=self.gateway_timeout,
                                        pool_size=self.settings.concurrency)
         else:
             self.gateway = InProcessGateway(Simulation())

@@ -89,8 +89,8 @@ class AsyncPayment(payment.Payment):
     inline = False  # coroutines run on the worker's event loop, whatever the gateway
 
     async def setup(self):
-        if self.payment_gateway_url:
-            self.gateway = AsyncHttpGateway(self.payment_gateway_url, self.gateway_timeout, self.settings.concurrency)
+        if self.gateway_url:
+            self.gateway = AsyncHttpGateway(self.gateway_url, self.gateway_timeout, self.settings.concurrency)
         else:
             self.gateway = InProcessAsyncGateway(gateways.Simulation())
         self.breaker = self.gateway_breaker()

@@ -23,6 +23,7 @@ from eda.publishing.publisher import Publisher
 from eda.runtime.consumer import Outcome, WorkerConsumer
 from eda.runtime.partitions import PartitionedConsumer
 from eda.runtime.settlement import Settlement
+from eda.worker import check as check_workers
 
 log = logging.getLogger("eda.worker")
 
@@ -38,6 +39,8 @@ class Runner:
         # clock of its own, which it moves on instead of waiting).
         self.clock = clock
         self.topology = Topology.from_settings(settings)
+        worker_classes = list(worker_classes)
+        check_workers(worker_classes, settings)  # a definition error is a start error, before anything consumes
         self.workers = [cls(settings) for cls in worker_classes]
         self.settlement = Settlement(self)
         self.consumers = [(PartitionedConsumer if w.ordered_by else WorkerConsumer)(w, self) for w in self.workers]

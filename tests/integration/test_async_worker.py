@@ -59,7 +59,7 @@ def test_failed_calls_are_retried_then_dead_lettered_with_their_reason(eda, brok
     doomed = make_order()
     gateway.simulation.fail_orders.add(doomed["orderId"])
     gateway.simulation.down = True
-    worker = async_payment(eda, gateway, EDA_BREAKER_FAIL_MAX=1000, EDA_RETRY_DELAYS="200ms,200ms,400ms",
+    worker = async_payment(eda, gateway, EDA_PAYMENT_BREAKER_FAIL_MAX=1000, EDA_RETRY_DELAYS="200ms,200ms,400ms",
                            EDA_CONCURRENCY=8)
     spy = broker.spy("payment.*")
     dlq = f"{namespace}.payment.dlq"
@@ -91,7 +91,7 @@ def test_an_outage_opens_the_breaker_and_every_order_is_charged_once_after_it(ed
                                                                               make_order):
     # Given the async worker whose breaker opens after 3 failures and probes again after 1s
     gateway.simulation.down = True
-    worker = async_payment(eda, gateway, EDA_BREAKER_FAIL_MAX=3, EDA_BREAKER_RESET_TIMEOUT=1, EDA_CONCURRENCY=16,
+    worker = async_payment(eda, gateway, EDA_PAYMENT_BREAKER_FAIL_MAX=3, EDA_PAYMENT_BREAKER_RESET_TIMEOUT=1, EDA_CONCURRENCY=16,
                            EDA_RETRY_DELAYS="200ms,200ms,200ms,400ms,400ms,400ms")
     spy = broker.spy("payment.*")
     work, dlq = f"{namespace}.payment", f"{namespace}.payment.dlq"
@@ -150,7 +150,7 @@ def test_coroutines_past_the_shutdown_timeout_are_redelivered_and_charged_once(e
                                                                                make_order):
     # Given the async worker with 20 charges hanging on a gateway that takes 30s to answer
     gateway.simulation.latency = 30
-    worker = async_payment(eda, gateway, EDA_CONCURRENCY=20, EDA_GATEWAY_TIMEOUT=60, EDA_SHUTDOWN_TIMEOUT=1)
+    worker = async_payment(eda, gateway, EDA_CONCURRENCY=20, EDA_PAYMENT_GATEWAY_TIMEOUT=60, EDA_SHUTDOWN_TIMEOUT=1)
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(20)))
     wait_until(lambda: gateway.simulation.in_flight == 20, message="twenty charges under way")
     # When SIGTERM's graceful stop runs out of time

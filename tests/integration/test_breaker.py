@@ -47,8 +47,8 @@ def test_an_outage_opens_the_breaker_and_every_order_is_charged_once_after_it(ed
     # one before the breaker opens, one per failed probe), and on a quorum queue a delivery limit
     # (against crash loops) lower than the number of times the open breaker gives an order back
     gateway.simulation.down = True
-    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_BREAKER_FAIL_MAX=FAIL_MAX,
-                        EDA_BREAKER_RESET_TIMEOUT=1, EDA_CONCURRENCY=CONCURRENCY, EDA_QUEUE_TYPE=queue_type,
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_BREAKER_FAIL_MAX=FAIL_MAX,
+                        EDA_PAYMENT_BREAKER_RESET_TIMEOUT=1, EDA_CONCURRENCY=CONCURRENCY, EDA_QUEUE_TYPE=queue_type,
                         EDA_DELIVERY_LIMIT=2, EDA_RETRY_DELAYS="200ms,200ms,200ms,400ms,400ms,400ms")
     spy = broker.spy("payment.*")
     work, dlq = f"{namespace}.payment", f"{namespace}.payment.dlq"
@@ -95,7 +95,7 @@ def test_an_order_the_gateway_always_fails_is_dead_lettered_after_its_retries_th
     order = make_order()
     gateway.simulation.fail_orders.add(order["orderId"])
     worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_RETRY_DELAYS="1s,1s,2s",
-                        EDA_BREAKER_FAIL_MAX=3, EDA_BREAKER_RESET_TIMEOUT=2, EDA_QUEUE_TYPE=queue_type)
+                        EDA_PAYMENT_BREAKER_FAIL_MAX=3, EDA_PAYMENT_BREAKER_RESET_TIMEOUT=2, EDA_QUEUE_TYPE=queue_type)
     spy = broker.spy("payment.*")
     dlq = f"{namespace}.payment.dlq"
     # When that order arrives, alone

@@ -87,7 +87,7 @@ def stuck_worker(eda, broker, gateway, namespace, make_order, **env):
     gateway.simulation.latency = 30
     # The answers to these calls come after the worker is gone; the server need not report that.
     gateway.handle_error = lambda request, client_address: None
-    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_GATEWAY_TIMEOUT=60,
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_GATEWAY_TIMEOUT=60,
                         EDA_CONCURRENCY=4, **env)
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(4)))
     wait_until(lambda: gateway.simulation.in_flight == 4, message="four charges under way")

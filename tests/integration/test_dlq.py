@@ -65,7 +65,7 @@ def test_a_poison_event_is_listed_shown_in_place_and_purged_only_with_yes(eda, b
 def test_replay_after_the_gateway_is_back_processes_each_event_once(eda, broker, gateway, namespace, make_order):
     # Given orders that died while the gateway was down (no retries configured)
     gateway.simulation.down = True
-    worker_env = dict(EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_BREAKER_FAIL_MAX=100, EDA_RETRY_DELAYS="")
+    worker_env = dict(EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_BREAKER_FAIL_MAX=100, EDA_RETRY_DELAYS="")
     worker = eda.worker("payment", **worker_env)
     spy = broker.spy("payment.*")
     dlq, work = f"{namespace}.payment.dlq", f"{namespace}.payment"

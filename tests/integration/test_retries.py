@@ -32,7 +32,7 @@ def attempts_of(worker, event_id) -> list[int]:
 def test_a_failing_charge_is_retried_until_the_gateway_answers_again(eda, broker, gateway, namespace, make_order):
     # Given a payment worker whose gateway answers 503 for now (the breaker tolerating it)
     gateway.simulation.down = True
-    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_BREAKER_FAIL_MAX=100,
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_BREAKER_FAIL_MAX=100,
                         EDA_RETRY_DELAYS="200ms,400ms,1s,1s")
     spy = broker.spy("payment.*")
     # When an order arrives, fails twice, and the gateway then answers again
@@ -53,7 +53,7 @@ def test_a_failing_charge_is_retried_until_the_gateway_answers_again(eda, broker
 def test_retries_exhausted_dead_letter_the_event_with_every_reason(eda, broker, gateway, namespace, make_order):
     # Given a gateway that stays down and a schedule of three retries
     gateway.simulation.down = True
-    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_BREAKER_FAIL_MAX=100,
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_BREAKER_FAIL_MAX=100,
                         EDA_RETRY_DELAYS="200ms,200ms,400ms")
     dlq = f"{namespace}.payment.dlq"
     # When an order is placed

@@ -42,11 +42,12 @@ def test_the_image_is_python_311_slim_runs_eda_as_entrypoint_and_not_as_root():
 
 
 def workers_own_settings():
-    """The settings the known workers declare themselves (payment's gateway URL, inventory's threshold)."""
+    """The settings the known workers declare themselves (payment's gateway URL, inventory's threshold),
+    by the variable each reads (EDA_PAYMENT_GATEWAY_URL, EDA_INVENTORY_STOCK_THRESHOLD)."""
     from eda import discovery
     from eda.worker_settings import declared
 
-    return [s for cls in discovery.discover().values() for s in declared(cls)]
+    return {s.variable(cls.name): s for cls in discovery.discover().values() for s in declared(cls)}
 
 
 def test_every_eda_service_is_built_from_the_repository_as_one_image(services):
@@ -84,13 +85,13 @@ def test_payment_and_inventory_run_two_instances_sharing_one_database(services):
 
 
 def test_every_eda_setting_in_the_compose_file_is_a_valid_setting(services):
-    known = {spec.env for spec in SPECS.values()} | {s.env for s in workers_own_settings()}
+    known = {spec.env for spec in SPECS.values()} | set(workers_own_settings())
     for name, service in eda_services(services).items():
         env = environment(service)
         assert {k for k in env if k.startswith("EDA_")} <= known, f"{name} sets unknown settings"
         Settings.from_env(environ=env)  # a bad value raises ConfigError naming it
-        for setting in workers_own_settings():
-            setting.parse(env.get(setting.env))
+        for variable, setting in workers_own_settings().items():
+            setting.parse(env.get(variable), variable)
 
 
 def test_urls_in_the_environment_point_at_services_and_their_ports(services):

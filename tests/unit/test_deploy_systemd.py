@@ -17,11 +17,12 @@ HARDENING = ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "P
 
 
 def workers_own_settings():
-    """The settings the known workers declare themselves (payment's gateway URL, inventory's threshold)."""
+    """The settings the known workers declare themselves (payment's gateway URL, inventory's threshold),
+    by the variable each reads (EDA_PAYMENT_GATEWAY_URL, EDA_INVENTORY_STOCK_THRESHOLD)."""
     from eda import discovery
     from eda.worker_settings import declared
 
-    return [s for cls in discovery.discover().values() for s in declared(cls)]
+    return {s.variable(cls.name): s for cls in discovery.discover().values() for s in declared(cls)}
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
@@ -96,7 +97,7 @@ def test_the_unit_is_hardened(unit):
 def test_the_env_example_sets_only_settings_eda_knows():
     # Commented-out lines are documentation of settings too: they must be real ones.
     lines = re.findall(r"^#?(EDA_[A-Z_]+)=", (DEPLOY / "eda.env.example").read_text(), flags=re.M)
-    known = {spec.env for spec in SPECS.values()} | {s.env for s in workers_own_settings()}
+    known = {spec.env for spec in SPECS.values()} | set(workers_own_settings())
     assert "EDA_BROKER_URL" in lines and "EDA_BROKER_URL_FILE" in lines
     assert set(lines) - known == set()
 

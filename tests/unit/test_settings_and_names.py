@@ -138,15 +138,16 @@ def test_help_shows_numbers_as_numbers():
 
 def test_a_workers_own_settings_are_offered_only_when_it_is_named():
     payment = CliRunner().invoke(main, ["worker", "payment", "--help"]).output
-    for option, variable in (("--payment-gateway-url TEXT", "EDA_PAYMENT_GATEWAY_URL"),
-                             ("--breaker-fail-max INTEGER", "EDA_BREAKER_FAIL_MAX"),
-                             ("--breaker-reset-timeout NUMBER", "EDA_BREAKER_RESET_TIMEOUT"),
-                             ("--gateway-timeout NUMBER", "EDA_GATEWAY_TIMEOUT")):
-        assert option in payment and variable in payment
+    for option, variable in (("--gateway-url TEXT", "EDA_PAYMENT_GATEWAY_URL"),
+                             ("--breaker-fail-max INTEGER", "EDA_PAYMENT_BREAKER_FAIL_MAX"),
+                             ("--breaker-reset-timeout NUMBER", "EDA_PAYMENT_BREAKER_RESET_TIMEOUT"),
+                             ("--gateway-timeout NUMBER", "EDA_PAYMENT_GATEWAY_TIMEOUT")):
+        assert option in payment and variable in " ".join(payment.split()), option
     assert "--stock-threshold" not in payment
     shipping = CliRunner().invoke(main, ["worker", "--concurrency", "2", "shipping", "--help"]).output
-    assert "--payment-gateway-url" not in shipping and "--stock-threshold" not in shipping
-    assert "--stock-threshold INTEGER" in CliRunner().invoke(main, ["worker", "inventory", "--help"]).output
+    assert "--gateway-url" not in shipping and "--stock-threshold" not in shipping
+    inventory = CliRunner().invoke(main, ["worker", "inventory", "--help"]).output
+    assert "--stock-threshold INTEGER" in inventory and "EDA_INVENTORY_STOCK_THRESHOLD" in inventory
 
 
 def test_an_option_of_another_worker_is_refused():
@@ -155,6 +156,9 @@ def test_an_option_of_another_worker_is_refused():
 
 
 def test_a_bad_value_of_a_workers_own_setting_is_a_one_line_error_at_start():
-    result = CliRunner().invoke(main, ["worker", "inventory"], env={"EDA_STOCK_THRESHOLD": "lots"})
+    result = CliRunner().invoke(main, ["worker", "inventory"], env={"EDA_INVENTORY_STOCK_THRESHOLD": "lots"})
     assert result.exit_code == 2
-    assert result.output == "error: --stock-threshold (EDA_STOCK_THRESHOLD): not an integer: 'lots'\n"
+    assert result.output == "error: --stock-threshold (EDA_INVENTORY_STOCK_THRESHOLD): not an integer: 'lots'\n"
+    result = CliRunner().invoke(main, ["worker", "inventory", "--stock-threshold", "-1"])
+    assert (result.exit_code, result.output) == (
+        2, "error: --stock-threshold (EDA_INVENTORY_STOCK_THRESHOLD): must be at least 0\n")

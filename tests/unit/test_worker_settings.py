@@ -1,52 +1,183 @@
-"""A worker's own settings: parsed from its option or EDA_* variable, and kept within their bounds."""
+"""A worker's own settings: named after the worker (EDA_<WORKER>_<SETTING>, --<setting>), never one of
+eda's options or variables nor another worker's, parsed and kept within their bounds."""
 
 import pytest
 
 from eda import Setting, Settings, Worker
-from eda.errors import ConfigError
+from eda.errors import ConfigError, DefinitionError
+from eda.runtime.runner import Runner
+from eda.testing import TestBus
+from eda.worker_settings import check, options, variable_name
 
 
 class Billing(Worker):
-    name = "billing-settings-test"
+    name = "billing"
     batch = Setting(10, "Invoices per batch.", low=1, high=1000)
     timeout = Setting(2.5, "Seconds per call.", low=0.001, high=3600)
     label = Setting("acme", "Printed on invoices.")
 
 
-def billing(monkeypatch, **env) -> Billing:
-    for name in ("EDA_BATCH", "EDA_TIMEOUT", "EDA_LABEL"):
+class Mailing(Worker):
+    name = "mail.out"
+    timeout = Setting(1.0, "Seconds per mail.")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No variable of these tests' workers is set, whatever the machine's environment holds."""
+    for name in ("EDA_BILLING_BATCH", "EDA_BILLING_TIMEOUT", "EDA_BILLING_LABEL", "EDA_MAIL_OUT_TIMEOUT",
+                 "EDA_BATCH", "EDA_TIMEOUT", "EDA_LABEL"):
         monkeypatch.delenv(name, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return Billing(Settings())
+    return monkeypatch
 
 
-def test_defaults_and_variables_are_read(monkeypatch):
-    assert (billing(monkeypatch).batch, billing(monkeypatch).timeout) == (10, 2.5)
-    assert billing(monkeypatch, EDA_BATCH="50", EDA_LABEL="x").batch == 50
+def test_a_setting_reads_the_variable_named_after_its_worker(clean_env):
+    clean_env.setenv("EDA_BILLING_BATCH", "50")
+    clean_env.setenv("EDA_BATCH", "99")  # the old, shared name: not read any more
+    assert Billing(Settings()).batch == 50
+    assert Billing(Settings()).timeout == 2.5  # the default, where nothing is given
 
 
-def test_an_option_wins_over_the_variable(monkeypatch):
-    monkeypatch.setenv("EDA_BATCH", "50")
-    assert Billing(Settings(worker_options=(("batch", "7"),))).batch == 7
+def test_the_variable_takes_the_worker_name_upper_cased_with_dashes_and_dots_as_underscores(clean_env):
+    assert variable_name("payment", "gateway_url") == "EDA_PAYMENT_GATEWAY_URL"
+    assert variable_name("order-audit.v2", "batch") == "EDA_ORDER_AUDIT_V2_BATCH"
+    clean_env.setenv("EDA_MAIL_OUT_TIMEOUT", "7.5")
+    assert Mailing(Settings()).timeout == 7.5
+
+
+def test_two_workers_with_a_setting_of_one_name_read_a_variable_each(clean_env):
+    clean_env.setenv("EDA_BILLING_TIMEOUT", "3")
+    clean_env.setenv("EDA_MAIL_OUT_TIMEOUT", "4")
+    assert (Billing(Settings()).timeout, Mailing(Settings()).timeout) == (3.0, 4.0)
+
+
+def test_a_value_given_for_the_worker_wins_over_its_variable(clean_env):
+    clean_env.setenv("EDA_BILLING_BATCH", "50")
+    settings = Settings(worker_options={"billing": {"batch": "7"}, "mail.out": {"timeout": 9}})
+    assert Billing(settings).batch == 7
+    assert Billing(settings).timeout == 2.5  # another setting of the worker: not given, default
+    assert Mailing(settings).timeout == 9.0  # given to its worker only
+
+
+def test_worker_options_is_a_mapping_of_worker_to_settings():
+    with pytest.raises(ConfigError, match="worker_options: a mapping of worker name to"):
+        Settings(worker_options=(("batch", "7"),))  # the old (name, value) pairs
+    assert Settings(worker_options={"billing": {"batch": 3}}).with_(namespace="x").worker_options == {
+        "billing": {"batch": 3}}
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"EDA_BATCH": "0"}, "--batch (EDA_BATCH): must be at least 1"),
-    ({"EDA_BATCH": "1001"}, "--batch (EDA_BATCH): must be at most 1000"),
-    ({"EDA_TIMEOUT": "inf"}, "--timeout (EDA_TIMEOUT): must be a finite number"),
-    ({"EDA_TIMEOUT": "nan"}, "--timeout (EDA_TIMEOUT): must be a finite number"),
-    ({"EDA_BATCH": "ten"}, "--batch (EDA_BATCH): not an integer"),
+    ({"EDA_BILLING_BATCH": "0"}, "--batch (EDA_BILLING_BATCH): must be at least 1"),
+    ({"EDA_BILLING_BATCH": "1001"}, "--batch (EDA_BILLING_BATCH): must be at most 1000"),
+    ({"EDA_BILLING_TIMEOUT": "inf"}, "--timeout (EDA_BILLING_TIMEOUT): must be a finite number"),
+    ({"EDA_BILLING_TIMEOUT": "nan"}, "--timeout (EDA_BILLING_TIMEOUT): must be a finite number"),
+    ({"EDA_BILLING_BATCH": "ten"}, "--batch (EDA_BILLING_BATCH): not an integer"),
 ])
-def test_a_value_out_of_bounds_is_one_line_when_the_worker_is_made(monkeypatch, env, message):
+def test_a_value_out_of_bounds_is_one_line_when_the_worker_is_made(clean_env, env, message):
+    for key, value in env.items():
+        clean_env.setenv(key, value)
     with pytest.raises(ConfigError) as raised:
-        billing(monkeypatch, **env)
+        Billing(Settings())
     assert str(raised.value).startswith(message)
 
 
-def test_the_shops_settings_have_bounds(monkeypatch):
+def test_eda_worker_offers_the_bare_option_unless_two_named_workers_share_the_setting():
+    assert options([Billing]) == {("billing", "batch"): "--batch", ("billing", "timeout"): "--timeout",
+                                  ("billing", "label"): "--label"}
+    shared = options([Billing, Mailing])
+    assert shared[("billing", "timeout")] == "--billing-timeout" and shared[("mail.out", "timeout")] == "--mail-out-timeout"
+    assert shared[("billing", "batch")] == "--batch"  # declared by one of them: bare
+
+
+def make_worker(worker_name, **settings):
+    return type("W", (Worker,), {"name": worker_name, **settings})
+
+
+@pytest.mark.parametrize("setting, theirs", [
+    ("concurrency", "--concurrency (EDA_CONCURRENCY)"), ("prefetch", "--prefetch (EDA_PREFETCH)"),
+    ("app", "--app (EDA_APP)"), ("help", "--help"), ("broker_url", "--broker-url (EDA_BROKER_URL)"),
+])
+def test_a_setting_taking_an_option_of_edas_is_a_definition_error_naming_both(setting, theirs):
+    worker = make_worker("reports", **{setting: Setting(1, "Mine.")})
+    option = "--" + setting.replace("_", "-")
+    with pytest.raises(DefinitionError) as raised:
+        check([worker])
+    assert str(raised.value) == (f"worker 'reports': its setting {setting!r} would take {option}, which is eda's "
+                                 f"option {theirs}; rename the setting")
+
+
+def test_a_setting_whose_variable_is_edas_is_a_definition_error():
+    with pytest.raises(DefinitionError, match="worker 'log': its setting 'level' would read EDA_LOG_LEVEL, which is "
+                                              "eda's variable of --log-level"):
+        check([make_worker("log", level=Setting("x"))])
+
+
+def test_two_workers_whose_settings_would_share_a_variable_are_a_definition_error():
+    with pytest.raises(DefinitionError, match="would both read EDA_A_B_C"):
+        check([make_worker("a-b", c=Setting(1)), make_worker("a", b_c=Setting(1))])
+
+
+def test_a_prefixed_option_equal_to_another_workers_option_is_a_definition_error():
+    # a and b share "x" (--a-x, --b-x); c's own a_x would be --a-x too
+    with pytest.raises(DefinitionError, match="would both take --a-x"):
+        check([make_worker("a", x=Setting(1)), make_worker("b", x=Setting(1)), make_worker("c", a_x=Setting(1))])
+
+
+def test_a_command_adds_its_own_options_to_those_a_setting_may_not_take():
+    with pytest.raises(DefinitionError, match="would take --metrics-port"):
+        check([make_worker("w", metrics_port=Setting(1))])
+    with pytest.raises(DefinitionError, match="would take --verbose, which is eda's option --verbose"):
+        check([make_worker("w", verbose=Setting(False))], framework_options=["--verbose", "-v"])
+
+
+def test_worker_options_naming_a_worker_or_setting_that_is_not_there_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"worker_options: no worker 'biling' here \(workers: billing\)"):
+        check([Billing], Settings(worker_options={"biling": {"batch": 1}}))
+    with pytest.raises(ConfigError, match=r"worker 'billing' has no setting 'batches' \(its settings: batch, label, "
+                                          r"timeout\)"):
+        check([Billing], Settings(worker_options={"billing": {"batches": 1}}))
+
+
+def test_runner_and_test_bus_refuse_a_colliding_setting_at_start(tmp_path):
+    clashing = make_worker("reports", concurrency=Setting(1))
+    settings = Settings(state_dir=tmp_path)
+    with pytest.raises(DefinitionError, match="would take --concurrency"):
+        Runner([clashing], settings)
+    bus = TestBus(clashing, settings=settings)
+    with pytest.raises(DefinitionError, match="would take --concurrency"):
+        bus.__enter__()
+
+
+def test_env_names_a_variable_of_ones_own_outside_edas_names(clean_env):
+    class Vendor(Worker):
+        name = "vendor"
+        api_url = Setting("http://localhost", "The vendor's API.", env="ACME_API_URL")
+
+    clean_env.setenv("ACME_API_URL", "https://api.acme.example")
+    clean_env.setenv("EDA_VENDOR_API_URL", "https://ignored.example")
+    assert Vendor(Settings()).api_url == "https://api.acme.example"
+    with pytest.raises(DefinitionError, match="EDA_\\* variables are eda's"):
+        Setting(1, env="EDA_CONCURRENCY")
+
+
+def test_the_shops_settings_have_bounds(clean_env):
     from eda_shop.workers.payment import Payment
 
-    monkeypatch.setenv("EDA_BREAKER_FAIL_MAX", "0")
-    with pytest.raises(ConfigError, match="--breaker-fail-max"):
+    clean_env.setenv("EDA_PAYMENT_BREAKER_FAIL_MAX", "0")
+    with pytest.raises(ConfigError, match="--breaker-fail-max \\(EDA_PAYMENT_BREAKER_FAIL_MAX\\)"):
         Payment(Settings())
+
+
+def test_both_payment_styles_read_the_payment_variables(clean_env):
+    from eda_shop.workers.payment import Payment
+    from eda_shop.workers.payment_async import AsyncPayment
+
+    for key, value in (("EDA_PAYMENT_GATEWAY_URL", "http://gw:8080"), ("EDA_PAYMENT_GATEWAY_TIMEOUT", "7"),
+                       ("EDA_PAYMENT_BREAKER_FAIL_MAX", "9"), ("EDA_PAYMENT_BREAKER_RESET_TIMEOUT", "11")):
+        clean_env.setenv(key, value)
+    for style in (Payment, AsyncPayment):
+        worker = style(Settings())
+        assert (worker.gateway_url, worker.gateway_timeout, worker.breaker_fail_max, worker.breaker_reset_timeout) == (
+            "http://gw:8080", 7.0, 9, 11.0), style.__name__
+    check([Payment])
+    check([AsyncPayment])

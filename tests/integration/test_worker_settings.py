@@ -1,0 +1,69 @@
+"""A worker's own settings under `eda worker` on a real broker: `--<setting>` and EDA_<WORKER>_<SETTING>
+reach that worker alone, eda's options stay eda's, and a setting taking one of them stops the start."""
+
+import pytest
+
+from tests.support import handled
+
+pytestmark = pytest.mark.integration
+
+APP = {"EDA_APP": "tests.integration.settings_app"}
+CLASH = ("error: worker 'clashing': its setting 'concurrency' would take --concurrency, which is eda's option "
+         "--concurrency (EDA_CONCURRENCY); rename the setting")
+
+
+@pytest.fixture
+def app(app_queues):
+    app_queues("reports", "audits", "clashing")
+    return APP
+
+
+def settings_logged(worker, name) -> dict:
+    return worker.wait_for_log(lambda r: r.get("message") == "settings" and r.get("worker") == name,
+                               what=f"{name}'s settings")
+
+
+def test_a_setting_given_to_eda_worker_reaches_the_worker_while_concurrency_stays_edas(eda, app):
+    # Given the old shared variables set too, when reports starts with its option and its own variable
+    worker = eda.worker("reports", "--batch=7", "--concurrency=3", EDA_REPORTS_TIMEOUT="9", EDA_BATCH="99",
+                        EDA_TIMEOUT="99", **app)
+    # then the worker has them, and eda runs it at the concurrency given to eda
+    logged = settings_logged(worker, "reports")
+    assert (logged["batch"], logged["timeout"], logged["concurrency"]) == (7, 9.0, 3)
+    consuming = worker.wait_for_log(lambda r: r.get("message") == "consuming")
+    assert consuming["concurrency"] == 3
+    eda.publish("report-requested", {"reportId": "r-1"}, **app)
+    worker.wait_for_log(handled("report.requested", worker="reports"))
+
+
+def test_a_variable_named_after_the_worker_sets_it(eda, app):
+    worker = eda.worker("reports", EDA_REPORTS_BATCH="12", EDA_CONCURRENCY="2", **app)
+    logged = settings_logged(worker, "reports")
+    assert (logged["batch"], logged["timeout"], logged["concurrency"]) == (12, 2.5, 2)
+
+
+def test_two_workers_declaring_one_setting_get_a_prefixed_option_each(eda, app):
+    worker = eda.worker("reports", "audits", "--reports-timeout=4", "--batch=3", EDA_AUDITS_TIMEOUT="5", **app)
+    assert (settings_logged(worker, "reports")["timeout"], settings_logged(worker, "reports")["batch"]) == (4.0, 3)
+    assert settings_logged(worker, "audits")["timeout"] == 5.0
+    # the bare option would be shared by both: it is not offered
+    code, output = eda.run("worker", "reports", "audits", "--timeout", "3", **app)
+    assert code == 2 and output.startswith("error: No such option '--timeout'"), output
+    assert "'--audits-timeout', '--reports-timeout'" in output  # click names the options there are
+    assert len(output.splitlines()) == 1, output
+
+
+def test_help_shows_each_setting_of_the_named_worker_with_its_variable(eda, app):
+    code, output = eda.run("worker", "reports", "--help", **app)
+    text = " ".join(output.split())
+    assert code == 0 and "--batch INTEGER" in text and "EDA_REPORTS_BATCH" in text and "EDA_REPORTS_TIMEOUT" in text
+    code, output = eda.run("worker", "reports", "audits", "--help", **app)
+    text = " ".join(output.split())
+    assert "--reports-timeout NUMBER" in text and "--audits-timeout NUMBER" in text and "--timeout" not in text
+
+
+@pytest.mark.parametrize("names", [("clashing",), ("reports", "clashing")])
+def test_a_setting_taking_an_option_of_edas_is_a_start_error_naming_both(eda, app, broker, namespace, names):
+    code, output = eda.run("worker", *names, **app)
+    assert (code, output) == (2, CLASH)
+    assert not broker.exists(f"{namespace}.clashing") and not broker.exists(f"{namespace}.reports")  # nothing declared
