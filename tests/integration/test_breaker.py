@@ -133,7 +133,7 @@ def test_a_run_of_4xx_answers_never_opens_the_breaker_and_a_run_of_5xx_answers_d
                                                                                    make_order, style):
     # Given a payment worker of either style whose breaker opens after 3 failures in a row, and a gateway
     # that answers 422 (the request is wrong) to six orders
-    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_BREAKER_FAIL_MAX=3, **STYLES[style])
+    worker = eda.worker("payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_BREAKER_FAIL_MAX=3, **STYLES[style])
     [consuming] = [r for r in worker.records if r.get("message") == "consuming"]
     assert consuming["handlers"] == style, consuming
     rejected = [make_order() for _ in range(6)]

@@ -139,7 +139,7 @@ def test_a_second_signal_stops_the_processes_at_once(eda, broker, gateway, names
     # Given two processes whose handlers will not finish for a long time
     gateway.simulation.latency = 30
     gateway.handle_error = lambda request, client_address: None  # the answers come after the workers are gone
-    parent, kids = start_parent(eda, "payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_GATEWAY_TIMEOUT=60,
+    parent, kids = start_parent(eda, "payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_PAYMENT_GATEWAY_TIMEOUT=60,
                                 EDA_CONCURRENCY=2, EDA_PREFETCH=2, EDA_SHUTDOWN_TIMEOUT=120)
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(4)))
     wait_until(lambda: gateway.simulation.in_flight == 4, message="four charges under way")
