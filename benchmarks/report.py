@@ -152,6 +152,10 @@ def write(directory: Path, results: dict, machine: dict, params: dict, failed: d
         from benchmarks import waiting
 
         extra = waiting.markdown(results["waiting"])
+    if "processes" in results:  # its own table too: one process against two
+        from benchmarks import processes
+
+        extra += processes.markdown(results["processes"])
     md_path.write_text(markdown(out, machine, params) + extra
                        + "".join(f"\n{item}: not measured ({reason})\n" for item, reason in failed.items()))
     return json_path, md_path

@@ -16,7 +16,7 @@ from benchmarks import eda_side, latency, memory, micro, raw, report
 from benchmarks.bench import Bench, order_event, reserved_event
 
 ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering", "waiting",
-         "state")
+         "processes", "state")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -147,9 +147,15 @@ def waiting_workers(bench: Bench, args) -> dict:
     return waiting.measure(bench, args.quick, args.concurrency, step=step)
 
 
+def worker_processes(bench: Bench, args) -> dict:
+    from benchmarks import processes
+
+    return processes.measure(bench, args.quick, step=step)
+
+
 MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
             "memory": worker_memory, "outbox": outbox_relay, "cluster": replication, "ordering": ordering,
-            "waiting": waiting_workers, "state": state_backends}
+            "waiting": waiting_workers, "processes": worker_processes, "state": state_backends}
 
 
 def measure(bench: Bench, args) -> tuple[dict, dict]:
@@ -187,6 +193,10 @@ def main(argv=None) -> int:
         from benchmarks import waiting
 
         print("\n" + waiting.text(results["waiting"]))
+    if "processes" in results:
+        from benchmarks import processes
+
+        print("\n" + processes.text(results["processes"]))
     for item, reason in failed.items():
         print(f"{item}: FAILED: {reason}")
     paths = report.write(args.out, results, machine, params, failed)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = ("publish:", "consume:", "react:", "latency", "decode", "RSS", "outbox:", "Payment worker against",
-         "state: inventory reservations")
+         "Worker processes:", "state: inventory reservations")
 
 
 def test_the_benchmark_suite_runs_writes_its_results_and_cleans_up(broker_url, tmp_path):
