@@ -18,6 +18,7 @@ _API = {
     "upcaster": "eda.contracts.versions",
     "Producer": "eda.publishing.producer", "Settings": "eda.settings", "Setting": "eda.worker_settings",
     "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
+    "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
 }
 
 __all__ = sorted(_API)

@@ -70,6 +70,18 @@ class Unroutable(PublishError):
     """An event was routed to no queue (returned by the broker under ``mandatory``)."""
 
 
+class RequestTimeout(EdaError):
+    """No reply to a request came within the requester's timeout (no worker took it, or none in time)."""
+
+    exit_code = 5
+
+
+class RequestFailed(EdaError):
+    """The worker that took a request failed it for good (dead-lettered) and said why in its reply."""
+
+    exit_code = 6
+
+
 class HandlerError(EdaError):
     """Base for errors a handler raises on purpose."""
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from eda.contracts import registry
 from eda.contracts.envelope import Event, decode, encode, new_event
+from eda.errors import RequestFailed, RequestTimeout
 from eda.runtime import failures
 from eda.settings import Settings
 from eda.worker import check, dispatch, dispatch_async, is_async
@@ -58,6 +59,7 @@ class _Delivery:
     body: bytes
     headers: dict
     routing_key: str
+    requested: bool = False  # published by ``TestBus.request``: a reply goes to the test
 
 
 class TestBus:
@@ -76,6 +78,7 @@ class TestBus:
         self._dead: list[DeadLetter] = []
         self._given_back: list[tuple[str, Event]] = []
         self._queue: deque[_Delivery] = deque()
+        self._answers: dict[str, tuple[Event, bytes]] = {}  # request id -> the first reply given
         self._started = False
 
     def __enter__(self) -> "TestBus":
@@ -110,15 +113,37 @@ class TestBus:
                 correlation_id: str | None = None) -> Event:
         """Publish an event as a client would (Python values, snake_case keys) and run everything it
         causes; a contract failure raises ContractError, as ``Producer.publish`` does."""
+        event, body = self._event(event_type, data, source, correlation_id)
+        self._send(event, body)
+        self._run()
+        return event
+
+    def _event(self, event_type, data, source, correlation_id) -> tuple[Event, bytes]:
         if not self._started:
             raise RuntimeError("use the TestBus as a context manager: `with TestBus(...) as bus:`")
         contract = registry.get(event_type)
         loaded, wire = contract.from_python(data)
         event = new_event(contract.type, loaded, source,
                           **({"correlation_id": correlation_id} if correlation_id else {}))
-        self._send(event, encode(event, wire))
+        return event, encode(event, wire)
+
+    def request(self, event_type: str, data: dict, *, source: str = "eda/testbus",
+                correlation_id: str | None = None) -> Event:
+        """Publish a request as ``Producer.request`` does, run everything it causes, and return the
+        reply a handler gave, decoded and validated as a requester reads it. ``RequestFailed`` when a
+        worker dead-lettered the request, ``RequestTimeout`` when no handler replied."""
+        reply_type = registry.get(event_type).reply_contract().type  # ConfigError: not a request
+        event, body = self._event(event_type, data, source, correlation_id)
+        self._send(event, body, requested=True)
         self._run()
-        return event
+        answer = self._answers.pop(event.id, None)
+        if answer is not None:
+            return decode(answer[1], frozenset((reply_type,)))
+        dead = [d for d in self._dead if d.event is not None and d.event.id == event.id]
+        if dead:
+            raise RequestFailed(f"{event.type}: worker {dead[0].worker} failed the request: "
+                                f"{dead[0].exception_type}: {dead[0].reason}")
+        raise RequestTimeout(f"{event.type}: no handler on the bus replied to the request")
 
     def published(self, event_type: str | None = None) -> list[Event]:
         """Every event published on the bus (by ``publish`` and as reactions), or those of one type."""
@@ -134,11 +159,11 @@ class TestBus:
         worker pauses and retries them later, the bus leaves them for the test to look at."""
         return list(self._given_back)
 
-    def _send(self, event: Event, body: bytes) -> None:
+    def _send(self, event: Event, body: bytes, requested: bool = False) -> None:
         self._published.append(event)
         for worker in self.workers:
             if event.type in worker.handlers:
-                self._queue.append(_Delivery(worker, body, {}, event.type))
+                self._queue.append(_Delivery(worker, body, {}, event.type, requested))
 
     def _run(self) -> None:
         while self._queue:
@@ -155,6 +180,8 @@ class TestBus:
             return
         for reaction, body in ctx.reactions:
             self._send(reaction, body)
+        if ctx.answer is not None and d.requested:  # the first reply answers, as with a requester
+            self._answers.setdefault(event.id, ctx.answer)
 
     def _fail(self, d: _Delivery, event: Event | None, error: Exception) -> None:
         kind = failures.classify(error)
@@ -165,7 +192,7 @@ class TestBus:
         attempts = failures.retry_count(d.headers)
         if failures.next_delay(kind, attempts, self.settings.retry_delays_ms) is not None:
             self._queue.append(_Delivery(d.worker, d.body, failures.retry_headers(d.headers, info, attempts),
-                                         d.routing_key))  # retried at once: the bus does not wait
+                                         d.routing_key, d.requested))  # retried at once: the bus does not wait
             return
         queue = f"{self.settings.namespace}.{d.worker.name}"
         headers = failures.dead_letter_headers(d.headers, info, error, worker=d.worker.name, queue=queue,

@@ -20,7 +20,7 @@ from typing import TypeVar
 from eda import tracing
 from eda.contracts import registry, versions
 from eda.contracts.envelope import Event, encode
-from eda.errors import DefinitionError, UnknownEvent
+from eda.errors import ContractError, DefinitionError, UnknownEvent
 from eda.settings import Settings
 from eda import worker_settings
 from eda.worker_settings import declared
@@ -47,13 +47,14 @@ class Context:
     """What a handler may do besides computing: publish reactions to the event it handles, at once or
     when due."""
 
-    __slots__ = ("event", "source", "reactions", "scheduled")
+    __slots__ = ("event", "source", "reactions", "scheduled", "answer")
 
     def __init__(self, event: Event, source: str):
         self.event = event
         self.source = source
         self.reactions: list[tuple[Event, bytes]] = []
         self.scheduled: list[tuple[Event, bytes, float]] = []  # (reaction, body, due time in Unix seconds)
+        self.answer: tuple[Event, bytes] | None = None  # the reply to a request, and its body
 
     def publish(self, event_type: registry.EventRef, data: dict, *, at=None, delay=None) -> Event:
         """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
@@ -85,6 +86,36 @@ class Context:
         self.reactions.append((reaction, encode(reaction, wire)))
         return reaction
 
+    def reply(self, data: dict) -> Event:
+        """Answer the request being handled: ``data`` as ``publish`` takes it, validated here against
+        the reply contract the request's contract names (``@contract(..., reply=...)``); one that breaks
+        it raises ContractError, and the request is dead-lettered. The reply is sent to the requester
+        alone (the request's ``reply_to``) once the handler returned, confirmed before the request is
+        acked. A handler may instead return the reply's data."""
+        contract = registry.get(self.event.type)
+        if contract.reply is None:
+            raise ContractError(f"{contract.type} declares no reply: only a request is answered "
+                                f"(@contract({contract.type!r}, reply=...))")
+        if self.answer is not None:
+            raise ContractError(f"{contract.type}: a request has one reply; this handler gave a second")
+        reply_contract = contract.reply_contract()
+        loaded, wire = reply_contract.from_python(data)
+        answer = self.event.reaction(reply_contract.type, loaded, self.source)
+        if tracing.active is not None:
+            tracing.active.publishing(answer)
+        self.answer = (answer, encode(answer, wire))
+        return answer
+
+    def returned(self, result) -> None:
+        """What the handler returned: a request's reply data (a dict), else nothing. A value returned
+        by the handler of an event that is no request is ignored."""
+        if result is None or registry.get(self.event.type).reply is None:
+            return
+        if not isinstance(result, dict):
+            raise ContractError(f"{self.event.type}: a request's handler returns its reply's data as a dict, "
+                                f"or None; it returned {type(result).__name__}")
+        self.reply(result)
+
 
 class _Handlers:
     """``Worker.handlers``: event type -> method name, resolved through the registry on first use."""
@@ -100,6 +131,8 @@ class _Handlers:
                     raise UnknownEvent(f"worker {cls.name!r} handles an {exc} (is the module that registers it "
                                        f"imported? a package's eda.contracts entry point, or --app / EDA_APP)") from None
                 versions.check(contract.type)  # every older version it may receive can be upcast
+                if contract.reply is not None:
+                    contract.reply_contract()  # a request's reply contract must be known when the worker starts
                 resolved[contract.type] = attr
             cls._eda_resolved = resolved
         return resolved
@@ -195,10 +228,10 @@ async def dispatch_async(worker: Worker, event: Event) -> Context:
     """``dispatch`` for a worker whose handlers are coroutines: awaited on the worker's event loop."""
     ctx = Context(event, worker.source)
     if tracing.active is None:
-        await getattr(worker, worker.handlers[event.type])(event, ctx)
+        ctx.returned(await getattr(worker, worker.handlers[event.type])(event, ctx))
     else:
         with tracing.active.handling(worker, event, worker.handlers[event.type]):
-            await getattr(worker, worker.handlers[event.type])(event, ctx)
+            ctx.returned(await getattr(worker, worker.handlers[event.type])(event, ctx))
     return ctx
 
 
@@ -206,8 +239,8 @@ def dispatch(worker: Worker, event: Event) -> Context:
     """Run the worker's handler of the event's type; return the context holding its reactions."""
     ctx = Context(event, worker.source)
     if tracing.active is None:
-        getattr(worker, worker.handlers[event.type])(event, ctx)
+        ctx.returned(getattr(worker, worker.handlers[event.type])(event, ctx))
     else:  # the handling span, and the handler's own span current inside it
         with tracing.active.handling(worker, event, worker.handlers[event.type]):
-            getattr(worker, worker.handlers[event.type])(event, ctx)
+            ctx.returned(getattr(worker, worker.handlers[event.type])(event, ctx))
     return ctx

@@ -18,7 +18,7 @@ from eda import app
 from eda.contracts import versions
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.contracts.data import EventData
-from eda.errors import ContractError, DefinitionError, UnknownEvent
+from eda.errors import ConfigError, ContractError, DefinitionError, UnknownEvent
 
 CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
 
@@ -36,6 +36,9 @@ class Contract:
     # The field (snake_case, dotted for a nested one) whose value every publisher puts in the
     # ``eda-partition-key`` header: events of one key reach one partition of an ordered worker.
     key: str | None = None
+    # The contract of the reply a request of this type expects (a type or CLI name, resolved when
+    # used: it may be registered after this one). None: the event is no request.
+    reply: str | None = None
     where: str = field(default="", compare=False)  # module.Class that registered it, for error messages
     schema: Schema = field(init=False, repr=False, compare=False)
     fast_load: object = field(init=False, repr=False, compare=False)
@@ -94,6 +97,17 @@ class Contract:
             except GiveUp:
                 pass
         return self.schema.dump(data)
+
+    def reply_contract(self) -> "Contract":
+        """The contract a reply to this event follows; ConfigError when it declares none or names
+        one that is not registered."""
+        if self.reply is None:
+            raise ConfigError(f"{self.type} is no request: its contract declares no reply "
+                              f"(@contract({self.type!r}, reply=\"its.reply.type\"))")
+        try:
+            return get(self.reply)
+        except UnknownEvent as exc:
+            raise UnknownEvent(f"{self.type} declares the reply {self.reply!r}: {exc}") from None
 
     @property
     def fields(self) -> list[tuple[str, bool]]:
@@ -208,7 +222,8 @@ def register(new: Contract) -> Contract:
     another schema it is an error naming both places; so is a CLI name taken by another type."""
     old = versions.registered(new.type, new.version)
     if old is not None:
-        if old.name == new.name and old.key == new.key and _shape(old.schema) == _shape(new.schema):
+        if old.name == new.name and old.key == new.key and old.reply == new.reply \
+                and _shape(old.schema) == _shape(new.schema):
             return old
         raise DefinitionError(f"event {new.type!r} ({new.name}) version {new.version} is registered twice with "
                               f"different schemas: {old.where} and {new.where}")
@@ -229,7 +244,8 @@ D = TypeVar("D", bound=type[EventData])
 
 
 def contract(type: str, *, name: str | None = None, version: int = 1, description: str = "",
-             published_by: tuple[str, ...] = (CLIENTS,), key: str | None = None) -> Callable[[D], D]:
+             published_by: tuple[str, ...] = (CLIENTS,), key: str | None = None,
+             reply: "EventRef | None" = None) -> Callable[[D], D]:
     """Register an ``EventData`` subclass as the data schema of events of ``type`` (its routing key),
     as its ``version`` (a later version of a type is registered beside the earlier ones, with the
     upcasters between them: eda.contracts.versions).
@@ -237,13 +253,17 @@ def contract(type: str, *, name: str | None = None, version: int = 1, descriptio
     The CLI name defaults to the type with dots as dashes (``invoice.requested`` -> ``invoice-requested``).
     ``key`` names the field (snake_case; dotted for a nested one) that publishers put in the
     ``eda-partition-key`` header, so that a worker ordered by it gets each key's events in order.
+    ``reply`` makes the event a request: it names the contract of the reply its handler gives
+    (``Producer.request`` waits for it; the handler returns its data or calls ``ctx.reply``).
     """
+    if reply is not None and not isinstance(reply, str):
+        reply = get(reply).type  # a contract class: registered already, since it is defined
 
     def register_class(schema_class: D) -> D:
         doc = (schema_class.__doc__ or "").strip().splitlines()
         register(Contract(
             name or type.replace(".", "-"), type, schema_class, description or (doc[0] if doc else ""),
-            version=version, published_by=tuple(published_by), key=key,
+            version=version, published_by=tuple(published_by), key=key, reply=reply,
             where=f"{schema_class.__module__}.{schema_class.__qualname__}"))
         # The class names its own version: `ctx.publish(OrderPlacedV1, ...)` publishes version 1.
         schema_class.eda_contract = versions.registered(type, version)

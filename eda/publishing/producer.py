@@ -7,7 +7,8 @@
 
 ``publish`` returns once the broker confirmed the event (and a queue took it); it raises a
 ContractError for invalid data and a PublishError or BrokerUnavailable otherwise. One Producer may be
-shared by threads: a lock keeps its connection to one thread at a time.
+shared by threads: a lock keeps its connection to one thread at a time. ``request`` publishes a
+request and waits for its reply (``eda.publishing.requests``), on a connection of its own.
 
 ``publish(..., at=datetime)`` or ``delay=timedelta`` schedules the event instead: it is written to the
 outbox (eda.outbox) with its due time, and ``eda outbox relay`` publishes it then; ``cancel(id)`` before.
@@ -24,11 +25,12 @@ from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable
 from eda.publishing.failover import publish_through_losses, reiterable
 from eda.publishing.publisher import Publisher
+from eda.publishing.requests import Requests
 from eda.settings import Settings
 from eda.topology import Topology
 
 
-class Producer:
+class Producer(Requests):
     def __init__(self, settings: Settings, source: str = "eda/producer", *, mandatory: bool = True,
                  timeout: float = 30.0):
         self.settings = settings
@@ -128,6 +130,7 @@ class Producer:
         self._conn = self._publisher = None
 
     def close(self) -> None:
+        self.close_requests()
         with self._lock:
             self._reset()
             if self._scheduling is not None:

@@ -38,12 +38,13 @@ class Delivery:
 
 
 class Outcome:
-    """What handling a delivery gave: reactions to publish, or the error it raised."""
+    """What handling a delivery gave: reactions to publish and a request's reply, or the error it raised."""
 
-    __slots__ = ("delivery", "reactions", "error", "seconds")
+    __slots__ = ("delivery", "reactions", "error", "seconds", "reply")
 
-    def __init__(self, delivery, reactions, error, seconds):
+    def __init__(self, delivery, reactions, error, seconds, reply=None):
         self.delivery, self.reactions, self.error, self.seconds = delivery, reactions, error, seconds
+        self.reply = reply  # (event, body) of the reply the handler gave a request, or None
 
 
 class WorkerConsumer:
@@ -207,7 +208,7 @@ class WorkerConsumer:
             raise
         except BaseException as exc:  # noqa: BLE001 - any handler error (sys.exit too) is the event's failure
             return Outcome(delivery, (), exc, time.perf_counter() - started)
-        return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
+        return Outcome(delivery, ctx.reactions, None, time.perf_counter() - started, ctx.answer)
 
     async def _run_on_loop(self, delivery: Delivery) -> None:
         """``_execute`` of a coroutine handler, on the worker's event loop."""
@@ -219,7 +220,7 @@ class WorkerConsumer:
         except BaseException as exc:  # noqa: BLE001 - any handler error (CancelledError too) is the event's failure
             outcome = Outcome(delivery, (), exc, time.perf_counter() - started)
         else:
-            outcome = Outcome(delivery, ctx.reactions, None, time.perf_counter() - started)
+            outcome = Outcome(delivery, ctx.reactions, None, time.perf_counter() - started, ctx.answer)
         self.runner.hand_back(outcome)
 
     def scheduled_reactions(self):

@@ -10,7 +10,7 @@ the Runner's public state only: ``settings``, ``topology``, ``publisher``, ``ses
 import logging
 
 from eda import names, tracing
-from eda.runtime import failures
+from eda.runtime import answers, failures
 from eda.runtime.consumer import Delivery, Outcome
 from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 
@@ -53,10 +53,11 @@ class Settlement:
             return
         if log.isEnabledFor(logging.INFO):
             log.info("handled %s", d.event.type, extra=self._event_fields(d, duration_ms=round(outcome.seconds * 1000, 3)))
-        if not outcome.reactions:
+        reply_to = answers.reply_to(d, outcome, self._event_fields)  # a request's reply goes there
+        if not outcome.reactions and reply_to is None:
             self._processed(d, outcome.seconds)
             return
-        remaining = [len(outcome.reactions)]
+        remaining = [len(outcome.reactions) + (reply_to is not None)]
         errors = []
 
         def settled(error):
@@ -76,6 +77,8 @@ class Settlement:
         exchange = self.runner.topology.events.name
         for event, body in outcome.reactions:
             self.runner.publisher.send_event(event, exchange, body=body, callback=settled)
+        if reply_to is not None:
+            answers.send(self.runner.publisher, d, reply_to, outcome.reply, settled, self._event_fields)
 
     def _processed(self, d: Delivery, seconds) -> None:
         d.consumer.record(d)
@@ -141,6 +144,8 @@ class Settlement:
                 return
             if publish_error is None:
                 message.ack()  # the copy is safe with the broker: now the original may go
+                if delay is None:  # dead-lettered: its requester, if any, learns why now
+                    answers.send_failure(self.runner.publisher, d, error, worker)
                 self._outcome(d, RETRIED if delay is not None else REJECTED if kind == failures.CONTRACT
                               else DEAD_LETTERED, None)
             elif d.consumer.ordered:  # held at its partition's head; handled again after the pause
