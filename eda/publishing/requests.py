@@ -29,7 +29,7 @@ from eda import frame_reader, names, replies, tracing
 from eda.connection import describe_connection_error, is_amqp, open_connection
 from eda.contracts.binary import decode_message
 from eda.contracts import registry
-from eda.contracts.envelope import Event, encode
+from eda.contracts.envelope import Event, encode, new_event
 from eda.contracts.registry import EventRef
 from eda.errors import BrokerUnavailable, ConfigError, ContractError, EdaError, RequestTimeout, Unroutable
 from eda.publishing.partitioning import partition_headers
@@ -269,11 +269,13 @@ class Requests:
         return self._requests().call(request, encode(request) if body is None else body, reply_type, timeout)
 
     def _request_of(self, event, data, correlation_id, timeout) -> tuple[Event, bytes, str]:
-        from eda.publishing.producer import python_event  # producer.py imports this module
-
+        """The request validated as ``publish`` validates an event, encoded, and its reply's type."""
         _check_timeout(timeout)
-        reply_type = registry.get(event).reply_contract().type  # ConfigError: not a request
-        request, wire = python_event(event, data, self.source, correlation_id)
+        contract = registry.get(event)
+        reply_type = contract.reply_contract().type  # ConfigError: not a request
+        loaded, wire = contract.from_python(data)
+        request = new_event(contract.type, loaded, self.source,
+                            **({"correlation_id": correlation_id} if correlation_id else {}))
         return request, encode(request, wire), reply_type
 
     def _requests(self) -> Requester:
