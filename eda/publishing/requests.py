@@ -274,7 +274,7 @@ class Requests:
         contract = registry.get(event)
         reply_type = contract.reply_contract().type  # ConfigError: not a request
         loaded, wire = contract.from_python(data)
-        request = new_event(contract.type, loaded, self.source,
+        request = new_event(contract, loaded, self.source,
                             **({"correlation_id": correlation_id} if correlation_id else {}))
         return request, encode(request, wire), reply_type
 

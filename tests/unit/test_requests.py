@@ -23,22 +23,22 @@ from eda.worker import Context, dispatch, dispatch_async
 
 
 @pytest.fixture
-def quotes(own_contracts):
+def estimates(own_contracts):
     """A request and its reply, as README's "Request-reply" has them."""
 
-    @contract("quote.given", published_by=("quotes",))
-    class QuoteGiven(EventData):
+    @contract("estimate.given", published_by=("quotes",))
+    class EstimateGiven(EventData):
         sku = Id(required=True)
         price = Money(required=True)
 
-    @contract("quote.requested", reply="quote.given")
-    class QuoteRequested(EventData):
+    @contract("estimate.requested", reply="estimate.given")
+    class EstimateRequested(EventData):
         sku = Id(required=True)
         quantity = fields.Integer(required=True)
 
 
-def quote_request(**data):
-    return new_event("quote.requested", {"sku": "A", "quantity": 2, **data}, "tests")
+def estimate_request(**data):
+    return new_event("estimate.requested", {"sku": "A", "quantity": 2, **data}, "tests")
 
 
 # The requests in flight
@@ -46,8 +46,8 @@ def quote_request(**data):
 
 def test_a_reply_completes_the_future_of_its_request_only():
     pending = Pending()
-    first, second = quote_request_of("r-1"), quote_request_of("r-2")
-    f1, f2 = pending.add(first, "quote.given"), pending.add(second, "quote.given")
+    first, second = request_of("r-1"), request_of("r-2")
+    f1, f2 = pending.add(first, "estimate.given"), pending.add(second, "estimate.given")
     assert pending.settle("r-2", reply="the reply to r-2")
     assert f2.result(0) == "the reply to r-2" and not f1.done()
     assert "r-1" in pending and "r-2" not in pending and len(pending) == 1
@@ -55,7 +55,7 @@ def test_a_reply_completes_the_future_of_its_request_only():
 
 def test_a_reply_after_the_caller_stopped_waiting_finds_no_one():
     pending = Pending()
-    future = pending.add(quote_request_of("r-1"), "quote.given")
+    future = pending.add(request_of("r-1"), "estimate.given")
     pending.discard("r-1")  # the caller's timeout
     assert not pending.settle("r-1", reply="late")
     assert not future.done()
@@ -63,7 +63,7 @@ def test_a_reply_after_the_caller_stopped_waiting_finds_no_one():
 
 def test_a_request_is_settled_once():
     pending = Pending()
-    future = pending.add(quote_request_of("r-1"), "quote.given")
+    future = pending.add(request_of("r-1"), "estimate.given")
     assert pending.settle("r-1", error=RequestFailed("failed"))
     assert not pending.settle("r-1", reply="the reply after the failure")
     with pytest.raises(RequestFailed):
@@ -72,21 +72,21 @@ def test_a_request_is_settled_once():
 
 def test_a_cancelled_future_is_not_completed_and_does_not_raise():
     pending = Pending()
-    future = pending.add(quote_request_of("r-1"), "quote.given")
+    future = pending.add(request_of("r-1"), "estimate.given")
     future.cancel()  # what an asyncio caller's timeout does to the future it waited on
     assert not pending.settle("r-1", reply="late")
 
 
 def test_two_requests_with_one_id_are_refused():
     pending = Pending()
-    pending.add(quote_request_of("r-1"), "quote.given")
+    pending.add(request_of("r-1"), "estimate.given")
     with pytest.raises(ContractError, match="in flight already"):
-        pending.add(quote_request_of("r-1"), "quote.given")
+        pending.add(request_of("r-1"), "estimate.given")
 
 
 def test_a_lost_connection_fails_every_request_in_flight():
     pending = Pending()
-    futures = [pending.add(quote_request_of(f"r-{i}"), "quote.given") for i in range(3)]
+    futures = [pending.add(request_of(f"r-{i}"), "estimate.given") for i in range(3)]
     pending.fail_all(ConnectionError("lost"))
     assert all(isinstance(f.exception(0), ConnectionError) for f in futures) and len(pending) == 0
 
@@ -94,10 +94,10 @@ def test_a_lost_connection_fails_every_request_in_flight():
 def test_concurrent_callers_each_get_their_own_reply():
     # Given 16 threads with 200 requests in flight between them
     pending = Pending()
-    requests = [quote_request_of(f"r-{i}") for i in range(200)]
+    requests = [request_of(f"r-{i}") for i in range(200)]
 
     def ask(share):
-        futures = [(r.id, pending.add(r, "quote.given")) for r in share]
+        futures = [(r.id, pending.add(r, "estimate.given")) for r in share]
         return [(request_id, future.result(5)) for request_id, future in futures]
 
     with ThreadPoolExecutor(16) as pool:
@@ -118,15 +118,15 @@ def wait_until(condition, timeout=5.0):
         time.sleep(0.001)
 
 
-def quote_request_of(request_id):
-    return Event(type="quote.requested", data={}, source="tests", id=request_id)
+def request_of(request_id):
+    return Event(type="estimate.requested", data={}, source="tests", id=request_id)
 
 
 # Which request a reply answers
 
 
-def test_a_reply_answers_the_request_its_causation_id_names(quotes):
-    request = quote_request()
+def test_a_reply_answers_the_request_its_causation_id_names(estimates):
+    request = estimate_request()
     ctx = Context(request, "eda/quotes")
     _, body = reply_of(ctx, {"sku": "A", "price": "5.00"})
     assert replies.answered(body, {"correlation_id": "someone else"}, {}, {request.id}) == request.id
@@ -149,30 +149,30 @@ def test_a_reply_to_no_request_waiting_answers_nothing():
     assert replies.answered(b"[1, 2]", {}, {}, {"r-1"}) is None
 
 
-def test_a_failure_reply_names_the_worker_and_the_reason(quotes):
-    request = quote_request()
-    error = ContractError("quote.given: invalid data: price: Missing data for required field.")
+def test_a_failure_reply_names_the_worker_and_the_reason(estimates):
+    request = estimate_request()
+    error = ContractError("estimate.given: invalid data: price: Missing data for required field.")
     body, properties = replies.failure(request, {"correlation_id": "c-1"}, error, worker="quotes",
                                        source="eda/quotes", reason=str(error))
     assert properties["type"] == replies.FAILED and properties["correlation_id"] == "c-1"
     assert replies.answered(body, properties, {}, {request.id}) == request.id
     failed = replies.failed(body, properties, request)
     assert isinstance(failed, RequestFailed) and failed.exit_code == 6
-    assert str(failed).startswith("quote.requested: worker quotes failed the request: ContractError: quote.given: "
+    assert str(failed).startswith("estimate.requested: worker quotes failed the request: ContractError: estimate.given: "
                                   "invalid data: price: Missing data for required field.")
     assert "\n" not in str(failed)
 
 
-def test_a_reply_is_no_failure_reply(quotes):
-    request = quote_request()
+def test_a_reply_is_no_failure_reply(estimates):
+    request = estimate_request()
     event, body = reply_of(Context(request, "eda/quotes"), {"sku": "A", "price": "5.00"})
-    assert replies.failed(body, {"type": "quote.given"}, request) is None
+    assert replies.failed(body, {"type": "estimate.given"}, request) is None
 
 
-def test_a_timeout_is_one_line_naming_the_event_and_the_timeout(quotes):
-    request = quote_request()
+def test_a_timeout_is_one_line_naming_the_event_and_the_timeout(estimates):
+    request = estimate_request()
     message = timeout_message(request, 0.5)
-    assert message.startswith("quote.requested: no reply within 500ms (request ")
+    assert message.startswith("estimate.requested: no reply within 500ms (request ")
     assert RequestTimeout(message).exit_code == 5 and "\n" not in message
     assert "within 5s" in timeout_message(request, 5)
 
@@ -185,24 +185,24 @@ def reply_of(ctx, data):
     return ctx.answer
 
 
-def test_a_reply_is_the_requests_reaction_validated_against_the_reply_contract(quotes):
-    request = quote_request()
+def test_a_reply_is_the_requests_reaction_validated_against_the_reply_contract(estimates):
+    request = estimate_request()
     reply = Context(request, "eda/quotes").reply({"sku": "A", "price": "5"})
-    assert reply.type == "quote.given" and str(reply.data["price"]) == "5.00"
+    assert reply.type == "estimate.given" and str(reply.data["price"]) == "5.00"
     assert reply.causation_id == request.id and reply.correlation_id == request.correlation_id
 
 
-def test_a_reply_that_breaks_its_contract_fails_the_handler_naming_the_reply(quotes):
-    ctx = Context(quote_request(), "eda/quotes")
-    with pytest.raises(ContractError, match="quote.given: invalid data: price: Missing data for required field"):
+def test_a_reply_that_breaks_its_contract_fails_the_handler_naming_the_reply(estimates):
+    ctx = Context(estimate_request(), "eda/quotes")
+    with pytest.raises(ContractError, match="estimate.given: invalid data: price: Missing data for required field"):
         ctx.reply({"sku": "A"})
-    with pytest.raises(ContractError, match="quote.given: invalid data: unknown field 'unitPrice'"):
+    with pytest.raises(ContractError, match="estimate.given: invalid data: unknown field 'unitPrice'"):
         ctx.reply({"sku": "A", "price": "5", "unitPrice": "1"})
     assert ctx.answer is None
 
 
-def test_a_request_has_one_reply(quotes):
-    ctx = Context(quote_request(), "eda/quotes")
+def test_a_request_has_one_reply(estimates):
+    ctx = Context(estimate_request(), "eda/quotes")
     ctx.reply({"sku": "A", "price": "5"})
     with pytest.raises(ContractError, match="a request has one reply"):
         ctx.reply({"sku": "A", "price": "6"})
@@ -219,7 +219,7 @@ def test_an_event_that_is_no_request_is_not_answered():
 class Quotes(Worker):
     name = "quotes"
 
-    @handles("quote.requested")
+    @handles("estimate.requested")
     def price(self, event, ctx):
         if event.data["quantity"] == 0:
             return None
@@ -231,39 +231,39 @@ class Quotes(Worker):
 class AsyncQuotes(Worker):
     name = "async-quotes"
 
-    @handles("quote.requested")
+    @handles("estimate.requested")
     async def price(self, event, ctx):
         ctx.reply({"sku": event.data["sku"], "price": 3})
 
 
-def test_a_handler_answers_by_returning_the_replys_data(quotes):
-    ctx = dispatch(Quotes(Settings()), quote_request(quantity=4))
+def test_a_handler_answers_by_returning_the_replys_data(estimates):
+    ctx = dispatch(Quotes(Settings()), estimate_request(quantity=4))
     event, body = ctx.answer
     assert decode(body).data == {"sku": "A", "price": event.data["price"]} and str(event.data["price"]) == "8.00"
     assert ctx.reactions == []
-    assert dispatch(Quotes(Settings()), quote_request(quantity=0)).answer is None
+    assert dispatch(Quotes(Settings()), estimate_request(quantity=0)).answer is None
 
 
-def test_a_request_handler_returning_no_dict_fails(quotes):
+def test_a_request_handler_returning_no_dict_fails(estimates):
     with pytest.raises(ContractError, match="returns its reply's data as a dict, or None; it returned str"):
-        dispatch(Quotes(Settings()), quote_request(quantity=-1))
+        dispatch(Quotes(Settings()), estimate_request(quantity=-1))
 
 
-def test_an_async_handler_answers_with_ctx_reply(quotes):
-    ctx = asyncio.run(dispatch_async(AsyncQuotes(Settings()), quote_request()))
+def test_an_async_handler_answers_with_ctx_reply(estimates):
+    ctx = asyncio.run(dispatch_async(AsyncQuotes(Settings()), estimate_request()))
     assert orjson.loads(ctx.answer[1])["data"] == {"sku": "A", "price": "3.00"}
 
 
-def test_the_test_bus_returns_a_requests_reply_and_fails_as_a_requester_would(quotes):
+def test_the_test_bus_returns_a_requests_reply_and_fails_as_a_requester_would(estimates):
     with TestBus(Quotes) as bus:
-        reply = bus.request("quote.requested", {"sku": "B", "quantity": 3})
-        assert reply.type == "quote.given" and reply.data["sku"] == "B" and str(reply.data["price"]) == "6.00"
+        reply = bus.request("estimate.requested", {"sku": "B", "quantity": 3})
+        assert reply.type == "estimate.given" and reply.data["sku"] == "B" and str(reply.data["price"]) == "6.00"
         with pytest.raises(RequestTimeout, match="no handler on the bus replied"):
-            bus.request("quote.requested", {"sku": "B", "quantity": 0})
+            bus.request("estimate.requested", {"sku": "B", "quantity": 0})
         with pytest.raises(RequestFailed, match="worker quotes failed the request: ContractError"):
-            bus.request("quote.requested", {"sku": "B", "quantity": -1})
-        bus.publish("quote.requested", {"sku": "C", "quantity": 1})  # published, not requested: nobody waits
-        assert [e.type for e in bus.published()].count("quote.given") == 0
+            bus.request("estimate.requested", {"sku": "B", "quantity": -1})
+        bus.publish("estimate.requested", {"sku": "C", "quantity": 1})  # published, not requested: nobody waits
+        assert [e.type for e in bus.published()].count("estimate.given") == 0
 
 
 # Contracts that declare a reply
@@ -282,10 +282,10 @@ def test_a_reply_may_name_its_contract_by_class_and_is_kept_as_its_type(own_cont
     assert get("price.given").reply is None
 
 
-def test_a_contract_registered_again_with_another_reply_is_an_error(quotes):
+def test_a_contract_registered_again_with_another_reply_is_an_error(estimates):
     with pytest.raises(DefinitionError, match="registered twice"):
-        @contract("quote.requested", reply="order.placed")
-        class QuoteRequested(EventData):
+        @contract("estimate.requested", reply="order.placed")
+        class EstimateRequested(EventData):
             sku = Id(required=True)
             quantity = fields.Integer(required=True)
 
@@ -313,7 +313,7 @@ def test_a_request_of_an_event_that_is_no_request_is_refused_before_connecting()
 
 
 @pytest.mark.parametrize("timeout", [0, -1, "5", True, 10**9])
-def test_a_requests_timeout_is_a_positive_number_of_seconds(quotes, timeout):
+def test_a_requests_timeout_is_a_positive_number_of_seconds(estimates, timeout):
     producer = Producer(Settings(broker_url="amqp://guest:guest@127.0.0.1:1//"))
     with pytest.raises(ConfigError, match="a request's timeout is a number of seconds"):
-        producer.request("quote.requested", {"sku": "A", "quantity": 1}, timeout=timeout)
+        producer.request("estimate.requested", {"sku": "A", "quantity": 1}, timeout=timeout)
