@@ -382,6 +382,5 @@ def tail(pattern, as_json, count, timeout, correlation_id, settings):
 main.add_command(schedule)
 main.add_command(request)
 
-
 if __name__ == "__main__":
     main()
