@@ -1,4 +1,4 @@
-"""``TestBus``: a project's workers on an in-memory bus, for its unit tests (no broker).
+"""``TestBus``: a project's workers run by eda's own runtime on an in-memory broker, for unit tests.
 
     from eda.testing import TestBus
 
@@ -6,34 +6,43 @@
         with TestBus(Billing) as bus:
             bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
             assert [e.data["invoice_id"] for e in bus.published("invoice.sent")] == ["i-1"]
-            assert bus.dead_letters() == []
 
-Events go the real path: encoded and decoded as on the wire and validated, handled, reactions
-validated and delivered to the bus's other workers, failures classified, transient ones retried as
-``EDA_RETRY_DELAYS`` says (without waiting), and dead letters kept with their ``eda-exception-*``
-reasons. ``publish`` returns once everything it caused is settled.
+The workers run exactly as under ``eda worker``: the same ``Runner``, consumers, settlement, failure
+policy, duplicate detection, routing-key check and ordering, on ``eda.memory``'s broker instead of
+RabbitMQ (its exchanges, queues, TTL retry queues, dead-letter queues and publisher confirms). What
+the real worker refuses at start, the bus refuses at ``with``. Retries wait in their TTL queues on
+a clock of the bus's own, which jumps to the next expiry once nothing else is left to do: the retry
+schedule is followed exactly, without waiting. ``publish`` returns once everything it caused is
+settled, and raises AssertionError where it dead-lettered an event, unless the test expects that.
 """
 
-import asyncio
-import inspect
+import contextlib
 import shutil
 import tempfile
-from collections import deque
+import time
 from dataclasses import dataclass, field
 
+from eda import names, replies
 from eda.contracts import registry
-from eda.contracts.envelope import Event, decode, encode, new_event
-from eda.errors import RequestFailed, RequestTimeout
+from eda.contracts.binary import decode_message
+from eda.contracts.envelope import Event, encode, new_event
+from eda.errors import ContractError, RequestTimeout, Unroutable
+from eda.memory import Broker, Published, open_connection
+from eda.publishing.partitioning import partition_headers
+from eda.publishing.producer import python_event
+from eda.publishing.publisher import Publisher, event_properties
 from eda.runtime import failures
+from eda.runtime.runner import Runner
 from eda.settings import Settings
-from eda.worker import check, dispatch, dispatch_async, is_async
+from eda.topology import Topology
 
-__test__ = False  # not a pytest test class, despite its name
+__test__ = False  # not a pytest test module's class, despite its name
+FAIL, ALLOW = "fail", "allow"
 
 
 @dataclass
 class DeadLetter:
-    """An event a worker dead-lettered, with the headers a DLQ copy carries (``eda-exception-*``)."""
+    """An event a worker dead-lettered, with the headers its DLQ copy carries (``eda-exception-*``)."""
 
     worker: str
     event: Event | None  # None: the body was not a valid event
@@ -42,159 +51,365 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        return self.headers["eda-exception-message"]
+        return self.headers.get("eda-exception-message") or self._broker_reason()
 
     @property
-    def exception_type(self) -> str:
-        return self.headers["eda-exception-type"]
+    def exception_type(self) -> str | None:
+        return self.headers.get("eda-exception-type")
+
+    @property
+    def traceback(self) -> str:
+        return self.headers.get("eda-exception-stacktrace") or ""
 
     @property
     def attempts(self) -> int:
-        return self.headers[failures.RETRY_COUNT] + 1
+        return failures.retry_count(self.headers) + 1
 
+    def _broker_reason(self) -> str:
+        deaths = self.headers.get("x-death") or [{}]
+        return f"dead-lettered by the broker ({deaths[0].get('reason', 'unknown reason')})"
 
-@dataclass
-class _Delivery:
-    worker: object
-    body: bytes
-    headers: dict
-    routing_key: str
-    requested: bool = False  # published by ``TestBus.request``: a reply goes to the test
+    def describe(self) -> str:
+        """The dead letter as a test failure shows it: the event, the worker, the reason, the traceback."""
+        if self.event is not None:
+            what = f"{self.event.type} {self.event.id} with data {self.event.data!r}"
+        else:
+            what = f"a message that is not a valid event: {self.body[:300]!r}"
+        lines = [f"worker {self.worker!r} dead-lettered {what}",
+                 f"  after {self.attempts} attempt(s): {self.exception_type or 'rejected'}: {self.reason}"]
+        if self.traceback:
+            lines += ["  traceback (eda-exception-stacktrace):", *("    " + line for line in self.traceback.splitlines())]
+        return "\n".join(lines)
 
 
 class TestBus:
-    """The given worker classes on one in-memory bus; use it as a context manager."""
+    """The given worker classes run by eda's runtime on an in-memory broker; use it as a context manager.
+
+    ``settings``: the framework's settings (default: a temporary state folder, namespace ``testbus``).
+    ``options``: the workers' own settings, ``{"inventory": {"stock_threshold": 3}}``.
+    ``concurrency``: handlers at once per worker, 1 by default so that a test runs the same way each
+    time (each worker handles its events one by one, in queue order); None keeps the settings'.
+    ``dead_letters``: ``"fail"`` (default) raises AssertionError from ``publish`` when an event is
+    dead-lettered, ``"allow"`` only keeps it for ``dead_letters()``; ``expect_dead_letters()`` allows
+    them for a block of the test. ``timeout``: seconds of real time a publish may take to settle.
+    """
 
     __test__ = False
 
-    def __init__(self, *worker_classes, settings: Settings | None = None):
+    def __init__(self, *worker_classes, settings: Settings | None = None, options: dict | None = None,
+                 concurrency: int | None = 1, dead_letters: str = FAIL, timeout: float = 30.0):
+        if dead_letters not in (FAIL, ALLOW):
+            raise ValueError(f"dead_letters must be {FAIL!r} or {ALLOW!r}, not {dead_letters!r}")
         self._state_dir = None
         if settings is None:
             self._state_dir = tempfile.mkdtemp(prefix="eda-testbus-")
             settings = Settings(state_dir=self._state_dir, namespace="testbus")
+        if concurrency is not None:
+            settings = settings.with_(concurrency=concurrency)
+        if options:
+            settings = settings.with_(worker_options=_worker_options(settings, options))
         self.settings = settings
-        self.workers = [cls(settings) for cls in worker_classes]
+        self.worker_classes = worker_classes
+        self.timeout = timeout
+        self.broker = Broker()
+        self.runner: Runner | None = None
+        self.workers = []
+        self._dead_letters = dead_letters
+        self._allowing = 0  # open expect_dead_letters() blocks
+        self._reported: set[int] = set()  # dead letters already raised or allowed (by arrival serial)
         self._published: list[Event] = []
-        self._dead: list[DeadLetter] = []
         self._given_back: list[tuple[str, Event]] = []
-        self._queue: deque[_Delivery] = deque()
-        self._answers: dict[str, tuple[Event, bytes]] = {}  # request id -> the first reply given
-        self._started = False
+        self._held: set[int] = set()  # ordered workers' deliveries held by a pause, recorded as given back
+        self._replies: list = []  # messages to the bus's direct reply-to address, not yet matched to a request
+        self._connection = None
+
+    # Lifecycle
 
     def __enter__(self) -> "TestBus":
-        check([type(w) for w in self.workers], self.settings)  # what `eda worker` refuses at start, refused here
-        for worker in self.workers:
-            worker.handlers  # names resolve now, as when a worker starts: an unknown event fails here
-        # Workers with `async def` handlers share one event loop, their async setup and teardown too
-        # (a test using the bus therefore does not itself run on an event loop).
-        self._loop = asyncio.new_event_loop() if any(is_async(w) for w in self.workers) else None
-        for worker in self.workers:
-            self._call(worker.setup)
-        self._started = True
+        topology = Topology.from_settings(self.settings)
+        self._events_exchange = topology.events.name
+        # Everything eda worker checks at start happens here: unknown event types, ordered workers
+        # whose contracts name no key, the workers' own settings, the queues' declarations.
+        try:
+            self.runner = Runner(self.worker_classes, self.settings, clock=self.broker.clock,
+                                 connect=lambda _: open_connection(self.broker))
+        except BaseException:
+            self._close()
+            raise
+        self.workers = self.runner.workers
+        self._work_queues = {names.work_queue(self.settings.namespace, w.name): w.name
+                             for w in self.workers if not w.ordered_by}
+        try:
+            self.runner.setup()
+        except BaseException:
+            self._close(teardown=False)  # as eda worker: no teardown of a worker whose setup failed
+            raise
+        try:
+            self.runner.start_session()
+            self.broker.taps.append(self._tap)
+            self._connection = open_connection(self.broker)
+            self._publisher = Publisher(self._connection)
+            # Requests go out on the channel that consumes their replies (direct reply-to), as a Producer's.
+            self._publisher.channel.auto_decode = False
+            self._publisher.channel.basic_consume(replies.DIRECT_REPLY_TO, no_ack=True, callback=self._replies.append)
+        except BaseException:
+            self._close()
+            raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        for worker in self.workers:
-            self._call(worker.teardown)
-        if self._loop is not None:
-            self._loop.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._check_dead_letters()
+        finally:
+            self._close()
+
+    def _close(self, teardown: bool = True) -> None:
+        if self._connection is not None:
+            self._connection.release()
+            self._connection = None
+        if self.runner is not None and teardown:
+            self.runner.close()
+        elif self.runner is not None:
+            for consumer in self.runner.consumers:
+                consumer.close()
+                if consumer.asynchronous:
+                    consumer.pool.shutdown()
         if self._state_dir:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 
-    def _call(self, func):
-        result = func()
-        return self._loop.run_until_complete(result) if inspect.isawaitable(result) else result
+    # What a test does
+
+    def publish(self, event_type, data: dict | None = None, *, source: str = "eda/testbus",
+                correlation_id: str | None = None, retries: bool = True) -> Event:
+        """Publish an event as a client would (Python values, snake_case keys) and run everything it
+        causes; a contract failure raises ContractError, as ``Producer.publish`` does. An ``Event``
+        instead of a type is published as it is, same id (a producer's retry: a duplicate).
+
+        Returns once everything is settled: with ``retries=False``, failed events are left waiting in
+        their retry queues (``retrying()``; ``advance`` lets their time pass)."""
+        self._check_started()
+        if isinstance(event_type, Event):
+            event = event_type
+            body = encode(event)
+        else:  # as Producer.publish builds it
+            event, wire = python_event(event_type, data if data is not None else {}, source, correlation_id)
+            body = encode(event, wire)
+        self._publisher.publish_encoded([(event, body)], self._events_exchange, mandatory=False)
+        self._settle(retries=retries)
+        return event
+
+    def request(self, event_type, data: dict | None = None, *, source: str = "eda/testbus",
+                correlation_id: str | None = None) -> Event:
+        """Publish a request as ``Producer.request`` does (``reply_to`` direct reply-to), run everything
+        it causes, and return the reply a handler gave, validated as a requester reads it.
+        ``RequestFailed`` when a worker dead-lettered the request (its dead letter then does not fail
+        the test: the requester is told), ``RequestTimeout`` when no handler replied, ``Unroutable``
+        when no worker takes it."""
+        self._check_started()
+        contract = registry.get(event_type)
+        reply_type = contract.reply_contract().type  # ConfigError: not a request
+        loaded, wire = contract.from_python(data if data is not None else {})
+        request = new_event(contract, loaded, source, **({"correlation_id": correlation_id} if correlation_id else {}))
+        body = encode(request, wire)
+        settled = []
+        self._publisher.send(self._events_exchange, request.type, body,
+                             {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO},
+                             headers=partition_headers(request, body) or None, mandatory=True,
+                             label=f"{request.type} {request.id}", callback=settled.append)
+        self._publisher.wait(self.timeout)
+        if isinstance(settled[0], Unroutable):
+            raise Unroutable(f"{request.type}: routed to no queue: no worker takes this request (request {request.id})")
+        if settled[0] is not None:
+            raise settled[0]
+        self._settle(excused={request.id})
+        return self._reply_of(request, reply_type)
+
+    def _reply_of(self, request: Event, reply_type: str) -> Event:
+        """The reply that answers ``request``, read as ``eda.publishing.requests`` reads it."""
+        for message in list(self._replies):
+            properties = message.properties or {}
+            headers = properties.get("application_headers") or {}
+            if replies.answered(message.body, properties, headers, {request.id}) != request.id:
+                continue
+            self._replies.remove(message)
+            error = replies.failed(message.body, properties, request)
+            if error is not None:
+                raise error
+            try:
+                return decode_message(message.body, properties.get("content_type"), headers, frozenset((reply_type,)))
+            except ContractError as exc:
+                raise ContractError(f"{request.type}: its reply is invalid: {exc}") from None
+        raise RequestTimeout(f"{request.type}: no handler on the bus replied to the request (request {request.id})")
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the bus's clock: retries, circuit pauses and ordered workers' holds
+        due meanwhile run, each at its time."""
+        self._check_started()
+        self._settle(until=self.broker.clock() + seconds)
 
     def worker(self, name: str):
         """The running instance of the named worker (to look at its state)."""
         return next(w for w in self.workers if w.name == name)
 
-    def publish(self, event_type: str, data: dict, *, source: str = "eda/testbus",
-                correlation_id: str | None = None) -> Event:
-        """Publish an event as a client would (Python values, snake_case keys) and run everything it
-        causes; a contract failure raises ContractError, as ``Producer.publish`` does."""
-        event, body = self._event(event_type, data, source, correlation_id)
-        self._send(event, body)
-        self._run()
-        return event
-
-    def _event(self, event_type, data, source, correlation_id) -> tuple[Event, bytes]:
-        if not self._started:
-            raise RuntimeError("use the TestBus as a context manager: `with TestBus(...) as bus:`")
-        contract = registry.get(event_type)
-        loaded, wire = contract.from_python(data)
-        event = new_event(contract.type, loaded, source,
-                          **({"correlation_id": correlation_id} if correlation_id else {}))
-        return event, encode(event, wire)
-
-    def request(self, event_type: str, data: dict, *, source: str = "eda/testbus",
-                correlation_id: str | None = None) -> Event:
-        """Publish a request as ``Producer.request`` does, run everything it causes, and return the
-        reply a handler gave, decoded and validated as a requester reads it. ``RequestFailed`` when a
-        worker dead-lettered the request, ``RequestTimeout`` when no handler replied."""
-        reply_type = registry.get(event_type).reply_contract().type  # ConfigError: not a request
-        event, body = self._event(event_type, data, source, correlation_id)
-        self._send(event, body, requested=True)
-        self._run()
-        answer = self._answers.pop(event.id, None)
-        if answer is not None:
-            return decode(answer[1], frozenset((reply_type,)))
-        dead = [d for d in self._dead if d.event is not None and d.event.id == event.id]
-        if dead:
-            raise RequestFailed(f"{event.type}: worker {dead[0].worker} failed the request: "
-                                f"{dead[0].exception_type}: {dead[0].reason}")
-        raise RequestTimeout(f"{event.type}: no handler on the bus replied to the request")
-
-    def published(self, event_type: str | None = None) -> list[Event]:
+    def published(self, event_type=None) -> list[Event]:
         """Every event published on the bus (by ``publish`` and as reactions), or those of one type."""
         wanted = registry.get(event_type).type if event_type else None
         return [e for e in self._published if wanted is None or e.type == wanted]
 
     def dead_letters(self, worker: str | None = None) -> list[DeadLetter]:
-        """The events dead-lettered so far, by any worker or by the named one."""
-        return [d for d in self._dead if worker is None or d.worker == worker]
+        """The events in the workers' dead-letter queues, by any worker or by the named one."""
+        return [d for _, d in self._dlq() if worker is None or d.worker == worker]
 
     def given_back(self) -> list[tuple[str, Event]]:
-        """(worker, event) of events given back unhandled because a circuit breaker was open; a real
-        worker pauses and retries them later, the bus leaves them for the test to look at."""
+        """(worker, event) of events given back unhandled because a circuit breaker was open; the
+        worker pauses for its ``circuit_pause`` (``advance`` lets it pass), a real one tries again then."""
         return list(self._given_back)
 
-    def _send(self, event: Event, body: bytes, requested: bool = False) -> None:
-        self._published.append(event)
+    def retrying(self) -> list[tuple[str, Event]]:
+        """(worker, event) of failed events waiting for their next attempt (``publish(..., retries=False)``)."""
+        waiting = []
         for worker in self.workers:
-            if event.type in worker.handlers:
-                self._queue.append(_Delivery(worker, body, {}, event.type, requested))
+            for delay in sorted(set(self.settings.retry_delays_ms)):
+                queue = self.broker.queues.get(names.retry_queue(self.settings.namespace, worker.name, delay))
+                waiting += [(m.serial, worker.name, _event(m.body, m.properties)) for m in queue.messages] if queue else []
+        for consumer in self.runner.consumers:
+            for p in getattr(consumer, "partitions", ()):
+                if p.current is not None and p.due is not None and p.scheduled:
+                    waiting.append((0, consumer.worker.name, p.current.event))
+        return [(worker, event) for _, worker, event in sorted(waiting, key=lambda w: w[0])]
 
-    def _run(self) -> None:
-        while self._queue:
-            self._handle(self._queue.popleft())
-
-    def _handle(self, d: _Delivery) -> None:
-        event = None
+    @contextlib.contextmanager
+    def expect_dead_letters(self):
+        """Within the block, dead letters do not fail the test; at its end, at least one must have come."""
+        before = {serial for serial, _ in self._dlq()}
+        self._allowing += 1
         try:
-            event = decode(d.body, frozenset(d.worker.handlers))
-            ctx = self._loop.run_until_complete(dispatch_async(d.worker, event)) if is_async(d.worker) \
-                else dispatch(d.worker, event)
-        except Exception as exc:  # what the runtime does with any handler error
-            self._fail(d, event, exc)
-            return
-        for reaction, body in ctx.reactions:
-            self._send(reaction, body)
-        if ctx.answer is not None and d.requested:  # the first reply answers, as with a requester
-            self._answers.setdefault(event.id, ctx.answer)
+            yield
+        finally:
+            self._allowing -= 1
+        came = {serial for serial, _ in self._dlq()} - before
+        self._reported |= came
+        if not came:
+            raise AssertionError("expected a dead letter, but no event was dead-lettered")
 
-    def _fail(self, d: _Delivery, event: Event | None, error: Exception) -> None:
-        kind = failures.classify(error)
-        if kind == failures.CIRCUIT_OPEN:
-            self._given_back.append((d.worker.name, event))
+    # Driving the runner
+
+    def _check_started(self) -> None:
+        if self.runner is None or self._connection is None:
+            raise RuntimeError("use the TestBus as a context manager: `with TestBus(...) as bus:`")
+
+    def _settle(self, *, retries: bool = True, until: float | None = None, excused=()) -> None:
+        """Turn the runner's I/O loop until nothing is left to do now; then move the clock on to the
+        next thing due (a TTL expiry, an ordered worker's retry; up to ``until`` a pause's end too)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._drain(deadline)
+            due = self._next_due(retries, until)
+            if due is None:
+                break
+            self.broker.advance(due)
+        if until is not None:
+            self.broker.advance(until)
+            self._drain(deadline)
+        self._note_held()
+        self._check_dead_letters(excused)
+
+    def _drain(self, deadline: float) -> None:
+        while True:
+            self._read_replies()
+            if self._quiet():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the bus did not settle within {self.timeout}s: a handler still runs, or "
+                                     f"events keep causing events (TestBus(..., timeout=) for a longer wait)")
+            # At most a second: the turn returns as soon as the broker or a handler has something.
+            self.runner.turn(timeout=0 if self._due_now() else 1.0)
+
+    def _read_replies(self) -> None:
+        """Take what the broker sent the bus's own connection: replies to its requests."""
+        while self._connection.connection.frames:
+            self._connection.connection.drain_events(timeout=0)
+
+    def _quiet(self) -> bool:
+        """Nothing delivered unread, no handler running or unsettled, no confirm awaited, nothing due now."""
+        return self.broker.idle and self.runner.drained() and not self._due_now()
+
+    def _due_now(self) -> bool:
+        """A consumer has something due on the bus's clock: a pause's end, an ordered worker's retry."""
+        now = self.broker.clock()
+        return any(c.wake_in() == 0 or (c.paused_until is not None and now >= c.paused_until)
+                   for c in self.runner.consumers)
+
+    def _next_due(self, retries: bool, until: float | None) -> float | None:
+        """The clock reading of the next thing due: TTL expiries and ordered workers' retries when
+        running retries; pauses (open circuits) only when the test lets time pass (``until``)."""
+        dues = []
+        if retries or until is not None:
+            dues.append(self.broker.next_expiry())
+            for c in self.runner.consumers:
+                dues += [p.due for p in getattr(c, "partitions", ()) if p.due is not None and (p.scheduled or until is not None)]
+        if until is not None:
+            dues += [c.paused_until for c in self.runner.consumers]
+        dues = [d for d in dues if d is not None and (until is None or d <= until)]
+        return min(dues) if dues else None
+
+    # What the bus sees
+
+    def _tap(self, published: Published) -> None:
+        """Every message the broker took: events on the events exchange, give-backs to a work queue."""
+        if published.exchange == self._events_exchange:
+            event = _event(published.body, published.properties)
+            if event is not None:
+                self._published.append(event)
+        elif published.exchange == "" and published.routing_key in self._work_queues \
+                and published.connection is self.runner.connection.connection:
+            self._given_back.append((self._work_queues[published.routing_key],
+                                     _event(published.body, published.properties)))
+
+    def _note_held(self) -> None:
+        """An ordered worker's event held at its partition's head by an open circuit counts as given back."""
+        for c in self.runner.consumers:
+            for p in getattr(c, "partitions", ()):
+                if p.current is not None and p.due is not None and not p.scheduled and id(p.current) not in self._held:
+                    self._held.add(id(p.current))
+                    self._given_back.append((c.worker.name, p.current.event))
+
+    def _dlq(self) -> list[tuple[int, DeadLetter]]:
+        found = []
+        for worker in self.workers:
+            queue = self.broker.queues.get(names.dead_letter_queue(self.settings.namespace, worker.name))
+            for message in queue.messages if queue else ():
+                properties = message.properties
+                found.append((message.serial, DeadLetter(worker.name, _event(message.body, properties), message.body,
+                                                         dict(properties.get("application_headers") or {}))))
+        return sorted(found, key=lambda item: item[0])
+
+    def _check_dead_letters(self, excused=()) -> None:
+        """Fail the test with the dead letters that came since the last check (unless allowed); those of
+        ``excused`` event ids are the caller's to report (a request's: RequestFailed)."""
+        new = [(serial, dead) for serial, dead in self._dlq() if serial not in self._reported]
+        self._reported |= {serial for serial, _ in new}
+        new = [(serial, dead) for serial, dead in new if dead.event is None or dead.event.id not in excused]
+        if not new or self._dead_letters == ALLOW or self._allowing:
             return
-        info = {"exchange": f"{self.settings.namespace}.events", "routing_key": d.routing_key}
-        attempts = failures.retry_count(d.headers)
-        if failures.next_delay(kind, attempts, self.settings.retry_delays_ms) is not None:
-            self._queue.append(_Delivery(d.worker, d.body, failures.retry_headers(d.headers, info, attempts),
-                                         d.routing_key, d.requested))  # retried at once: the bus does not wait
-            return
-        queue = f"{self.settings.namespace}.{d.worker.name}"
-        headers = failures.dead_letter_headers(d.headers, info, error, worker=d.worker.name, queue=queue,
-                                               attempts=attempts)
-        self._dead.append(DeadLetter(d.worker.name, event, d.body, headers))
+        raise AssertionError("\n".join([d.describe() for _, d in new] + [
+            "(a test that expects it: `with bus.expect_dead_letters(): ...`, or TestBus(..., dead_letters=\"allow\"))"]))
+
+
+def _event(body: bytes, properties: dict) -> Event | None:
+    """The event a message carries, or None where it is not a valid one."""
+    try:
+        return decode_message(body, properties.get("content_type"), properties.get("application_headers"))
+    except Exception:  # noqa: BLE001 - a poison message: shown by its body
+        return None
+
+
+def _worker_options(settings: Settings, options: dict) -> dict:
+    """``settings.worker_options`` with ``options`` ({worker: {setting: value}}) over it, worker by worker."""
+    merged = {worker: dict(values) for worker, values in settings.worker_options.items()}
+    for worker, values in options.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"options: the settings of worker {worker!r} must be a dict of setting name -> value")
+        merged[worker] = {**merged.get(worker, {}), **values}
+    return merged

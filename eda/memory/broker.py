@@ -12,16 +12,17 @@ clock passes its TTL, at the head of its queue as in RabbitMQ. Clients speak to 
 ``eda.memory.client`` (py-amqp's API); everything runs on the caller's thread, one call at a time.
 """
 
-import hashlib
 import itertools
 from datetime import datetime, timezone
 
 from amqp import spec
-from amqp.exceptions import ChannelError, ConnectionError, error_for_code
+from amqp.exceptions import ChannelError, error_for_code
 
 from eda.memory import wire
+from eda.memory.declarations import Declarations, reply_text as _reply_text
 from eda.memory.routing import Exchange, Queue, route
 
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ's pseudo-queue of direct reply-to
 START = 1000.0  # a clock's first reading, in seconds (any number works; not 0, so that it is never falsy)
 
 
@@ -87,18 +88,17 @@ class ChannelState:
         self.next_tag = 0
         self.unacked: dict[int, tuple[Stored, Queue, Consumer | None]] = {}
         self.consumers: dict[str, Consumer] = {}
+        self.reply_consumer = None  # the tag consuming direct reply-to on this channel
+        self.reply_address = None  # what ``reply_to: amq.rabbitmq.reply-to`` becomes on this channel
 
     def send(self, method: str, *args) -> None:
         """A frame from the broker to the client, read by the client's ``drain_events``."""
         self.connection.receive((self.channel, method, args))
 
 
-def _reply_text(code_name: str, text: str) -> str:
-    return f"{code_name} - {text}"
-
-
-class Broker:
-    """One virtual host's exchanges, queues and consumers; see the module docstring."""
+class Broker(Declarations):
+    """One virtual host's exchanges, queues and consumers; see the module docstring. Declaring, binding
+    and deleting exchanges and queues are ``Declarations``'."""
 
     def __init__(self, clock: Clock | None = None):
         self.clock = clock or Clock()
@@ -108,6 +108,7 @@ class Broker:
         self.queues: dict[str, Queue] = {}
         self.connections = []
         self.taps = []  # callables given each message the broker took: see ``Published``
+        self.reply_channels: dict[str, ChannelState] = {}  # direct reply-to address -> its channel
         self._serial = itertools.count(1)
         self._consumer_serial = itertools.count(1)
 
@@ -133,6 +134,7 @@ class Broker:
         if not state.open:
             return
         state.open = False
+        self.reply_channels.pop(state.reply_address, None)
         for consumer in list(state.consumers.values()):
             self._remove_consumer(consumer)
         self._requeue_all(state)
@@ -155,146 +157,6 @@ class Broker:
         """No frame waits for any client (every delivery, confirm and return was read)."""
         return not any(c.frames for c in self.connections)
 
-    # Exchanges
-
-    def declare_exchange(self, state, name, kind, passive=False, durable=False, auto_delete=False,
-                         arguments=None) -> None:
-        method = spec.Exchange.Declare
-        existing = self.exchanges.get(name)
-        if passive:
-            if existing is None:
-                raise self._fail(state, 404, _reply_text("NOT_FOUND", f"no exchange '{name}' in vhost '/'"), method)
-            return
-        if name == "" or name.startswith("amq."):
-            raise self._fail(state, 403, _reply_text("ACCESS_REFUSED", f"exchange name '{name}' contains reserved "
-                                                      f"prefix 'amq.*'"), method)
-        if kind not in Exchange.TYPES:  # a connection error in RabbitMQ, as here
-            state.connection.close()
-            raise error_for_code(503, _reply_text("COMMAND_INVALID", f"unknown exchange type '{kind}'"), method,
-                                 ConnectionError)
-        arguments = dict(arguments or {})
-        if kind == "x-consistent-hash" and "hash-header" in arguments and "hash-property" in arguments:
-            raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", "hash-header and hash-property are "
-                                                     "mutually exclusive"), method)
-        if existing is None:
-            self.exchanges[name] = Exchange(name, kind, durable=bool(durable), auto_delete=bool(auto_delete),
-                                            arguments=arguments)
-            return
-        for field, asked, current in (("type", kind, existing.kind), ("durable", bool(durable), existing.durable),
-                                      ("auto_delete", bool(auto_delete), existing.auto_delete)):
-            if asked != current:
-                raise self._fail(state, 406, _reply_text(
-                    "PRECONDITION_FAILED", f"inequivalent arg '{field}' for exchange '{name}' in vhost '/': "
-                    f"received {wire.shown(asked)} but current is {wire.shown(current)}"), method)
-        # RabbitMQ compares only alternate-exchange among an exchange's arguments.
-        mismatch = wire.argument_mismatch(existing.arguments, arguments, keys=("alternate-exchange",))
-        if mismatch:
-            raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", f"inequivalent arg {mismatch[0]} for "
-                                                     f"exchange '{name}' in vhost '/': {mismatch[1]}"), method)
-
-    def delete_exchange(self, state, name, if_unused=False) -> None:
-        if name == "" or name.startswith("amq."):
-            raise self._fail(state, 403, _reply_text("ACCESS_REFUSED", f"exchange name '{name}' contains reserved "
-                                                     f"prefix 'amq.*'"), spec.Exchange.Delete)
-        exchange = self.exchanges.get(name)
-        if exchange is None:
-            return  # deleting what is not there succeeds, as in RabbitMQ 3.x
-        if if_unused and exchange.bindings:
-            raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", f"exchange '{name}' in vhost '/' in "
-                                                     f"use"), spec.Exchange.Delete)
-        del self.exchanges[name]
-        for other in self.exchanges.values():
-            other.unbind_all(exchange)
-
-    def bind(self, state, destination, source, routing_key="", arguments=None, *, kind="queue", unbind=False):
-        """Bind (or unbind) a queue or an exchange (``kind``) to the exchange ``source``."""
-        method = {("queue", False): spec.Queue.Bind, ("queue", True): spec.Queue.Unbind,
-                  ("exchange", False): spec.Exchange.Bind, ("exchange", True): spec.Exchange.Unbind}[kind, unbind]
-        if source == "" or (kind == "exchange" and destination == ""):
-            raise self._fail(state, 403, _reply_text("ACCESS_REFUSED", "operation not permitted on the default "
-                                                     "exchange"), method)
-        target = (self.queues if kind == "queue" else self.exchanges).get(destination)
-        if target is None:
-            raise self._fail(state, 404, _reply_text("NOT_FOUND", f"no {kind} '{destination}' in vhost '/'"), method)
-        exchange = self.exchanges.get(source)
-        if exchange is None:
-            raise self._fail(state, 404, _reply_text("NOT_FOUND", f"no exchange '{source}' in vhost '/'"), method)
-        if unbind:
-            exchange.unbind(target, routing_key, arguments)
-            return
-        problem = exchange.binding_problem(routing_key)
-        if problem:
-            raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", problem), method)
-        exchange.bind(target, routing_key, arguments)
-
-    # Queues
-
-    def declare_queue(self, state, name="", passive=False, durable=False, exclusive=False, auto_delete=False,
-                      arguments=None) -> tuple[str, int, int]:
-        method = spec.Queue.Declare
-        existing = self.queues.get(name)
-        if existing is not None and existing.owner is not None and existing.owner is not state.connection:
-            raise self._fail(state, 405, _reply_text("RESOURCE_LOCKED", f"cannot obtain exclusive access to locked "
-                                                     f"queue '{name}' in vhost '/'"), method)
-        if passive:
-            if existing is None:
-                raise self._fail(state, 404, _reply_text("NOT_FOUND", f"no queue '{name}' in vhost '/'"), method)
-            return name, len(existing.messages), len(existing.consumers)
-        if name.startswith("amq."):
-            raise self._fail(state, 403, _reply_text("ACCESS_REFUSED", f"queue name '{name}' contains reserved prefix "
-                                                     f"'amq.*'"), method)
-        arguments = dict(arguments or {})
-        if existing is not None:
-            for field, asked, current in (("durable", durable, existing.durable),
-                                          ("auto_delete", auto_delete, existing.auto_delete)):
-                if bool(asked) != bool(current):
-                    raise self._fail(state, 406, _reply_text(
-                        "PRECONDITION_FAILED", f"inequivalent arg '{field}' for queue '{name}' in vhost '/': received "
-                        f"{wire.shown(bool(asked))} but current is {wire.shown(bool(current))}"), method)
-            mismatch = wire.argument_mismatch(existing.arguments, arguments)
-            if mismatch:
-                raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", f"inequivalent arg {mismatch[0]} for "
-                                                         f"queue '{name}' in vhost '/': {mismatch[1]}"), method)
-            return name, len(existing.messages), len(existing.consumers)
-        if arguments.get("x-queue-type") == "quorum":
-            for bad, why in ((not durable, "non-durable"), (exclusive, "exclusive-owner"),
-                             (auto_delete, "auto-delete")):
-                if bad:
-                    raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", f"invalid property '{why}' for "
-                                                             f"queue '{name}' in vhost '/'"), method)
-        name = name or f"amq.gen-{hashlib.blake2b(str(next(self._serial)).encode(), digest_size=11).hexdigest()}"
-        self.queues[name] = Queue(name, durable=durable, auto_delete=auto_delete, arguments=arguments,
-                                  owner=state.connection if exclusive else None)
-        return name, 0, 0
-
-    def delete_queue(self, state, name, if_unused=False, if_empty=False) -> int:
-        queue = self.queues.get(name)
-        if queue is None:
-            return 0
-        for bad, why in ((if_unused and queue.consumers, "in use"), (if_empty and queue.messages, "not empty")):
-            if bad:
-                raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", f"queue '{name}' in vhost '/' {why}"),
-                                 spec.Queue.Delete)
-        return self._delete_queue(queue)
-
-    def _delete_queue(self, queue: Queue) -> int:
-        count = len(queue.messages)
-        del self.queues[queue.name]
-        for exchange in self.exchanges.values():
-            exchange.unbind_all(queue)
-        for consumer in list(queue.consumers):
-            self._remove_consumer(consumer, auto_delete=False)
-            consumer.state.send("cancel", consumer.tag)  # the server cancels consumers of a deleted queue
-        return count
-
-    def purge_queue(self, state, name) -> int:
-        queue = self.queues.get(name)
-        if queue is None:
-            raise self._fail(state, 404, _reply_text("NOT_FOUND", f"no queue '{name}' in vhost '/'"), spec.Queue.Purge)
-        count = len(queue.messages)
-        queue.messages.clear()
-        return count
-
     # Consuming
 
     def qos(self, state, prefetch_count: int, a_global: bool = False) -> None:
@@ -302,6 +164,8 @@ class Broker:
 
     def consume(self, state, queue_name, tag="", no_ack=False, exclusive=False) -> str:
         method = spec.Basic.Consume
+        if queue_name == DIRECT_REPLY_TO:
+            return self._consume_replies(state, tag, no_ack)
         queue = self.queues.get(queue_name)
         if queue is None:
             raise self._fail(state, 404, _reply_text("NOT_FOUND", f"no queue '{queue_name}' in vhost '/'"), method)
@@ -321,7 +185,20 @@ class Broker:
         self._dispatch()
         return tag
 
+    def _consume_replies(self, state, tag, no_ack) -> str:
+        """Direct reply-to: replies to this channel's requests come to ``tag``, without acks."""
+        if not no_ack or state.reply_consumer is not None:
+            why = "reply consumer cannot acknowledge" if not no_ack else "reply consumer already set"
+            raise self._fail(state, 406, _reply_text("PRECONDITION_FAILED", why), spec.Basic.Consume)
+        state.reply_consumer = tag or f"amq.ctag-{next(self._consumer_serial)}"
+        state.reply_address = f"{DIRECT_REPLY_TO}.g{next(self._serial)}"
+        self.reply_channels[state.reply_address] = state
+        return state.reply_consumer
+
     def cancel(self, state, tag) -> None:
+        if tag == state.reply_consumer:
+            self.reply_channels.pop(state.reply_address, None)
+            state.reply_consumer = state.reply_address = None
         consumer = state.consumers.get(tag)
         if consumer is not None:
             self._remove_consumer(consumer)
@@ -403,8 +280,17 @@ class Broker:
             state.send("close", self._fail(state, 404, _reply_text("NOT_FOUND", f"no exchange '{exchange}' in vhost "
                                                                    f"'/'"), spec.Basic.Publish))
             return
+        if DIRECT_REPLY_TO.encode() in header and wire.decode_properties(header)[0].get("reply_to") == DIRECT_REPLY_TO:
+            if state.reply_consumer is None:
+                state.send("close", self._fail(state, 406, _reply_text("PRECONDITION_FAILED", "fast reply consumer "
+                                                                       "does not exist"), spec.Basic.Publish))
+                return
+            header = wire.with_properties(header, reply_to=state.reply_address)
         if state.confirming:
             state.published += 1
+        if exchange == "" and routing_key.startswith(DIRECT_REPLY_TO + "."):
+            self._reply(state, routing_key, mandatory, body, header)
+            return
         message = Stored(body, header, exchange, routing_key, next(self._serial))
         queues = route(self, target, routing_key, lambda: wire.decode_properties(header)[0])
         for tap in self.taps:
@@ -416,6 +302,18 @@ class Broker:
         if state.confirming:
             state.send("ack", state.published, False)
         self._dispatch()
+
+    def _reply(self, state, address: str, mandatory: bool, body: bytes, header: bytes) -> None:
+        """A reply to a direct reply-to address: straight to its channel's reply consumer, or dropped
+        where that is gone. RabbitMQ 3.10 returns a mandatory one as unroutable either way."""
+        target = self.reply_channels.get(address)
+        if target is not None and target.open:
+            target.next_tag += 1
+            target.send("deliver", target.reply_consumer, target.next_tag, False, "", address, body, header)
+        if mandatory:
+            state.send("return", 312, "NO_ROUTE", "", address, body, header)
+        if state.confirming:
+            state.send("ack", state.published, False)
 
     # Queue contents: enqueue, expire, requeue, dead-letter, deliver
 

@@ -60,6 +60,12 @@ def with_headers(header: bytes, extra: dict, drop=()) -> bytes:
     return encode_properties(properties)
 
 
+def with_properties(header: bytes, **changes) -> bytes:
+    """``header`` with the given properties set (``reply_to=...``); as it was where it cannot be decoded."""
+    properties, problem = decode_properties(header)
+    return header if problem else encode_properties({**properties, **changes})
+
+
 def dead_lettered(header: bytes, *, queue: str, reason: str, exchange: str, routing_key: str, time) -> bytes:
     """The properties of a message dead-lettered from ``queue``: an ``x-death`` entry counted per queue
     and reason (latest first), ``x-first-death-*`` kept from the first time, no ``expiration``."""

@@ -99,7 +99,7 @@ def test_the_test_bus_runs_async_handlers_with_what_their_async_setup_opened(bil
 
 def test_the_test_bus_retries_and_dead_letters_async_handlers_like_plain_ones(billing):
     billing.failures = [TimeoutError("mail server slow"), PermanentError("no such customer")]
-    with TestBus(billing, settings=Settings(retry_delays="1s,5s")) as bus:
+    with TestBus(billing, settings=Settings(retry_delays="1s,5s")) as bus, bus.expect_dead_letters():
         bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
         [dead] = bus.dead_letters("billing")
         assert (dead.exception_type, dead.reason, dead.attempts) == ("PermanentError", "no such customer", 2)

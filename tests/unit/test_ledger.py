@@ -40,7 +40,7 @@ def test_a_redelivered_charge_changes_nothing(tmp_path):
 
 
 def test_a_refund_before_its_charge_is_dead_lettered_as_out_of_order(tmp_path):
-    with TestBus(Ledger, settings=Settings(state_dir=tmp_path)) as bus:
+    with TestBus(Ledger, settings=Settings(state_dir=tmp_path)) as bus, bus.expect_dead_letters():
         bus.publish("payment.refunded", {"order_id": "o-9", "payment_id": "p-9", "amount": "10.00", "user_id": "u-1"})
         [dead] = bus.dead_letters("ledger")
         assert dead.reason == "refund of order o-9 before its charge: events out of order"

@@ -329,3 +329,29 @@ def test_a_header_py_amqp_cannot_encode_fails_the_publish_as_on_a_socket(conn):
     ("a.#.z", "a.z", True), ("a.*.z", "a.z", False)])
 def test_topic_bindings_match_as_amqp_says(pattern, key, matches):
     assert topic_matches(pattern, key) is matches
+
+
+def test_direct_reply_to_sends_a_reply_straight_to_the_requesting_channel(conn):
+    # Given a requester consuming direct reply-to on the channel it publishes its request on
+    requester, server = conn.channel(), conn.channel()
+    server.queue_declare("requests", durable=True, auto_delete=False)
+    requests = consume(server, "requests")
+    answers = []
+    requester.basic_consume("amq.rabbitmq.reply-to", no_ack=True, callback=answers.append)
+    # When it publishes a request with reply_to amq.rabbitmq.reply-to
+    publish(requester, "", "requests", b"question", reply_to="amq.rabbitmq.reply-to")
+    drain(conn)
+    # Then the server sees the channel's own address, and a reply sent there reaches the requester
+    [request] = requests
+    address = request.properties["reply_to"]
+    assert address.startswith("amq.rabbitmq.reply-to.")
+    publish(server, "", address, b"answer")
+    drain(conn)
+    assert [m.body for m in answers] == [b"answer"]
+
+
+def test_a_request_with_direct_reply_to_needs_its_reply_consumer(conn):
+    channel = conn.channel()
+    publish(channel, "", "anything", reply_to="amq.rabbitmq.reply-to")
+    with pytest.raises(PreconditionFailed, match="fast reply consumer does not exist"):
+        drain(conn)

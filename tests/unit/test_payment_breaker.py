@@ -19,7 +19,7 @@ def order(order_id):
 @pytest.mark.parametrize("style", [Payment, AsyncPayment], ids=["threads", "async"])
 def test_a_run_of_4xx_answers_never_opens_the_breaker_and_a_run_of_5xx_answers_does(style, tmp_path):
     # Given the payment worker with no retries (each failure is one call) and the simulated gateway
-    with TestBus(style, settings=Settings(state_dir=tmp_path, retry_delays="")) as bus:
+    with TestBus(style, settings=Settings(state_dir=tmp_path, retry_delays=""), dead_letters="allow") as bus:
         payment = bus.worker("payment")
         simulation, fail_max = payment.gateway.simulation, payment.breaker.fail_max
         # When twice as many orders in a row as open the breaker are answered 422
