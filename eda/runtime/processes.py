@@ -55,6 +55,7 @@ class Parent:
         self.stopping = self.forced = False
         self.fatal: tuple[int, str] | None = None  # (exit code, line) that ends the parent
         self.deadline = None
+        self._stop_codes: list[int] = []  # how the children running at the stop exited
         self._signals = []
         self._all_ready = self._ready_sent = False
 
@@ -183,6 +184,7 @@ class Parent:
         how = {"pid": child.pid, "process_number": child.number, **child.how_it_ended()}
         self._running_changed()
         if self.stopping:
+            self._stop_codes.append(self._code_of(code))
             log.info("worker process exited", extra=how)
             if child.error_line and (self.fatal is None or child.error_line != self.fatal[1]):
                 print(child.error_line, file=sys.stderr, flush=True)
@@ -253,7 +255,7 @@ class Parent:
         if self.forced:
             return 1
         log.info("stopped: every worker process exited")
-        return max([self._code_of(c.exited) for c in self.children if c.exited is not None], default=0)
+        return max(self._stop_codes, default=0)  # a child that died before the stop was restarted, not stopped
 
     @staticmethod
     def _code_of(exited: int) -> int:

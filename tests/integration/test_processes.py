@@ -135,6 +135,30 @@ def test_sigterm_drains_every_process_and_leaves_none_behind(eda, broker, gatewa
                message="the unpaid orders back in the queue")
 
 
+def test_a_graceful_stop_right_after_a_crash_exits_0(eda):
+    # Given two processes, one of which was just killed (the parent restarts it after a delay)
+    parent, kids = start_parent(eda, "shipping")
+    os.kill(kids[0], signal.SIGKILL)
+    parent.wait_for_log(restarted(kids[0]))
+    # When the parent is stopped meanwhile
+    parent.send(signal.SIGTERM)
+    # Then the stop is graceful: the crash before it was the restart's business, not the stop's
+    assert parent.wait(timeout=30) == 0, parent.output
+    assert not [p for p in children_of(parent.proc.pid) if running(p)]
+
+
+def test_processes_that_lose_the_broker_for_the_reconnect_window_end_the_parent_with_3(eda):
+    # Given no broker where the processes are told to connect, and a short reconnect window
+    closed = free_port()
+    code, output = eda.run("worker", "shipping", "--processes=2", EDA_RECONNECT_WINDOW=1.5, timeout=60,
+                           EDA_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{closed}//")
+    # Then the parent exits 3, as one worker process does, with one line, and restarts none
+    assert code == 3, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "connection refused" in errors[0], output
+    assert "restarting" not in output and "guest:guest" not in output
+
+
 def test_a_second_signal_stops_the_processes_at_once(eda, broker, gateway, namespace, make_order):
     # Given two processes whose handlers will not finish for a long time
     gateway.simulation.latency = 30
