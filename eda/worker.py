@@ -70,7 +70,8 @@ class Context:
         reaction's place among the handler's scheduled ones, so a redelivered event writes it once."""
         contract = registry.get(event_type)
         loaded, wire = contract.from_python(data)
-        reaction = self.event.reaction(contract.type, loaded, self.source, contract.version)
+        reaction = self.event.reaction(contract.type, loaded, self.source, contract.version,
+                                       index=sum(1 for r, _ in self.reactions if r.type == contract.type))
         if at is not None or delay is not None:
             from eda.outbox.due import due_time, rfc3339, derived_id
 

@@ -18,6 +18,13 @@ SPECVERSION = "1.0"
 SHORT_STRING_BYTES = 255  # AMQP short strings (message_id, correlation_id, type, app_id) hold at most this
 CONTENT_TYPE = "application/cloudevents+json"
 DATA_CONTENT_TYPE = "application/json"
+# The UUID namespace of reaction ids (uuid5): a reaction's id is a function of what caused it.
+REACTION_IDS = uuid.UUID("6f1d3c9e-5a43-4c56-9d0b-8c1e2f7a9b31")
+
+
+def reaction_id(cause_id: str, source: str, type: str, index: int) -> str:
+    """The id of the ``index``-th reaction of ``type`` that ``source`` publishes to the event ``cause_id``."""
+    return str(uuid.uuid5(REACTION_IDS, f"{cause_id}\n{source}\n{type}\n{index}"))
 
 
 @dataclass
@@ -49,13 +56,18 @@ class Event:
     def contract(self) -> registry.Contract:
         return registry.get(self.type) if self.version is None else registry.version(self.type, self.version)
 
-    def reaction(self, type: str, data: dict, source: str, version: int | None = None) -> "Event":
+    def reaction(self, type: str, data: dict, source: str, version: int | None = None, index: int = 0) -> "Event":
         """A new event caused by this one: same correlation, this event as its cause; ``version`` where
-        its data is of an older version than the type's newest."""
+        its data is of an older version than the type's newest. Its id is derived from this event's id,
+        the reacting source, the type and ``index`` (its rank among that handling's reactions of the
+        type), so that handling this event again (a redelivery after a lost connection or a paused
+        worker) publishes the same reactions under the same ids: consumers that record the ids they
+        processed take the second copy as the duplicate it is, and nothing downstream happens twice."""
         if version is not None and version == registry.get(type).version:
             version = None
-        return Event(type=type, data=data, source=source, correlation_id=self.correlation_id,
-                     causation_id=self.id, traceparent=self.traceparent, tracestate=self.tracestate, version=version)
+        return Event(type=type, data=data, source=source, id=reaction_id(self.id, source, type, index),
+                     correlation_id=self.correlation_id, causation_id=self.id, traceparent=self.traceparent,
+                     tracestate=self.tracestate, version=version)
 
 
 def check_attribute(name: str, value, *, required: bool = True) -> None:
