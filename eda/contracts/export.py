@@ -12,7 +12,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from eda import names
+from eda import names, replies
 from eda.contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION
 from eda.contracts import versions
 from eda.contracts.registry import CLIENTS, Contract, all_contracts, all_versions, get
@@ -103,8 +103,9 @@ def event_schema(contract: Contract) -> dict:
     if contract.version != 1:
         envelope["properties"]["dataschema"] = {"type": "string", "const": schema_id(contract)}
         envelope.setdefault("required", []).append("dataschema")
+    reply = {"x-reply": contract.reply_contract().type} if contract.reply is not None else {}
     return {"$schema": JSON_SCHEMA, "$id": schema_id(contract), "title": f"{contract.type} CloudEvent",
-            "description": contract.description, "x-version": contract.version, **envelope}
+            "description": contract.description, "x-version": contract.version, **reply, **envelope}
 
 
 def jsonschema_document() -> dict:
@@ -167,6 +168,10 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
                                       "bindingVersion": AMQP_BINDING}},
                 "x-eda-worker": publisher,
             }
+    answered = _replies(contracts, channels, messages)  # request type -> its operations' reply
+    for c in contracts:
+        for publisher in c.published_by if c.type in answered else ():
+            operations[f"{publisher}.send.{c.type}"]["reply"] = answered[c.type]
     for worker, cls in workers.items():
         queue, channel = names.work_queue(namespace, worker), f"queue.{worker}"
         types = sorted(cls.handlers)
@@ -189,6 +194,7 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
                 "messages": [_ref("channels", channel, "messages", def_name(v)) for v in versions.of(t)],
                 "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING}},
                 "x-eda-worker": worker,
+                **({"reply": answered[t]} if t in answered else {}),
             }
     return {
         "asyncapi": ASYNCAPI_VERSION,
@@ -200,3 +206,49 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
         "operations": operations,
         "components": {"messages": messages},
     }
+
+
+FAILURE_REPLY = {  # eda.request.failed: what a worker answers a request it dead-lettered (eda.replies)
+    "name": replies.FAILED, "title": "request failed", "contentType": CONTENT_TYPE,
+    "summary": "A worker dead-lettered the request: its name, the exception's type and the reason.",
+    "payload": {"type": "object", "required": ["specversion", "id", "source", "type", "causationid", "data"],
+                "properties": {"type": {"const": replies.FAILED}, "causationid": {"type": "string"},
+                               "data": {"type": "object", "required": ["worker", "exceptionType", "reason"],
+                                        "properties": {"worker": {"type": "string"},
+                                                       "exceptionType": {"type": "string"},
+                                                       "reason": {"type": "string"}}}}},
+    "bindings": {"amqp": {"messageType": replies.FAILED, "bindingVersion": AMQP_BINDING}},
+}
+
+
+def _replies(contracts, channels: dict, messages: dict) -> dict:
+    """The reply of each request type (AsyncAPI's operation ``reply``), its channel added to ``channels``:
+    the requester's direct reply-to address, reached through the default exchange by the request's
+    ``reply_to``, where the reply (or a failure reply) goes."""
+    found = {}
+    for c in contracts:
+        if c.reply is None:
+            continue
+        reply = c.reply_contract()
+        messages.setdefault(replies.FAILED, FAILURE_REPLY)
+        channel = f"{c.type}.reply"
+        channels[channel] = {
+            "address": None,
+            "title": f"Replies to {c.type}",
+            "description": f"The requester's direct reply-to address ({replies.DIRECT_REPLY_TO}, which the broker "
+                           f"names for the requester's channel), reached through the default exchange with the "
+                           f"request's reply_to as routing key: {reply.type}, or {replies.FAILED} when a worker "
+                           f"dead-lettered the request. Confirmed before the request is acked; never on "
+                           f"the events exchange.",
+            "messages": {**{def_name(v): _ref("components", "messages", def_name(v)) for v in versions.of(reply.type)},
+                         replies.FAILED: _ref("components", "messages", replies.FAILED)},
+            "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": "", "type": "direct", "durable": True},
+                                  "bindingVersion": AMQP_BINDING}},
+        }
+        found[c.type] = {
+            "address": {"location": "$message.header#/replyTo",
+                        "description": f"The request's AMQP reply_to property ({replies.DIRECT_REPLY_TO})."},
+            "channel": _ref("channels", channel),
+            "messages": [_ref("channels", channel, "messages", name) for name in channels[channel]["messages"]],
+        }
+    return found

@@ -19,7 +19,7 @@ from eda import EventData, Worker, contract, handles
 from eda.fields import Id, Money
 
 
-@contract("quote.given", description="The price of a quote.", published_by=("quotes", "quotes-inline", "quotes-async"))
+@contract("quote.given", description="The price of a quote.", published_by=())  # a reply only: never on the events exchange
 class QuoteGiven(EventData):
     request_no = fields.Integer(required=True, strict=True)
     sku = Id(required=True)

@@ -5,7 +5,9 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 from marshmallow import fields
@@ -13,6 +15,7 @@ from marshmallow import fields
 from eda import ContractError, EventData, Producer, Settings, Worker, contract, handles
 from eda import replies
 from eda.contracts.envelope import Event, decode, new_event
+from eda.contracts.export import asyncapi_document, event_schema
 from eda.contracts.registry import get
 from eda.errors import ConfigError, DefinitionError, RequestFailed, RequestTimeout, UnknownEvent
 from eda.fields import Id, Money
@@ -317,3 +320,37 @@ def test_a_requests_timeout_is_a_positive_number_of_seconds(estimates, timeout):
     producer = Producer(Settings(broker_url="amqp://guest:guest@127.0.0.1:1//"))
     with pytest.raises(ConfigError, match="a request's timeout is a number of seconds"):
         producer.request("estimate.requested", {"sku": "A", "quantity": 1}, timeout=timeout)
+
+
+# The documents
+
+
+def test_the_asyncapi_document_shows_a_request_and_its_reply(estimates):
+    class Estimates(Worker):
+        name = "estimates"
+
+        @handles("estimate.requested")
+        def estimate(self, event, ctx):
+            return None
+
+    doc = asyncapi_document("shop", {"estimates": Estimates})
+    schema = json.loads((Path(__file__).parent.parent / "data" / "asyncapi-3.0.0.schema.json").read_text())
+    assert [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(doc)] == []
+    # The reply channel: the requester's address, set by the request's reply_to, with the reply and the failure
+    channel = doc["channels"]["estimate.requested.reply"]
+    assert channel["address"] is None and set(channel["messages"]) == {"estimate.given", "eda.request.failed"}
+    reply = {"address": {"location": "$message.header#/replyTo",
+                         "description": "The request's AMQP reply_to property (amq.rabbitmq.reply-to)."},
+             "channel": {"$ref": "#/channels/estimate.requested.reply"},
+             "messages": [{"$ref": "#/channels/estimate.requested.reply/messages/estimate.given"},
+                          {"$ref": "#/channels/estimate.requested.reply/messages/eda.request.failed"}]}
+    # on the clients' send of the request and the worker's receive of it, and on no other operation
+    assert doc["operations"]["clients.send.estimate.requested"]["reply"] == reply
+    assert doc["operations"]["estimates.receive.estimate.requested"]["reply"] == reply
+    assert [name for name, o in doc["operations"].items() if "reply" in o] == [
+        "clients.send.estimate.requested", "estimates.receive.estimate.requested"]
+    assert doc["components"]["messages"]["eda.request.failed"]["payload"]["properties"]["type"] == {
+        "const": "eda.request.failed"}
+    # and the JSON Schema of the request names its reply
+    assert event_schema(get("estimate.requested"))["x-reply"] == "estimate.given"
+    assert "x-reply" not in event_schema(get("estimate.given"))
