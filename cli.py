@@ -40,7 +40,7 @@ def worker(names, settings, **own):
     declares itself are options too: `eda worker NAME --help` shows them."""
     from eda import discovery
     from eda.runtime.runner import Runner
-    from eda.systemd import SystemdHooks
+    from eda.systemd import SystemdNotify
 
     settings = settings.with_(worker_options=own_options(own))
     if not names:
@@ -50,13 +50,15 @@ def worker(names, settings, **own):
         from eda.runtime.processes import Parent
 
         sys.exit(Parent(settings, click.get_current_context().meta["eda.worker_args"], [c.name for c in classes]).run())
-    tracing.setup("eda-" + "+".join(cls.name for cls in classes))  # on only where OTEL_TRACES_EXPORTER asks
-    hooks = [SystemdHooks()]  # notifies systemd where NOTIFY_SOCKET is set (Type=notify units)
+    # eda's own middleware, outermost: tracing (on only where OTEL_TRACES_EXPORTER asks), systemd
+    # notification (where NOTIFY_SOCKET is set: Type=notify units), metrics (with --metrics-port).
+    middleware = tracing.middleware("eda-" + "+".join(cls.name for cls in classes))
+    middleware.append(SystemdNotify())
     if settings.metrics_port is not None:
-        from eda.metrics import MetricsHooks
+        from eda.metrics import Metrics
 
-        hooks.append(MetricsHooks.serve(settings.metrics_port, classes, addr=settings.metrics_address))
-    sys.exit(Runner(classes, settings, hooks=hooks).run())
+        middleware.append(Metrics.serve(settings.metrics_port, classes, addr=settings.metrics_address))
+    sys.exit(Runner(classes, settings, middleware=middleware).run())
 
 
 @main.command(short_help="Validate and publish events, confirmed.")
@@ -172,8 +174,8 @@ def dlq_replay(worker, limit, event_id, dry_run, settings):
     from eda import discovery
 
     discovery.get(worker)
-    tracing.setup("eda-dlq")  # a replay is a span in each event's own trace
-    with open_dead_letters(settings) as dead:
+    # With tracing on (OTEL_TRACES_EXPORTER), a replay is a span in each event's own trace.
+    with open_dead_letters(settings, tracing=tracing.setup("eda-dlq")) as dead:
         if dry_run:
             events = dead.preview(worker, limit=limit, event_id=event_id)
             for event in events:

@@ -1,7 +1,7 @@
 """eda's side of the throughput benchmarks: its publisher, and its runtime running workers in process.
 
 Workers run in ``eda.runtime.runner.Runner`` on a thread of this process with the logging `eda worker`
-sets up (JSON at INFO), written to /dev/null; a hook counts settled events, so the clock stops
+sets up (JSON at INFO), written to /dev/null; a middleware counts settled events, so the clock stops
 when the last of ``n`` events is acked.
 """
 
@@ -15,7 +15,7 @@ from eda import logs
 from eda.connection import open_connection
 from eda.publishing.publisher import Publisher
 from eda.worker import Worker, handles
-from eda.runtime.hooks import Hooks
+from eda.middleware import Middleware
 from eda.runtime.runner import Runner
 
 
@@ -35,7 +35,7 @@ class InlineNoOp(NoOp):
     inline = True
 
 
-class Counter(Hooks):
+class Counter(Middleware):
     """Times a runner from consuming to the ``n``-th settled event."""
 
     def __init__(self, n: int):
@@ -65,7 +65,7 @@ def worker_logs(settings) -> None:
 def run_worker(settings, worker_class, n: int, timeout: float = 300.0) -> float:
     """Run one worker until it settled ``n`` events; return events per second."""
     counter = Counter(n)
-    runner = Runner([worker_class], settings, hooks=[counter])
+    runner = Runner([worker_class], settings, middleware=[counter])
     thread = threading.Thread(target=runner.run, name="bench-runner", daemon=True)
     thread.start()
     try:

@@ -11,14 +11,18 @@ import sys
 
 from benchmarks import eda_side
 from benchmarks.bench import Bench, order_event, reserved_event
-from eda.runtime.hooks import Hooks
+from eda.middleware import Middleware
 from eda.runtime.runner import Runner
 from eda_shop.workers.shipping import Shipping
 
 
-class StopWhenDone(Hooks):
-    def __init__(self, runner, counter):
-        self.runner, self.counter = runner, counter
+class StopWhenDone(Middleware):
+    def __init__(self, counter):
+        self.counter = counter
+        self.runner = None
+
+    def on_ready(self, runner):
+        self.runner = runner
 
     def on_outcome(self, *args):
         if self.counter.done.is_set():
@@ -34,8 +38,7 @@ def main(name: str, n: int, concurrency: int) -> None:
         bench.queue("sink-profile", "order.shipped")
         bench.preload(bench.worker_queue(worker.name, worker.handlers), make_event, n)
         counter = eda_side.Counter(n)
-        runner = Runner([worker], settings, hooks=[counter])
-        runner.hooks.append(StopWhenDone(runner, counter))
+        runner = Runner([worker], settings, middleware=[counter, StopWhenDone(counter)])
         runner.run()
         print(f"{name} at concurrency {concurrency}: {n / (counter.ended - counter.started):,.0f} events/s")
     finally:

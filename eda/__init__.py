@@ -3,6 +3,7 @@
     from eda import Worker, handles, contract, EventData, Producer, Settings, PermanentError, ContractError
     from eda import upcaster                  # reads an older version of an event as the newest
     from eda import Setting                   # a worker's own setting
+    from eda import Middleware, Outgoing      # around handling and publishing
     from eda.fields import Money, Id, Currency
 
 The names load on first use, so ``import eda.settings`` stays cheap (see docs/api.md).
@@ -17,6 +18,7 @@ _API = {
     "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "Event": "eda.contracts.envelope",
     "upcaster": "eda.contracts.versions",
     "Producer": "eda.publishing.producer", "Settings": "eda.settings", "Setting": "eda.worker_settings",
+    "Middleware": "eda.middleware", "Outgoing": "eda.middleware",
     "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
     "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
 }

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import click
 
-from eda import names, tracing
+from eda import names
 from eda.connection import open_connection
 from eda.errors import NotFound, PublishError
 from eda.publishing.publisher import Publisher
@@ -111,9 +111,10 @@ def as_json(dead: dict) -> str:
 class DeadLetters:
     """One namespace's DLQs, on a connection the caller owns."""
 
-    def __init__(self, connection, namespace: str):
+    def __init__(self, connection, namespace: str, tracing=None):
         self.connection = connection
         self.namespace = namespace
+        self.tracing = tracing  # an eda.tracing.Tracing where tracing is on: a span per replayed event
 
     def depth(self, queue: str) -> int | None:
         """Events ready in ``queue``, or None when it is not declared (the 404 closes only this channel)."""
@@ -207,8 +208,8 @@ class DeadLetters:
             else nullcontext()
 
         def send(message, settled):
-            if tracing.active is not None:  # the body keeps its traceparent: a replay span joins the trace
-                settled = tracing.active.replaying(message, queue or exchange, settled)
+            if self.tracing is not None:  # the body keeps its traceparent: a replay span joins the trace
+                settled = self.tracing.replaying(message, queue or exchange, settled)
             headers = replay_headers(message.headers)
             # The worker checks the routing key against the event's type: the original one.
             routing_key = queue if not exchange else \
@@ -239,11 +240,12 @@ class DeadLetters:
 
 
 @contextmanager
-def open_dead_letters(settings):
-    """The namespace's DLQs on a connection of their own, released afterwards."""
+def open_dead_letters(settings, tracing=None):
+    """The namespace's DLQs on a connection of their own, released afterwards; with ``tracing`` (an
+    eda.tracing.Tracing), each replay is a span in its event's trace."""
     connection = open_connection(settings)
     try:
-        yield DeadLetters(connection, settings.namespace)
+        yield DeadLetters(connection, settings.namespace, tracing=tracing)
     finally:
         connection.release()
 

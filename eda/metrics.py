@@ -2,8 +2,8 @@
 (and ``--metrics-address``) by a bounded single-thread server.
 
 The names are a contract with the Grafana dashboard in deploy/grafana: change them together. The
-runtime feeds them through ``MetricsHooks`` on its I/O thread, so each hook is a dict lookup and an
-increment on a label child bound once.
+runtime feeds them through the ``Metrics`` middleware on its I/O thread, so each call is a dict lookup
+and an increment on a label child bound once.
 
 Under ``eda worker --processes N`` each worker process counts into files of prometheus_client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a fresh folder the parent made) and the parent alone
@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from eda.errors import ConfigError
-from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED, Hooks
+from eda.middleware import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED, Middleware
 
 log = logging.getLogger("eda.metrics")
 
@@ -175,8 +175,9 @@ def watch_breaker(breaker: pybreaker.CircuitBreaker) -> None:
     breaker.add_listener(BreakerMetrics(breaker))
 
 
-class MetricsHooks(Hooks):
-    """Counts what the runtime reports; label children are bound once and cached."""
+class Metrics(Middleware):
+    """Counts what the runtime reports (a process-wide middleware that only observes); label children
+    are bound once and cached."""
 
     def __init__(self, worker_classes):
         self._outcomes = {}
@@ -192,12 +193,12 @@ class MetricsHooks(Hooks):
             IN_FLIGHT.labels(worker=cls.name).set(0)
 
     @classmethod
-    def serve(cls, port: int, worker_classes, addr: str = "0.0.0.0") -> "MetricsHooks":
-        """Start the HTTP server of ``/metrics`` (a daemon thread) and return the hooks to register."""
+    def serve(cls, port: int, worker_classes, addr: str = "0.0.0.0") -> "Metrics":
+        """Start the HTTP server of ``/metrics`` (a daemon thread) and return the middleware to run."""
         server = start_server(port, addr)
-        hooks = cls(worker_classes)
-        hooks.server = server
-        return hooks
+        metrics = cls(worker_classes)
+        metrics.server = server
+        return metrics
 
     def _bind_outcome(self, worker, event_type, outcome):
         extra = {RETRIED: RETRIES, DEAD_LETTERED: DEAD_LETTERS, REJECTED: DEAD_LETTERS}.get(outcome)

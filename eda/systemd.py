@@ -10,7 +10,7 @@ import os
 import socket
 import time
 
-from eda.runtime.hooks import Hooks
+from eda.middleware import Middleware
 
 log = logging.getLogger("eda.systemd")
 
@@ -86,8 +86,8 @@ class Notifier:
             self._sock = None
 
 
-class SystemdHooks(Hooks):
-    """Tells systemd the worker is ready once it consumes, answers the watchdog while the I/O loop
+class SystemdNotify(Middleware):
+    """A process-wide middleware that only observes: tells systemd the worker is ready once it consumes, answers the watchdog while the I/O loop
     runs, and reports reconnects and the graceful stop as STATUS lines."""
 
     def __init__(self, notifier: Notifier | None = None):

@@ -2,8 +2,9 @@
 
 Tracing is on when ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp``, ``console``, or any installed
 ``opentelemetry_traces_exporter`` entry point); unset or ``none`` it is off, and nothing of
-OpenTelemetry is imported. ``setup`` decides once per process; the runtime reaches the hooks below
-through ``active``, which stays None when off, so each hook site costs one attribute check then.
+OpenTelemetry is imported. ``setup`` decides once per process, in this one place: on, ``Tracing`` is a
+middleware that the process's entry points (``eda worker``, ``eda publish``, the Producer, the outbox
+relay) put first in their middleware list; off, there is none, and the runtime runs nothing for it.
 
 The context travels in the event, as the CloudEvents Distributed Tracing extension says: the
 ``traceparent`` and ``tracestate`` attributes (W3C Trace Context). Spans follow OpenTelemetry's
@@ -22,8 +23,9 @@ import orjson
 
 from eda.contracts.envelope import Event, trace_context
 from eda.errors import ConfigError
+from eda.middleware import Middleware
 
-active = None  # the Tracing of this process, or None: tracing is off
+active = None  # the Tracing of this process once ``setup`` turned it on (for ``stamp``), else None
 _lock = threading.Lock()
 OFF = ("", "none")
 EXPORTER_GROUP = "opentelemetry_traces_exporter"
@@ -59,6 +61,12 @@ def setup(service: str, environ=os.environ):
     return active
 
 
+def middleware(service: str, environ=os.environ) -> list:
+    """``[Tracing]`` where tracing is on (see ``setup``), else ``[]``: the head of a middleware list."""
+    tracer = setup(service, environ)
+    return [tracer] if tracer is not None else []
+
+
 def stamp(event, service: str = "eda-outbox"):
     """Write the current trace context into ``event`` (a ``create`` span, ended at once) for an event
     that another process publishes later, as the outbox does: call it before encoding the event, in
@@ -86,6 +94,22 @@ def _with_trace_context(body: bytes, event) -> bytes:
     if event.tracestate:
         extra += b'"tracestate":"%s",' % event.tracestate.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"')
     return b"{" + extra + body[1:]
+
+
+def _replace_trace_context(body: bytes, event) -> bytes:
+    """An encoded CloudEvent with the event's trace attributes in place of those it was encoded with
+    (a reaction carries its cause's until its own publish span exists)."""
+    if b'"traceparent"' not in body:
+        return _with_trace_context(body, event)
+    import orjson
+
+    wire = orjson.loads(body)
+    wire["traceparent"] = event.traceparent
+    if event.tracestate:
+        wire["tracestate"] = event.tracestate
+    else:
+        wire.pop("tracestate", None)
+    return orjson.dumps(wire)
 
 
 def _read_context(event, body: bytes) -> None:
@@ -127,8 +151,9 @@ def _exporter(name: str, environ):
     return found[0].load()()
 
 
-class Tracing:
-    """The hooks of an active tracer; every method runs only when tracing is on."""
+class Tracing(Middleware):
+    """Tracing on, as a middleware: a span around each handling (ended by ``on_settled``) and each
+    publish (ended by the broker's confirm), the context written into what is published."""
 
     def __init__(self, service: str, environ=os.environ):
         try:
@@ -193,9 +218,9 @@ class Tracing:
         span.end()
 
     def sending(self, event, body, exchange: str, callback):
-        """Called as the event is handed to the broker: its publish span (started now unless the
-        handler's ``ctx.publish`` did), the body with its context, and a callback that ends the span
-        once the broker settled the publish."""
+        """Called as the event is handed to the broker: its publish span (started now unless ``handle``
+        started it, a reaction's), the body with its context, and a callback that ends the span once
+        the broker settled the publish."""
         if event.span is not None and getattr(event.span, "end_time", None) is not None:
             event.span = None  # sent before (a publish retried by the caller): a new span, in the same trace
         if event.span is None:
@@ -211,6 +236,45 @@ class Tracing:
                                                     attributes=self._attributes(event, "publish", "send"))
         event.span.set_attribute("messaging.destination.name", exchange)
         return body, self._ending(event.span, callback)
+
+    # The middleware
+
+    def handle(self, event, ctx, call_next):
+        with self.handling(ctx.worker, event, ctx.worker.handlers[event.type]):
+            result = call_next(event, ctx)
+            self._reactions(ctx)
+        return result
+
+    async def handle_async(self, event, ctx, call_next):
+        with self.handling(ctx.worker, event, ctx.worker.handlers[event.type]):
+            result = await call_next(event, ctx)
+            self._reactions(ctx)
+        return result
+
+    def _reactions(self, ctx) -> None:
+        """Start the publish span of each reaction, a child of the handler's span (current here), and
+        write its context into the reaction's body; the spans end when the broker confirms them. A
+        scheduled reaction gets a ``create`` span instead, whose context the relay's publish joins; a
+        request's reply a publish span as a reaction does."""
+        for i, (reaction, body) in enumerate(ctx.reactions):
+            if reaction.span is None:
+                self.publishing(reaction)
+                ctx.reactions[i] = (reaction, _replace_trace_context(body, reaction))
+        for i, (reaction, body, due) in enumerate(ctx.scheduled):
+            self.create(reaction)
+            ctx.scheduled[i] = (reaction, _replace_trace_context(body, reaction), due)
+        if ctx.answer is not None and ctx.answer[0].span is None:  # a request's reply: published like a reaction
+            answer, body = ctx.answer
+            self.publishing(answer)
+            ctx.answer = (answer, _replace_trace_context(body, answer))
+
+    def publish(self, message, call_next):
+        message.body, ended = self.sending(message.event, message.body, message.exchange, None)
+        message.on_confirm(ended)
+        return call_next(message)
+
+    def on_settled(self, delivery, outcome: str) -> None:
+        self.settled(delivery, outcome)
 
     # Handling
 

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from eda import tracing
 from eda.contracts import registry, versions
 from eda.contracts.envelope import Event, encode
 from eda.errors import ContractError, DefinitionError, UnknownEvent
@@ -27,7 +26,7 @@ from eda.worker_settings import declared
 
 # What the runtime reads or calls on a worker: a handler method may have any other name.
 RESERVED = frozenset({"name", "description", "handlers", "record_processed", "inline", "circuit_pause", "settings",
-                      "source", "log", "setup", "teardown", "event_types", "ordered_by"})
+                      "source", "log", "setup", "teardown", "event_types", "ordered_by", "middleware"})
 
 
 H = TypeVar("H", bound=Callable)
@@ -45,16 +44,17 @@ def handles(event_type: registry.EventRef) -> Callable[[H], H]:
 
 class Context:
     """What a handler may do besides computing: publish reactions to the event it handles, at once or
-    when due."""
+    when due. ``worker`` is the worker handling it (None for a context made by hand), for middleware."""
 
-    __slots__ = ("event", "source", "reactions", "scheduled", "answer")
+    __slots__ = ("event", "source", "reactions", "scheduled", "answer", "worker")
 
-    def __init__(self, event: Event, source: str):
+    def __init__(self, event: Event, source: str, worker=None):
         self.event = event
         self.source = source
         self.reactions: list[tuple[Event, bytes]] = []
         self.scheduled: list[tuple[Event, bytes, float]] = []  # (reaction, body, due time in Unix seconds)
         self.answer: tuple[Event, bytes] | None = None  # the reply to a request, and its body
+        self.worker = worker
 
     def publish(self, event_type: registry.EventRef, data: dict, *, at=None, delay=None) -> Event:
         """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
@@ -78,12 +78,8 @@ class Context:
             due = due_time(at, delay)
             reaction.id = derived_id(self.source, self.event.id, str(len(self.scheduled)))
             reaction.time = rfc3339(due)
-            if tracing.active is not None:  # the relay's publish joins the handler's trace
-                tracing.active.create(reaction)
             self.scheduled.append((reaction, encode(reaction, wire), due))
             return reaction
-        if tracing.active is not None:  # its publish span, a child of the handler's: its context goes on the wire
-            tracing.active.publishing(reaction)
         self.reactions.append((reaction, encode(reaction, wire)))
         return reaction
 
@@ -102,8 +98,6 @@ class Context:
         reply_contract = contract.reply_contract()
         loaded, wire = reply_contract.from_python(data)
         answer = self.event.reaction(reply_contract.type, loaded, self.source)
-        if tracing.active is not None:
-            tracing.active.publishing(answer)
         self.answer = (answer, encode(answer, wire))
         return answer
 
@@ -162,6 +156,9 @@ class Worker:
     # handled contract names it as its ``key``, and the events are spread over EDA_PARTITIONS partition
     # queues by it, each handled one at a time in order, a failing event retried in place (see README).
     ordered_by: str | None = None
+    # Middleware around this worker's handling and its reactions' publishing (eda.Middleware instances,
+    # the first outermost), inside the process-wide middleware (README, "Middleware").
+    middleware: tuple = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -225,23 +222,22 @@ def is_async(worker) -> bool:
     return getattr(worker, "_eda_async", False)
 
 
-async def dispatch_async(worker: Worker, event: Event) -> Context:
+async def dispatch_async(worker: Worker, event: Event, chain=None) -> Context:
     """``dispatch`` for a worker whose handlers are coroutines: awaited on the worker's event loop."""
-    ctx = Context(event, worker.source)
-    if tracing.active is None:
+    ctx = Context(event, worker.source, worker)
+    if chain is None:
         ctx.returned(await getattr(worker, worker.handlers[event.type])(event, ctx))
-    else:
-        with tracing.active.handling(worker, event, worker.handlers[event.type]):
-            ctx.returned(await getattr(worker, worker.handlers[event.type])(event, ctx))
+    else:  # the chain's end takes what the handler returned (a request's reply)
+        await chain(event, ctx)
     return ctx
 
 
-def dispatch(worker: Worker, event: Event) -> Context:
-    """Run the worker's handler of the event's type; return the context holding its reactions."""
-    ctx = Context(event, worker.source)
-    if tracing.active is None:
+def dispatch(worker: Worker, event: Event, chain=None) -> Context:
+    """Run the worker's handler of the event's type, inside ``chain`` (its middleware, composed by
+    ``eda.middleware.handling``; None: none wraps it); return the context holding its reactions."""
+    ctx = Context(event, worker.source, worker)
+    if chain is None:
         ctx.returned(getattr(worker, worker.handlers[event.type])(event, ctx))
-    else:  # the handling span, and the handler's own span current inside it
-        with tracing.active.handling(worker, event, worker.handlers[event.type]):
-            ctx.returned(getattr(worker, worker.handlers[event.type])(event, ctx))
+    else:  # the chain's end takes what the handler returned (a request's reply)
+        chain(event, ctx)
     return ctx

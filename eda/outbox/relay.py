@@ -19,6 +19,7 @@ from eda import tracing
 from eda.connection import open_connection
 from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable, ConfigError, PublishError
+from eda.middleware import from_settings, publishing
 from eda.outbox.outbox import Outbox
 from eda.outbox.sessions import open_session
 from eda.publishing.publisher import Publisher
@@ -54,6 +55,7 @@ class Relay:
         self.exchange = Topology(settings.namespace).events.name
         self.outbox = Outbox(settings)  # a wrong database URL fails here: one line, exit 2
         self.session = None
+        self.publishing = None  # the publish middleware chain, composed in run()
         self.conn = self.publisher = None
         self.stopping = False
         self._signals = 0
@@ -66,7 +68,8 @@ class Relay:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        tracing.setup("eda-outbox-relay")  # on only where OTEL_TRACES_EXPORTER asks
+        # Tracing first (on only where OTEL_TRACES_EXPORTER asks), then EDA_MIDDLEWARE's: around each publish.
+        self.publishing = publishing([*tracing.middleware("eda-outbox-relay"), *from_settings(self.settings)])
         if self.metrics:
             from eda.metrics import outbox_pending, start_server
 
@@ -166,7 +169,7 @@ class Relay:
         the errors of the others to ``failed`` (their rows stay pending)."""
         def send(row, settled):
             self.publisher.send_event(row_event(row), self.exchange, body=bytes(row[5]), mandatory=True,
-                                      callback=settled)
+                                      callback=settled, middleware=self.publishing)
 
         failed += self.publisher.publish_all(rows, send, on_confirmed=lambda row: confirmed.append(row[0]),
                                              timeout=CONFIRM_TIMEOUT, stop_at_error=False)

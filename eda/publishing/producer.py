@@ -23,6 +23,7 @@ from eda.contracts import registry
 from eda.contracts.building import build_event, python_event  # noqa: F401 (build_event: eda.publishing.batch's)
 from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable
+from eda.middleware import checked, from_settings, publishing
 from eda.publishing.failover import publish_through_losses, reiterable
 from eda.publishing.publisher import Publisher
 from eda.publishing.requests import Requests
@@ -32,7 +33,7 @@ from eda.topology import Topology
 
 class Producer(Requests):
     def __init__(self, settings: Settings, source: str = "eda/producer", *, mandatory: bool = True,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, middleware=()):
         self.settings = settings
         self.source = source
         self.mandatory = mandatory
@@ -43,9 +44,12 @@ class Producer(Requests):
         self._publisher = None
         self._connected = False  # once connected, a lost connection is failed over, not an error
         self._scheduling = None  # the outbox that scheduled events wait in, made on first use
-        # Tracing on where OTEL_TRACES_EXPORTER asks: each publish is a span, a child of the caller's
-        # current span, in the application's TracerProvider where it set one up.
-        tracing.setup("eda-producer")
+        # Tracing first, where OTEL_TRACES_EXPORTER asks (each publish a span, a child of the caller's
+        # current span, in the application's TracerProvider where it set one up); then EDA_MIDDLEWARE's
+        # middleware, then this producer's own. Composed once, here.
+        self.middleware = [*tracing.middleware("eda-producer"), *from_settings(settings),
+                           *checked(middleware, "Producer")]
+        self._publishing = publishing(self.middleware)
 
     def _ready_publisher(self) -> Publisher:
         if self._publisher is None:
@@ -113,7 +117,7 @@ class Producer(Requests):
 
         try:
             publisher.publish_encoded(unconfirmed(), self.exchange, mandatory=self.mandatory, timeout=self.timeout,
-                                      on_confirmed=confirmed)
+                                      on_confirmed=confirmed, middleware=self._publishing)
         except (OSError, *self._conn.connection_errors) as exc:  # the socket died under a publish
             self._reset()
             raise BrokerUnavailable(f"lost the broker connection: {describe_connection_error(exc)}") from None

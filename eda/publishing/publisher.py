@@ -17,11 +17,11 @@ from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import RecoverableConnectionError
 from kombu import Producer
 
-from eda import tracing
 from eda.contracts.envelope import CONTENT_TYPE, Event, encode
 from eda.connection import is_amqp
 from eda.errors import BrokerUnavailable
 from eda.publishing.confirms import Confirms, Settled
+from eda.middleware import Outgoing, publish_through
 from eda.publishing.partitioning import partition_headers
 
 T = TypeVar("T")
@@ -70,8 +70,16 @@ class Publisher:
         return len(self.confirms)
 
     def send(self, exchange: str, routing_key: str, body: bytes, properties: dict, *, headers=None,
-             mandatory=False, label="event", callback=None) -> None:
-        """Publish one message; ``callback(error_or_None)`` runs once the broker settled it."""
+             mandatory=False, label="event", callback=None, middleware=None, event=None) -> None:
+        """Publish one message; ``callback(error_or_None)`` runs once the broker settled it. With
+        ``middleware`` (a chain composed by ``eda.middleware.publishing``), the message is ``event``'s
+        and goes through it first (a request, a reply)."""
+        if middleware is not None:
+            props = dict(properties)
+            props.pop("content_encoding", None)
+            publish_through(middleware, Outgoing(event, exchange, routing_key, body, dict(headers or {}), props,
+                                                 mandatory=mandatory, callback=callback, send=self._send_outgoing))
+            return
         if not self._amqp:  # in-memory transport: delivery is synchronous, nothing to confirm
             self._producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers or {},
                                    **properties)
@@ -83,18 +91,38 @@ class Publisher:
         self._publish(exchange, routing_key, body, props, headers, mandatory, label, callback,
                       properties.get("message_id"))
 
-    def send_event(self, event: Event, exchange: str, *, body=None, mandatory=False, callback=None) -> None:
-        """Publish an event with the routing key, properties and partition key header the wire contract fixes."""
-        if tracing.active is not None:  # the publish span, ended by the broker's confirm; its context in the body
-            body, callback = tracing.active.sending(event, body, exchange, callback)
+    def send_event(self, event: Event, exchange: str, *, body=None, mandatory=False, callback=None,
+                   middleware=None) -> None:
+        """Publish an event with the routing key, properties and partition key header the wire contract
+        fixes, through ``middleware`` (a chain composed by ``eda.middleware.publishing``; None: none)."""
         body = encode(event) if body is None else body
         headers = partition_headers(event, body) or None
-        if not self._amqp:
+        if middleware is not None:
+            publish_through(middleware, Outgoing(event, exchange, event.type, body, headers or {},
+                                                 _amqp_properties(event), mandatory=mandatory, callback=callback,
+                                                 send=self._send_outgoing))
+        elif not self._amqp:
             self.send(exchange, event.type, body, event_properties(event), headers=headers, mandatory=mandatory,
                       callback=callback)
         else:  # the label is the event itself, made into text only if the broker refuses it
             self._publish(exchange, event.type, body, _amqp_properties(event), headers, mandatory, event, callback,
                           event.id)
+
+    def _send_outgoing(self, message: Outgoing) -> None:
+        """The end of a publish middleware chain: send the message as the middleware left it."""
+        message.sent = True
+        try:
+            if not self._amqp:
+                self.send(message.exchange, message.routing_key, message.body,
+                          {"content_encoding": "utf-8", **message.properties}, headers=message.headers or None,
+                          mandatory=message.mandatory, callback=message.settle)
+            else:
+                self._publish(message.exchange, message.routing_key, message.body, message.properties,
+                              message.headers, message.mandatory, message.event, message.settle,
+                              message.properties.get("message_id"))
+        except BaseException:
+            message.send_failed = True
+            raise
 
     def _publish(self, exchange, routing_key, body, props, headers, mandatory, label, callback, message_id):
         message = AmqpMessage(body, application_headers=headers or {}, **props)
@@ -160,19 +188,20 @@ class Publisher:
         return errors
 
     def publish_events(self, events, exchange: str, *, mandatory=True, timeout: float = 30.0,
-                       on_confirmed=None) -> None:
+                       on_confirmed=None, middleware=None) -> None:
         """Publish many events within the confirm window; raise the first error once all are settled.
 
         ``on_confirmed(event)`` runs for each event the broker confirmed, in publish order."""
         self.publish_encoded(((event, None) for event in events), exchange, mandatory=mandatory, timeout=timeout,
-                             on_confirmed=on_confirmed)
+                             on_confirmed=on_confirmed, middleware=middleware)
 
     def publish_encoded(self, items, exchange: str, *, mandatory=True, timeout: float = 30.0,
-                        on_confirmed=None) -> None:
+                        on_confirmed=None, middleware=None) -> None:
         """``publish_events`` for ``(event, body)`` pairs whose bodies are encoded already (None: encode
         it here), as ``eda publish`` has them from validating its input."""
         def send(item, settled):
-            self.send_event(item[0], exchange, body=item[1], mandatory=mandatory, callback=settled)
+            self.send_event(item[0], exchange, body=item[1], mandatory=mandatory, callback=settled,
+                            middleware=middleware)
 
         errors = self.publish_all(items, send, timeout=timeout,
                                   on_confirmed=(lambda item: on_confirmed(item[0])) if on_confirmed else None)

@@ -25,7 +25,7 @@ import weakref
 from collections import deque
 from concurrent.futures import Future
 
-from eda import frame_reader, names, replies, tracing
+from eda import frame_reader, names, replies
 from eda.connection import describe_connection_error, is_amqp, open_connection
 from eda.contracts.binary import decode_message
 from eda.contracts import registry
@@ -58,8 +58,9 @@ def timeout_message(request: Event, timeout: float) -> str:
 class Requester:
     """A connection, its I/O thread and the requests in flight on it (see the module docstring)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, middleware=None):
         self.exchange = Topology(settings.namespace).events.name
+        self.middleware = middleware  # the publish chain each request goes through (its producer's)
         self.pending = Pending()
         self._outbox = deque()  # (event, body) handed over by callers, not yet published
         self._wake_r, self._wake_w = os.pipe()
@@ -196,14 +197,12 @@ class Requester:
             if error is not None:
                 self.pending.settle(request_id, error=error)
 
-        callback = settled
-        if tracing.active is not None:  # the request's publish span, ended by the broker's confirm
-            body, callback = tracing.active.sending(request, body, self.exchange, callback)
         properties = {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO}
         try:
             self._publisher.send(self.exchange, request.type, body, properties,
                                  headers=partition_headers(request, body) or None, mandatory=True,
-                                 label=f"{request.type} {request.id}", callback=callback)
+                                 label=f"{request.type} {request.id}", callback=settled,
+                                 middleware=self.middleware, event=request)
         except self._conn.connection_errors:
             raise
         except (TypeError, ValueError, struct.error) as exc:  # a property py-amqp cannot encode: nothing sent
@@ -282,7 +281,7 @@ class Requests:
         # dict.setdefault is atomic: threads racing to the first request share the one lock stored.
         with self.__dict__.setdefault("_requester_lock", threading.Lock()):
             if self._requester is None or not self._requester.alive:
-                self._requester = Requester(self.settings)
+                self._requester = Requester(self.settings, getattr(self, "_publishing", None))
             return self._requester
 
     def close_requests(self) -> None:

@@ -1,1 +1,1 @@
-"""Running workers: the I/O loop (``Runner``), consumers, settlement of deliveries, failures, hooks, threads."""
+"""Running workers: the I/O loop (``Runner``), consumers, settlement of deliveries, failures, threads."""

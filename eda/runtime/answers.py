@@ -10,7 +10,7 @@ reply queue (another client's own) it is mandatory, and a queue that is gone is 
 
 import logging
 
-from eda import replies, tracing
+from eda import replies
 from eda.errors import Unroutable
 from eda.runtime import failures
 
@@ -32,9 +32,10 @@ def reply_to(d, outcome, fields) -> str | None:
     return address
 
 
-def send(publisher, d, address: str, answer, settled, fields) -> None:
-    """Publish the reply to ``address``, confirmed; ``settled(error_or_None)`` once the broker took it.
-    A named reply queue that is gone is not the request's failure: logged, and settled as sent."""
+def send(publisher, d, address: str, answer, settled, fields, middleware=None) -> None:
+    """Publish the reply to ``address``, confirmed, through the worker's publish ``middleware``;
+    ``settled(error_or_None)`` once the broker took it. A named reply queue that is gone is not the
+    request's failure: logged, and settled as sent."""
     event, body = answer
 
     def done(error):
@@ -44,12 +45,9 @@ def send(publisher, d, address: str, answer, settled, fields) -> None:
             error = None
         settled(error)
 
-    callback = done
-    if tracing.active is not None:  # the reply's publish span, ended by the broker's confirm
-        body, callback = tracing.active.sending(event, body, "", callback)
     publisher.send("", address, body, replies.reply_properties(event, d.message.properties),
                    mandatory=not replies.is_direct(address), label=f"reply {event.type} {event.id}",
-                   callback=callback)
+                   callback=done, middleware=middleware, event=event)
 
 
 def send_failure(publisher, d, error: BaseException, worker: str) -> None:

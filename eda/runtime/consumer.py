@@ -16,6 +16,7 @@ from eda.connection import is_amqp
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import clip
 from eda.errors import ContractError, StoreUnavailable
+from eda.middleware import Chains
 from eda.runtime import failures
 from eda.runtime.amqp_consumer import AmqpConsumer
 from eda.runtime.duplicates import Duplicates
@@ -35,6 +36,16 @@ class Delivery:
 
     def __init__(self, message, consumer, event, session):
         self.message, self.consumer, self.event, self.session = message, consumer, event, session
+
+    @property
+    def worker(self):
+        """The worker instance the delivery is for."""
+        return self.consumer.worker
+
+    @property
+    def queue(self) -> str:
+        """The queue it was delivered from."""
+        return self.consumer.queue_name
 
 
 class Outcome:
@@ -59,6 +70,9 @@ class WorkerConsumer:
         self.asynchronous = is_async(worker)
         self.concurrency = 1 if worker.inline and not self.asynchronous else worker.settings.concurrency
         self.accepted = frozenset(worker.handlers)
+        # Its middleware, composed once: process-wide (the runner's) outside, the worker's own inside.
+        self.chains = Chains(worker, runner.middleware, self.asynchronous)
+        self.handling = self.chains.handle  # None: the handler is called directly
         # Only an inline worker runs handlers on the I/O thread: any other handler may wait on the
         # network, and the I/O thread must keep serving heartbeats, confirms and acks meanwhile.
         # Coroutine handlers run as tasks on the worker's own event loop (eda.runtime.aio).
@@ -201,7 +215,7 @@ class WorkerConsumer:
     def _execute(self, delivery: Delivery) -> Outcome:
         started = time.perf_counter()
         try:
-            ctx = dispatch(self.worker, delivery.event)
+            ctx = dispatch(self.worker, delivery.event, self.handling)
             if ctx.scheduled:  # delayed reactions: in the outbox before the ack, once whatever the redeliveries
                 self.scheduled_reactions().write(ctx.scheduled)
         except KeyboardInterrupt:
@@ -214,7 +228,7 @@ class WorkerConsumer:
         """``_execute`` of a coroutine handler, on the worker's event loop."""
         started = time.perf_counter()
         try:
-            ctx = await dispatch_async(self.worker, delivery.event)
+            ctx = await dispatch_async(self.worker, delivery.event, self.handling)
             if ctx.scheduled:
                 await asyncio.get_running_loop().run_in_executor(None, self.scheduled_reactions().write, ctx.scheduled)
         except BaseException as exc:  # noqa: BLE001 - any handler error (CancelledError too) is the event's failure

@@ -18,6 +18,7 @@ import time
 from eda import frame_reader
 from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
+from eda.middleware import checked, from_settings, unique
 from eda.topology import Topology
 from eda.publishing.publisher import Publisher
 from eda.runtime.consumer import Outcome, WorkerConsumer
@@ -29,11 +30,13 @@ log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
 class Runner:
-    """Runs one or more named workers on one connection until stopped."""
+    """Runs one or more named workers on one connection until stopped. ``middleware`` (eda.Middleware
+    instances, the first outermost) is process-wide: it wraps every worker's own, after that of
+    ``EDA_MIDDLEWARE``."""
 
-    def __init__(self, worker_classes, settings, *, connect=open_connection, hooks=(), clock=time.monotonic):
+    def __init__(self, worker_classes, settings, *, connect=open_connection, middleware=(), clock=time.monotonic):
         self.settings = settings
-        self.hooks = list(hooks)
+        self.middleware = [*checked(middleware, "Runner"), *from_settings(settings)]
         self.connect = connect
         # Seconds of circuit pauses and of ordered workers' retries in place (eda.testing's bus runs a
         # clock of its own, which it moves on instead of waiting).
@@ -42,6 +45,9 @@ class Runner:
         worker_classes = list(worker_classes)
         check_workers(worker_classes, settings)  # a definition error is a start error, before anything consumes
         self.workers = [cls(settings) for cls in worker_classes]
+        # Told of the runner's life (on_ready, on_tick...): every middleware, process-wide and the workers' own.
+        self.observers = unique([*self.middleware, *(m for w in self.workers for m in checked(
+            w.middleware, f"worker {w.name!r}"))])
         self.settlement = Settlement(self)
         self.consumers = [(PartitionedConsumer if w.ordered_by else WorkerConsumer)(w, self) for w in self.workers]
         self.connection = None
@@ -101,8 +107,8 @@ class Runner:
         if not self._stopping:
             self._stopping = True
             self._deadline = time.monotonic() + self.settings.shutdown_timeout
-            for hook in self.hooks:
-                hook.on_stopping(self)
+            for m in self.observers:
+                m.on_stopping(self)
         self._wake()
 
     def _on_signal(self, signum, frame):
@@ -140,8 +146,8 @@ class Runner:
                     raise BrokerUnavailable(f"the broker stayed unreachable for over "
                                             f"{self.settings.reconnect_window:.0f}s: {self._reason(exc)}") from None
                 log.warning("broker connection lost (%s); reconnecting in %.1fs", self._reason(exc), backoff)
-                for hook in self.hooks:
-                    hook.on_connection_lost(self, self._reason(exc))
+                for m in self.observers:
+                    m.on_connection_lost(self, self._reason(exc))
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -165,8 +171,8 @@ class Runner:
                                          "inline": c.worker.inline and not c.asynchronous,
                                          "handlers": c.style})
         self.ready.set()
-        for hook in self.hooks:
-            hook.on_ready(self)
+        for m in self.observers:
+            m.on_ready(self)
 
     def _drop_session(self) -> None:
         self.ready.clear()
@@ -236,8 +242,8 @@ class Runner:
         if now >= self._next_heartbeat:
             self.connection.heartbeat_check()
             self._next_heartbeat = now + 1.0
-            for hook in self.hooks:
-                hook.on_tick(self)
+            for m in self.observers:
+                m.on_tick(self)
 
     def _wait_timeout(self) -> float:
         """At most a second, less when a consumer has something due sooner (an ordered worker's retry)."""

@@ -4,15 +4,16 @@
 reactions published and confirmed before the ack; a failure retried later or dead-lettered with its
 reason; an event not handled (circuit open, stopping) given back. The Runner owns one, and it reads
 the Runner's public state only: ``settings``, ``topology``, ``publisher``, ``session``, ``session_errors``,
-``hooks`` and ``stopping`` (the publisher and session change with each connection).
+and ``stopping`` (the publisher and session change with each connection); each consumer's ``chains`` hold
+the middleware told of outcomes and wrapped around the reactions' publishing.
 """
 
 import logging
 
 from eda import names, tracing
+from eda.middleware import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 from eda.runtime import answers, failures
 from eda.runtime.consumer import Delivery, Outcome
-from eda.runtime.hooks import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 
 log = logging.getLogger("eda.worker")
 
@@ -59,6 +60,7 @@ class Settlement:
             return
         remaining = [len(outcome.reactions) + (reply_to is not None)]
         errors = []
+        chains = d.consumer.chains
 
         def settled(error):
             # The handled event is acked only once every reaction is confirmed.
@@ -70,15 +72,16 @@ class Settlement:
                     self.fail(d, errors[0])
                 else:
                     self._processed(d, outcome.seconds)
-                    for event, _ in outcome.reactions:
-                        for hook in self.runner.hooks:
-                            hook.on_published(d.consumer.worker.name, event.type)
+                    for hook in chains.on_published:
+                        for event, _ in outcome.reactions:
+                            hook(d.consumer.worker.name, event.type)
 
         exchange = self.runner.topology.events.name
         for event, body in outcome.reactions:
-            self.runner.publisher.send_event(event, exchange, body=body, callback=settled)
+            self.runner.publisher.send_event(event, exchange, body=body, callback=settled, middleware=chains.publish)
         if reply_to is not None:
-            answers.send(self.runner.publisher, d, reply_to, outcome.reply, settled, self._event_fields)
+            answers.send(self.runner.publisher, d, reply_to, outcome.reply, settled, self._event_fields,
+                         middleware=chains.publish)
 
     def _processed(self, d: Delivery, seconds) -> None:
         d.consumer.record(d)
@@ -197,10 +200,11 @@ class Settlement:
                         failures.given_back_headers(message.headers, message.delivery_info), settled)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
-        if tracing.active is not None:  # the handling span ends with the event's outcome
-            tracing.active.settled(d, outcome)
-        for hook in self.runner.hooks:
-            hook.on_outcome(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
+        chains = d.consumer.chains
+        for hook in chains.on_settled:  # tracing's handling span ends here, with the outcome
+            hook(d, outcome)
+        for hook in chains.on_outcome:
+            hook(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
 
     @staticmethod
     def _event_fields(d: Delivery, **extra) -> dict:

@@ -1,4 +1,4 @@
-"""The metrics hooks and the breaker listener, read back from the registry the server exposes."""
+"""The metrics middleware and the breaker listener, read back from the registry the server exposes."""
 
 import uuid
 
@@ -6,7 +6,7 @@ import pybreaker
 import pytest
 
 from eda.breaker import Breaker
-from eda.metrics import REGISTRY, MetricsHooks, watch_breaker
+from eda.metrics import REGISTRY, Metrics, watch_breaker
 from eda.worker import Worker, handles
 
 
@@ -44,16 +44,16 @@ def test_outcomes_count_by_worker_type_and_outcome():
             pass
 
     w = Billing.name
-    hooks = MetricsHooks([Billing])
+    metrics = Metrics([Billing])
     # The expected series exist at 0 before any event
     assert REGISTRY.get_sample_value("eda_events_consumed_total",
                                      {"worker": w, "event_type": "order.placed", "outcome": "retried"}) == 0
-    hooks.on_outcome(w, "order.placed", "ok", 0.02)
-    hooks.on_outcome(w, "order.placed", "ok", 0.03)
-    hooks.on_outcome(w, "order.placed", "retried", None)
-    hooks.on_outcome(w, "order.placed", "dead-lettered", None)
-    hooks.on_outcome(w, None, "rejected", None)
-    hooks.on_published(w, "payment.succeeded")
+    metrics.on_outcome(w, "order.placed", "ok", 0.02)
+    metrics.on_outcome(w, "order.placed", "ok", 0.03)
+    metrics.on_outcome(w, "order.placed", "retried", None)
+    metrics.on_outcome(w, "order.placed", "dead-lettered", None)
+    metrics.on_outcome(w, None, "rejected", None)
+    metrics.on_published(w, "payment.succeeded")
     assert value("eda_events_consumed_total", worker=w, event_type="order.placed", outcome="ok") == 2
     assert value("eda_handler_duration_seconds_count", worker=w, event_type="order.placed") == 2
     assert value("eda_handler_duration_seconds_sum", worker=w, event_type="order.placed") == pytest.approx(0.05)

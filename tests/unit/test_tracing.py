@@ -241,6 +241,7 @@ def test_dispatch_runs_a_plain_or_async_handler_inside_its_span_and_its_reaction
 
     from opentelemetry import trace
 
+    from eda.middleware import handling
     from eda.settings import Settings
     from eda.worker import Worker, dispatch, dispatch_async, handles
 
@@ -256,7 +257,8 @@ def test_dispatch_runs_a_plain_or_async_handler_inside_its_span_and_its_reaction
     Traced = type("Traced", (Worker,), {"name": "traced", "take": handles("stock.replenished")(
         take_async if asynchronous else take)})
     worker, event = Traced(Settings()), decode(wire(traceparent=TRACEPARENT))
-    ctx = asyncio.run(dispatch_async(worker, event)) if asynchronous else dispatch(worker, event)
+    chain = handling(worker, [active], asynchronous)  # tracing on: the middleware around the handler
+    ctx = asyncio.run(dispatch_async(worker, event, chain)) if asynchronous else dispatch(worker, event, chain)
     active.settled(delivery(event), "ok")
     spans = by_name(exporter)
     handler = spans["traced.take"]
@@ -280,3 +282,42 @@ def test_json_log_lines_inside_a_span_carry_its_ids(active, exporter, capsys):
         root.setLevel(saved[1])
     assert inside["trace_id"] == TRACE_ID and inside["span_id"] == format(span.get_span_context().span_id, "016x")
     assert "trace_id" not in outside
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_request_s_reply_returned_by_its_handler_is_published_under_the_handler_s_span(active, exporter,
+                                                                                         own_contracts, asynchronous):
+    import asyncio
+
+    from eda import EventData, contract
+    from eda.fields import Id
+    from eda.middleware import handling
+    from eda.settings import Settings
+    from eda.worker import Worker, dispatch, dispatch_async, handles
+
+    @contract("quote.given")
+    class QuoteGiven(EventData):
+        quote_id = Id(required=True)
+
+    @contract("quote.asked", reply="quote.given")
+    class QuoteAsked(EventData):
+        quote_id = Id(required=True)
+
+    def answer(self, event, ctx):
+        return {"quote_id": event.data["quote_id"]}  # the reply's data, returned
+
+    async def answer_async(self, event, ctx):
+        return answer(self, event, ctx)
+
+    Quotes = type("Quotes", (Worker,), {"name": "quotes", "answer": handles("quote.asked")(
+        answer_async if asynchronous else answer)})
+    worker = Quotes(Settings())
+    request = new_event("quote.asked", {"quote_id": "q-1"}, "tests", traceparent=TRACEPARENT)
+    chain = handling(worker, [active], asynchronous)
+    ctx = asyncio.run(dispatch_async(worker, request, chain)) if asynchronous else dispatch(worker, request, chain)
+    reply, body = ctx.answer
+    spans = by_name(exporter)
+    handler = spans["quotes.answer"]
+    assert reply.type == "quote.given" and reply.span.parent.span_id == handler.context.span_id
+    assert orjson.loads(body)["traceparent"] == reply.traceparent != TRACEPARENT
+    assert reply.traceparent.split("-")[1] == TRACE_ID
