@@ -175,6 +175,8 @@ class TestBus:
                 consumer.close()
                 if consumer.asynchronous:
                     consumer.pool.shutdown()
+        if self.runner is not None and self.runner.drained():
+            self.runner.release()  # no handler runs: no outcome can come any more (else it closes when collected)
         if self._state_dir:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 

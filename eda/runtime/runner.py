@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+import weakref
 
 from eda import frame_reader
 from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
@@ -29,6 +30,16 @@ from eda.worker import check as check_workers
 log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
+
+
+def _close_fds(*fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class Runner:
     """Runs one or more named workers on one connection until stopped. ``middleware`` (eda.Middleware
     instances, the first outermost) is process-wide: it wraps every worker's own, after that of
@@ -56,6 +67,10 @@ class Runner:
         self.session_errors = ()  # errors that end the session (connection and channel errors), not an event
         self._outcomes = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
+        # Closed once nothing can write to it any more: when the Runner is collected, or by ``release``
+        # (at exit the process closes it: it may be the signal wake-up fd until then).
+        self._release_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._release_pipe.atexit = False
         self._wake_pending = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -89,6 +104,11 @@ class Runner:
         """Connect, declare and consume: one session, without ``run``'s reconnecting (for callers that
         drive the I/O loop themselves with ``turn``, like eda.testing's bus)."""
         self._open_session()
+
+    def release(self) -> None:
+        """Close the wake-up pipe now, for a caller that knows no handler thread can hand an outcome back
+        any more (eda.testing's bus, after ``close``); else it closes when the Runner is collected."""
+        self._release_pipe()
 
     def close(self) -> None:
         """End consuming, run each worker's teardown, close the connection."""
