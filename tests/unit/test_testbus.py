@@ -57,18 +57,22 @@ def accounts(own_contracts):
         name = "accounts"
         ordered_by = "account_id"
         failing = set()  # (account, seq) failing once each
+        refused = set()  # (account, seq) meeting an open circuit once each
         handled = []  # (account, seq, outcome) in the order the handler ran
 
         @handles("account.changed")
         def apply(self, event, ctx):
             key = (event.data["account_id"], event.data["seq"])
+            if key in self.refused:
+                self.refused.discard(key)
+                raise pybreaker.CircuitBreakerError("open")
             if key in self.failing:
                 self.failing.discard(key)
                 self.handled.append((*key, "failed"))
                 raise TimeoutError(f"{key} failed once")
             self.handled.append((*key, "ok"))
 
-    Accounts.handled = []
+    Accounts.handled, Accounts.failing, Accounts.refused = [], set(), set()
     return Accounts
 
 
@@ -232,6 +236,21 @@ def test_an_ordered_worker_handles_each_key_in_order_retrying_a_failed_event_in_
         bus.advance(10)
         assert [(a, s, o) for a, s, o in accounts.handled if a == "a"] == [
             ("a", 1, "ok"), ("a", 2, "failed"), ("a", 2, "ok"), ("a", 3, "ok")]
+
+
+def test_an_ordered_worker_holds_an_event_an_open_circuit_refused_until_its_pause_passed(accounts):
+    # Given account a's first event meeting an open circuit
+    accounts.refused = {("a", 1)}
+    with TestBus(accounts) as bus:
+        # When a's events 1 and 2 and b's event 1 are published
+        for account, seq in (("a", 1), ("a", 2), ("b", 1)):
+            bus.publish("account.changed", {"account_id": account, "seq": seq})
+        # Then a's first event is held (given back to its partition's head, no attempt counted), a's second waits
+        assert [(w, e.data["account_id"], e.data["seq"]) for w, e in bus.given_back()] == [("accounts", "a", 1)]
+        assert accounts.handled == [("b", 1, "ok")] and bus.dead_letters() == [] and bus.retrying() == []
+        # And once the worker's circuit pause passed, a's events run in order
+        bus.advance(accounts.circuit_pause)
+        assert accounts.handled == [("b", 1, "ok"), ("a", 1, "ok"), ("a", 2, "ok")]
 
 
 def test_an_ordered_worker_s_events_of_one_key_go_through_one_partition(accounts):
