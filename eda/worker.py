@@ -97,7 +97,8 @@ class Context:
             raise ContractError(f"{contract.type}: a request has one reply; this handler gave a second")
         reply_contract = contract.reply_contract()
         loaded, wire = reply_contract.from_python(data)
-        answer = self.event.reaction(reply_contract.type, loaded, self.source)
+        # Rank -1: the reply's id, derived as a reaction's is, is never that of a reaction of its type.
+        answer = self.event.reaction(reply_contract.type, loaded, self.source, index=-1)
         self.answer = (answer, encode(answer, wire))
         return answer
 

@@ -195,6 +195,15 @@ def test_a_reply_is_the_requests_reaction_validated_against_the_reply_contract(e
     assert reply.causation_id == request.id and reply.correlation_id == request.correlation_id
 
 
+def test_a_reply_keeps_its_id_when_the_request_is_handled_again_and_never_takes_a_reactions(estimates):
+    request = estimate_request()
+    first = Context(request, "eda/quotes")
+    first.publish("estimate.given", {"sku": "A", "price": "5"})  # announced on the bus too
+    reply = first.reply({"sku": "A", "price": "5"})
+    again = Context(request, "eda/quotes").reply({"sku": "A", "price": "5"})  # a redelivery's handling
+    assert reply.id == again.id and reply.id != first.reactions[0][0].id
+
+
 def test_a_reply_that_breaks_its_contract_fails_the_handler_naming_the_reply(estimates):
     ctx = Context(estimate_request(), "eda/quotes")
     with pytest.raises(ContractError, match="estimate.given: invalid data: price: Missing data for required field"):
