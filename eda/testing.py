@@ -28,6 +28,7 @@ from eda.contracts.binary import decode_message
 from eda.contracts.envelope import Event, encode, new_event
 from eda.errors import ContractError, RequestTimeout, Unroutable
 from eda.memory import Broker, Published, open_connection
+from eda.middleware import publishing
 from eda.publishing.partitioning import partition_headers
 from eda.publishing.producer import python_event
 from eda.publishing.publisher import Publisher, event_properties
@@ -92,12 +93,14 @@ class TestBus:
     ``dead_letters``: ``"fail"`` (default) raises AssertionError from ``publish`` when an event is
     dead-lettered, ``"allow"`` only keeps it for ``dead_letters()``; ``expect_dead_letters()`` allows
     them for a block of the test. ``timeout``: seconds of real time a publish may take to settle.
+    ``middleware``: process-wide middleware (``Runner(middleware=)``), around the workers' handling and
+    every publish, the bus's own included; a worker's own ``middleware`` runs as under ``eda worker``.
     """
 
     __test__ = False
 
     def __init__(self, *worker_classes, settings: Settings | None = None, options: dict | None = None,
-                 concurrency: int | None = 1, dead_letters: str = FAIL, timeout: float = 30.0):
+                 concurrency: int | None = 1, dead_letters: str = FAIL, timeout: float = 30.0, middleware=()):
         if dead_letters not in (FAIL, ALLOW):
             raise ValueError(f"dead_letters must be {FAIL!r} or {ALLOW!r}, not {dead_letters!r}")
         self._state_dir = None
@@ -111,6 +114,7 @@ class TestBus:
         self.settings = settings
         self.worker_classes = worker_classes
         self.timeout = timeout
+        self.middleware = tuple(middleware)
         self.broker = Broker()
         self.runner: Runner | None = None
         self.workers = []
@@ -132,7 +136,7 @@ class TestBus:
         # whose contracts name no key, the workers' own settings, the queues' declarations.
         try:
             self.runner = Runner(self.worker_classes, self.settings, clock=self.broker.clock,
-                                 connect=lambda _: open_connection(self.broker))
+                                 connect=lambda _: open_connection(self.broker), middleware=self.middleware)
         except BaseException:
             self._close()
             raise
@@ -149,6 +153,8 @@ class TestBus:
             self.broker.taps.append(self._tap)
             self._connection = open_connection(self.broker)
             self._publisher = Publisher(self._connection)
+            # The bus publishes as a producer of the same process would: through the process-wide middleware.
+            self._publishing = publishing(self.runner.middleware)
             # Requests go out on the channel that consumes their replies (direct reply-to), as a Producer's.
             self._publisher.channel.auto_decode = False
             self._publisher.channel.basic_consume(replies.DIRECT_REPLY_TO, no_ack=True, callback=self._replies.append)
@@ -197,7 +203,8 @@ class TestBus:
         else:  # as Producer.publish builds it
             event, wire = python_event(event_type, data if data is not None else {}, source, correlation_id)
             body = encode(event, wire)
-        self._publisher.publish_encoded([(event, body)], self._events_exchange, mandatory=False)
+        self._publisher.publish_encoded([(event, body)], self._events_exchange, mandatory=False,
+                                        middleware=self._publishing)
         self._settle(retries=retries)
         return event
 
@@ -218,7 +225,8 @@ class TestBus:
         self._publisher.send(self._events_exchange, request.type, body,
                              {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO},
                              headers=partition_headers(request, body) or None, mandatory=True,
-                             label=f"{request.type} {request.id}", callback=settled.append)
+                             label=f"{request.type} {request.id}", callback=settled.append,
+                             middleware=self._publishing, event=request)
         self._publisher.wait(self.timeout)
         if isinstance(settled[0], Unroutable):
             raise Unroutable(f"{request.type}: routed to no queue: no worker takes this request (request {request.id})")

@@ -9,7 +9,7 @@ import pytest
 from amqp.basic_message import Message
 from marshmallow import fields
 
-from eda import ContractError, EventData, PermanentError, Worker, contract, handles, names
+from eda import ContractError, EventData, Middleware, PermanentError, Worker, contract, handles, names
 from eda.errors import ConfigError, DefinitionError, UnknownEvent
 from eda.fields import Id
 from eda.memory import open_connection
@@ -322,6 +322,31 @@ def test_handlers_run_on_handler_threads_as_under_eda_worker(billing):
     with TestBus(Threaded) as bus:
         bus.publish("invoice.requested", INVOICE)
     assert threads == ["eda-billing_0"]
+
+
+def test_middleware_wraps_the_bus_s_publishes_and_the_workers_handling_as_in_one_process(billing):
+    class Tenant(Middleware):
+        """Adds a header to every publish; notes what each settled delivery carried and each handling."""
+
+        def __init__(self):
+            self.handled, self.seen = [], []
+
+        def publish(self, message, call_next):
+            message.headers["x-tenant"] = "acme"
+            return call_next(message)
+
+        def handle(self, event, ctx, call_next):
+            self.handled.append(event.type)
+            return call_next(event, ctx)
+
+        def on_settled(self, delivery, outcome):
+            self.seen.append((delivery.event.type, delivery.message.headers.get("x-tenant"), outcome))
+
+    tenant = Tenant()
+    with TestBus(billing, middleware=[tenant]) as bus:
+        bus.publish("invoice.requested", INVOICE)
+    assert tenant.handled == ["invoice.requested"]
+    assert tenant.seen == [("invoice.requested", "acme", "ok")]
 
 
 def test_publishing_invalid_data_raises_like_the_producer(billing):
