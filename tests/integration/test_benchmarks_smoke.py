@@ -48,3 +48,12 @@ def test_the_benchmark_suite_runs_writes_its_results_and_cleans_up(broker_url, t
                 conn.channel().exchange_declare(name, "topic", passive=True)
         with pytest.raises(conn.channel_errors):
             conn.channel().queue_declare(f"{namespace}.shipping", passive=True)
+
+
+def test_the_request_reply_benchmark_runs_and_prints_its_table(broker_url):
+    env = {**os.environ, "EDA_BROKER_URL": broker_url}
+    result = subprocess.run([sys.executable, "-m", "benchmarks.rpc", "--n", "60", "--concurrency", "1,4"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if re.match(r"\| [14] \| [\d,]+ \(", line)]
+    assert len(rows) == 2, result.stdout

@@ -11,16 +11,18 @@ import threading
 import time
 import uuid
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import amqp
 import kombu
 import pytest
 
 from eda import Producer, Settings
-from eda.errors import RequestFailed, RequestTimeout, Unroutable
+from eda.errors import BrokerUnavailable, RequestFailed, RequestTimeout, Unroutable
 from eda.topology import Topology
 from tests.conftest import TEST_RETRY_DELAYS
 from tests.integration import quotes_app  # noqa: F401 - registers the quote contracts in this process
+from tests.proxy import TcpProxy
 from tests.support import handled, wait_until
 
 pytestmark = pytest.mark.integration
@@ -318,3 +320,40 @@ def test_a_failure_reply_reaches_an_async_caller_too(eda, producer):
     with pytest.raises(RequestFailed, match="worker quotes-async failed the request: ContractError"):
         asyncio.run(ask())
     assert time.monotonic() - started < 15
+
+
+def test_a_lost_connection_fails_the_requests_in_flight_and_the_next_request_connects_again(eda, broker_url,
+                                                                                           namespace):
+    # Given a slow worker, and a Producer whose requests go through a proxy that the test can cut
+    eda.worker("quotes", EDA_APP=APP, EDA_CONCURRENCY=8)
+    parts = urlsplit(broker_url)
+    proxy = TcpProxy(parts.hostname or "localhost", parts.port or 5672)
+    try:
+        with Producer(Settings(broker_url=proxy.url(broker_url), namespace=namespace)) as producer:
+            outcomes = []
+
+            def ask(n):
+                try:
+                    outcomes.append(producer.request("quote.requested", {"request_no": n, "sku": "A", "quantity": 1,
+                                                                         "delay_ms": 2000}, timeout=30))
+                except Exception as exc:  # noqa: BLE001 - the outcome under test
+                    outcomes.append(exc)
+
+            threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)  # the requests are out, their replies not yet
+            # When the connection is cut
+            started = time.monotonic()
+            proxy.cut()
+            for thread in threads:
+                thread.join(30)
+            # Then every request in flight fails at once, saying it may have been handled
+            assert time.monotonic() - started < 10
+            assert len(outcomes) == 4 and all(isinstance(o, BrokerUnavailable) for o in outcomes), outcomes
+            assert all("it may have been handled" in str(o) for o in outcomes)
+            # and the next request connects again and gets its reply
+            reply = producer.request("quote.requested", {"request_no": 9, "sku": "A", "quantity": 1}, timeout=10)
+            assert reply.data["request_no"] == 9
+    finally:
+        proxy.close()
