@@ -93,6 +93,8 @@ def load() -> Loaded:
         for ep in entry_points(group=WORKERS):
             try:
                 loaded.append((f"{ep.name} ({ep.value})", ep.load()))
+            except DefinitionError:
+                raise  # a worker defined wrongly (two handlers of one type): said at once, as for contracts
             except Exception as exc:  # e.g. a project's own `workers` package shadows the plug-in's
                 log.warning("cannot load worker entry point %s (%s): %s", ep.name, ep.value, exc)
     _loaded = Loaded(tuple(modules), tuple(loaded))

@@ -6,7 +6,7 @@ import sys
 import click
 
 from eda import logs
-from eda.errors import ConfigError, EdaError
+from eda.errors import ConfigError, EdaError, UnknownWorker
 from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
@@ -150,7 +150,7 @@ class WorkerCommand(click.Command):
         for name in dict.fromkeys(names):
             try:
                 classes.append(discovery.get(name))
-            except EdaError:
+            except UnknownWorker:
                 continue  # the command says so when it runs
         worker_settings.check(classes, framework_options=[o for p in params for o in (*p.opts, *p.secondary_opts)])
         declared = {cls.name: {s.name: s for s in worker_settings.declared(cls)} for cls in classes}

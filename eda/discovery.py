@@ -12,6 +12,7 @@ from eda import app
 from eda.app import app_modules, use_app  # noqa: F401  (what commands call before discovering)
 from eda.errors import DefinitionError, UnknownWorker
 from eda.worker import Worker
+from eda.worker_checks import nameless_with_handlers
 
 log = logging.getLogger("eda.discovery")
 
@@ -20,6 +21,9 @@ _from: app.Loaded | None = None  # the load the catalogue was made from
 
 
 def _add(cls, where: str) -> None:
+    if nameless_with_handlers(cls):
+        raise DefinitionError(f"{cls.__module__}.{cls.__qualname__} ({where}): a worker with handlers needs a name "
+                              f"(name = \"...\"): its queue, variables and log lines are named after it")
     if not (isinstance(cls, type) and issubclass(cls, Worker) and cls.name):
         return
     known = _workers.get(cls.name)
@@ -37,7 +41,6 @@ def load() -> None:
     loaded = app.load()
     if loaded is _from:
         return
-    _from = loaded
     _workers.clear()
     for module in loaded.modules:
         for value in list(vars(module).values()):
@@ -45,10 +48,13 @@ def load() -> None:
     for entry_point, cls in loaded.entry_points:
         try:
             cls.handlers  # every contract source is loaded now: its event names must resolve
+        except DefinitionError:
+            raise  # two handlers of one type: the package's mistake, said at once
         except Exception as exc:  # e.g. a project's own `workers` package shadows the plug-in's
             log.warning("cannot load worker entry point %s: %s", entry_point, exc)
             continue
         _add(cls, f"entry point {entry_point.split()[0]}")
+    _from = loaded  # only a complete catalogue counts as made: an error above is raised again at each call
 
 
 def discover() -> dict[str, type[Worker]]:

@@ -221,7 +221,8 @@ def _read_secret(spec: Spec, path) -> str:
 def _worker_options(given) -> Mapping:
     """``worker_options`` as a mapping worker -> {setting: value} of its own (plain dicts: Settings may be
     pickled to another process), or a one-line error."""
-    if not isinstance(given, Mapping) or not all(isinstance(w, str) and isinstance(v, Mapping) for w, v in given.items()):
+    if not isinstance(given, Mapping) or not all(isinstance(w, str) and isinstance(v, Mapping)
+                                                 for w, v in given.items()):
         raise ConfigError(f"worker_options: a mapping of worker name to {{setting name: value}} "
                           f"(e.g. {{'inventory': {{'stock_threshold': 3}}}}), not {given!r:.80}")
     return {worker: dict(values) for worker, values in given.items()}

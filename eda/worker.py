@@ -20,8 +20,8 @@ from typing import TypeVar
 from eda.contracts import registry, versions
 from eda.contracts.envelope import Event, encode
 from eda.errors import ContractError, DefinitionError, UnknownEvent
+from eda.runtime import failures
 from eda.settings import Settings
-from eda import worker_settings
 from eda.worker_settings import declared
 
 # What the runtime reads or calls on a worker: a handler method may have any other name.
@@ -36,10 +36,19 @@ def handles(event_type: registry.EventRef) -> Callable[[H], H]:
     """Mark a method as the handler of one event type (routing key, CLI name or contract class)."""
 
     def mark(method: H) -> H:
+        if getattr(method, "eda_handles", None) is not None:
+            raise DefinitionError(f"{getattr(method, '__qualname__', method)!r}: one @handles per handler, not "
+                                  f"{_shown(method.eda_handles)} and {_shown(event_type)}; write a handler for each")
         method.eda_handles = event_type
+        failures.mark_handler(method)  # a TypeError from calling it, not from its body, is a programming error
         return method
 
     return mark
+
+
+def _shown(ref) -> str:
+    """An event reference as written: 'order.placed', or a contract class's name."""
+    return repr(ref) if isinstance(ref, str) else getattr(ref, "__qualname__", repr(ref))
 
 
 class Context:
@@ -119,17 +128,22 @@ class _Handlers:
     def __get__(self, obj, cls) -> dict[str, str]:
         resolved = cls.__dict__.get("_eda_resolved")
         if resolved is None:
-            resolved = {}
+            resolved, spelt = {}, {}
             for name, attr in cls._eda_handler_names.items():
                 try:
                     contract = registry.get(name)
                 except UnknownEvent as exc:
                     raise UnknownEvent(f"worker {cls.name!r} handles an {exc} (is the module that registers it "
-                                       f"imported? a package's eda.contracts entry point, or --app / EDA_APP)") from None
+                                       f"imported? a package's eda.contracts entry point, or --app / EDA_APP)"
+                                       ) from None
                 versions.check(contract.type)  # every older version it may receive can be upcast
                 if contract.reply is not None:
                     contract.reply_contract()  # a request's reply contract must be known when the worker starts
-                resolved[contract.type] = attr
+                if contract.type in resolved:  # two spellings of one type: order-placed and order.placed
+                    raise DefinitionError(f"{_where(cls)}: two handlers of {contract.type!r}: "
+                                          f"{resolved[contract.type]} ({_shown(spelt[contract.type])}) and {attr} "
+                                          f"({_shown(name)}); one event type has one handler in a worker")
+                resolved[contract.type], spelt[contract.type] = attr, name
             cls._eda_resolved = resolved
         return resolved
 
@@ -163,15 +177,21 @@ class Worker:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        found = {}
+        by_attr = {}  # a subclass's @handles on a method of a base's name replaces the base's
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 event_type = getattr(value, "eda_handles", None)
                 if event_type:
                     if attr in RESERVED:
-                        raise DefinitionError(f"{cls.__module__}.{cls.__qualname__}: a handler cannot be named "
+                        raise DefinitionError(f"{_where(cls)}: a handler cannot be named "
                                               f"{attr!r}, which eda reserves ({', '.join(sorted(RESERVED))})")
-                    found[event_type] = attr
+                    by_attr[attr] = event_type
+        found = {}
+        for attr, event_type in by_attr.items():
+            if event_type in found:
+                raise DefinitionError(f"{_where(cls)}: two handlers of {_shown(event_type)}: {found[event_type]} and "
+                                      f"{attr}; one event type has one handler in a worker")
+            found[event_type] = attr
         cls._eda_handler_names = found
         cls._eda_resolved = None
         cls._eda_async = _coroutine_handlers(cls, found)
@@ -194,12 +214,8 @@ class Worker:
         """Close what ``setup`` opened; runs once after the last handler finished."""
 
 
-def check(worker_classes, settings: Settings | None = None) -> None:
-    """Refuse, before anything consumes, what can be known wrong about workers started together: raises
-    DefinitionError (or ConfigError for ``settings.worker_options`` naming what is not there). The
-    runner (``eda worker``, ``Runner``) and ``TestBus`` call it."""
-    classes = list(worker_classes)
-    worker_settings.check(classes, settings)
+def _where(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _coroutine_handlers(cls, found: dict[str, str]) -> bool:

@@ -1,8 +1,11 @@
 """What happens to an event whose handling failed: classified, then retried later or dead-lettered.
 
 Pure functions: they decide and build headers; the runtime does the confirmed publish and the ack.
+What may pass with time is retried; what is the same at every attempt (a contract broken, a
+PermanentError, a programming mistake) is dead-lettered at once, its category in ``eda-failure-category``.
 """
 
+import os
 import socket
 import traceback
 from datetime import datetime, timezone
@@ -10,7 +13,7 @@ from datetime import datetime, timezone
 import pybreaker
 from amqp.serialization import dumps
 
-from eda.errors import ContractError, PermanentError
+from eda.errors import ContractError, PermanentError, UnknownEvent
 
 RETRY_COUNT = "eda-retry-count"
 ORIGINAL_EXCHANGE = "eda-original-exchange"
@@ -23,14 +26,27 @@ HEADERS_BUDGET = 100_000
 
 CONTRACT = "contract"  # never retried
 PERMANENT = "permanent"  # the handler said retrying cannot help
+PROGRAMMING = "programming"  # a mistake in the code, the same at every attempt: never retried
 TRANSIENT = "transient"  # retried with a delay, then dead-lettered
 CIRCUIT_OPEN = "circuit-open"  # not the event's fault: given back, no attempt counted
+CATEGORY = "eda-failure-category"  # which of the above dead-lettered the event
 
 FAILURE_HEADERS = (
-    "eda-exception-type", "eda-exception-message", "eda-exception-stacktrace", ORIGINAL_EXCHANGE,
+    "eda-exception-type", "eda-exception-message", "eda-exception-stacktrace", CATEGORY, ORIGINAL_EXCHANGE,
     ORIGINAL_ROUTING_KEY, "eda-original-queue", "eda-failed-at", "eda-worker", "eda-host",
 )
 OWN_HEADERS = (*FAILURE_HEADERS, RETRY_COUNT)  # kept first when a copy's headers must be cut down
+
+EDA_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # eda/ itself
+_handler_codes: set = set()  # the code of every @handles function: a frame of one is a handler's body
+
+
+def mark_handler(function) -> None:
+    """Remember a handler's code (``@handles`` calls this), so that ``classify`` tells a TypeError raised
+    by calling it from one raised inside it."""
+    code = getattr(function, "__code__", None) or getattr(getattr(function, "__func__", None), "__code__", None)
+    if code is not None:
+        _handler_codes.add(code)
 
 
 def classify(error: BaseException) -> str:
@@ -40,7 +56,21 @@ def classify(error: BaseException) -> str:
         return PERMANENT
     if isinstance(error, pybreaker.CircuitBreakerError):
         return CIRCUIT_OPEN
+    if isinstance(error, UnknownEvent) or (isinstance(error, TypeError) and _raised_by_the_call(error)):
+        return PROGRAMMING  # a reaction of a type no contract knows; a handler that cannot take (event, ctx)
     return TRANSIENT
+
+
+def _raised_by_the_call(error: TypeError) -> bool:
+    """A TypeError raised by eda's call of the handler itself (its arguments do not fit), not from inside
+    it: the innermost frame of its traceback is eda's (the call site has no deeper frame), and no frame
+    is a handler's body. A TypeError inside the handler may depend on the data: it stays transient."""
+    tb, innermost = error.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code in _handler_codes:
+            return False
+        innermost, tb = tb, tb.tb_next
+    return innermost is not None and innermost.tb_frame.f_code.co_filename.startswith(EDA_CODE)
 
 
 def retry_count(headers) -> int:
@@ -107,6 +137,7 @@ def dead_letter_headers(headers, delivery_info, error: BaseException, *, worker:
         "eda-exception-type": type(error).__name__,
         "eda-exception-message": describe(error)[:1000],
         "eda-exception-stacktrace": stack[-STACKTRACE_LIMIT:],
+        CATEGORY: classify(error),
         ORIGINAL_EXCHANGE: exchange,
         ORIGINAL_ROUTING_KEY: routing_key,
         "eda-original-queue": queue,

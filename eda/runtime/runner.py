@@ -25,7 +25,7 @@ from eda.publishing.publisher import Publisher
 from eda.runtime.consumer import Outcome, WorkerConsumer
 from eda.runtime.partitions import PartitionedConsumer
 from eda.runtime.settlement import Settlement
-from eda.worker import check as check_workers
+from eda.worker_checks import check as check_workers
 
 log = logging.getLogger("eda.worker")
 

@@ -85,7 +85,8 @@ def test_eda_worker_offers_the_bare_option_unless_two_named_workers_share_the_se
     assert options([Billing]) == {("billing", "batch"): "--batch", ("billing", "timeout"): "--timeout",
                                   ("billing", "label"): "--label"}
     shared = options([Billing, Mailing])
-    assert shared[("billing", "timeout")] == "--billing-timeout" and shared[("mail.out", "timeout")] == "--mail-out-timeout"
+    assert shared[("billing", "timeout")] == "--billing-timeout"
+    assert shared[("mail.out", "timeout")] == "--mail-out-timeout"
     assert shared[("billing", "batch")] == "--batch"  # declared by one of them: bare
 
 

@@ -1,0 +1,92 @@
+"""Mistakes fail fast and loud under `eda worker` on a real broker: a worker defined wrongly does not
+start (one line, exit 2, nothing declared); a reaction of a type no contract knows and a handler the
+call cannot take are dead-lettered at their first attempt, never through a retry queue; a KeyError,
+which may depend on the data, is still retried."""
+
+import json
+
+import pytest
+
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+MISTAKES = {"EDA_APP": "tests.integration.mistakes_app"}
+BROKEN = {"EDA_APP": "tests.integration.broken_app"}
+RETRY_QUEUES = (".retry.200ms", ".retry.400ms")  # the test delays (tests/conftest.py)
+
+
+@pytest.fixture
+def mistakes(eda, app_queues):
+    app_queues("mistakes", "bad-signature", "doubled")
+    return eda.worker("mistakes", **MISTAKES)
+
+
+def publish(eda, event, data) -> str:
+    [event_id] = eda.publish(event, data, **MISTAKES)
+    return event_id
+
+
+def dead_letter(broker, namespace, event_id):
+    dlq = f"{namespace}.mistakes.dlq"
+    return wait_until(lambda: next((m for m in broker.peek(dlq) if m.properties["message_id"] == event_id), None),
+                      message=f"event {event_id} in the DLQ")
+
+
+def without_retry_queues(broker, namespace):
+    """Delete the worker's retry queues: a copy sent to one now would come back unroutable, so an event
+    reaching the DLQ went there without any retry queue."""
+    for suffix in RETRY_QUEUES:
+        broker.channel.queue_delete(f"{namespace}.mistakes{suffix}")
+
+
+@pytest.mark.parametrize("event, data, error, message", [
+    ("mistake-requested", {"mistakeId": "m-1", "kind": "unknown-reaction"}, "UnknownEvent",
+     "unknown event 'mistake.never.registered'"),
+    ("mistake-wrapped", {"mistakeId": "m-2"}, "TypeError", "positional argument"),
+])
+def test_a_programming_error_is_dead_lettered_at_its_first_attempt(eda, broker, namespace, mistakes, event, data,
+                                                                    error, message):
+    # Given the worker consuming, and no retry queue to send a copy to
+    without_retry_queues(broker, namespace)
+    # when the mistake is made
+    event_id = publish(eda, event, data)
+    # then its DLQ copy says why, after one attempt
+    dead = dead_letter(broker, namespace, event_id)
+    assert dead.headers["eda-retry-count"] == 0
+    assert dead.headers["eda-exception-type"] == error and message in dead.headers["eda-exception-message"]
+    assert dead.headers["eda-failure-category"] == "programming"
+    line = mistakes.wait_for_log(lambda r: r.get("event_id") == event_id and r.get("level") == "ERROR")
+    assert line["message"] == "dead-lettered (programming)" and line["attempt"] == 1
+    assert not any(r.get("event_id") == event_id and "retrying" in str(r.get("message")) for r in mistakes.records)
+    assert not any("could not move" in str(r.get("message")) for r in mistakes.records)
+    assert broker.depth(f"{namespace}.mistakes") == 0  # acked, once its copy was in the DLQ
+
+
+def test_a_key_error_inside_a_handler_is_still_retried(eda, broker, namespace, mistakes):
+    event_id = publish(eda, "mistake-requested", {"mistakeId": "m-3", "kind": "key-error"})
+    dead = dead_letter(broker, namespace, event_id)
+    assert (dead.headers["eda-retry-count"], dead.headers["eda-exception-type"]) == (2, "KeyError")
+    assert dead.headers["eda-failure-category"] == "transient"
+    retried = [r["message"] for r in mistakes.records if r.get("event_id") == event_id and r.get("level") == "WARNING"]
+    assert retried == ["failed; retrying in 200ms", "failed; retrying in 400ms"]
+
+
+@pytest.mark.parametrize("worker, line", [
+    ("bad-signature", "error: tests.integration.broken_app.BadSignature.charge: a handler is called with (event, "
+                      "ctx); its signature (self, event) cannot take them (too many positional arguments)"),
+    ("doubled", "error: tests.integration.broken_app.Doubled: two handlers of 'order.placed': charge ('order-placed') "
+                "and charge_again ('order.placed'); one event type has one handler in a worker"),
+])
+def test_a_worker_defined_wrongly_does_not_start(eda, broker, namespace, app_queues, worker, line):
+    app_queues(worker)
+    code, output = eda.run("worker", worker, **BROKEN)
+    assert (code, output) == (2, line)
+    assert not broker.exists(f"{namespace}.{worker}")  # nothing declared, nothing consumed
+
+
+def test_a_worker_with_handlers_and_no_name_is_refused_when_the_app_is_discovered(eda):
+    code, output = eda.run("worker", "shipping", EDA_APP="tests.integration.nameless_app")
+    assert code == 2 and len(output.splitlines()) == 1, output
+    assert output.startswith("error: tests.integration.nameless_app.Shipping (tests.integration.nameless_app): a "
+                             "worker with handlers needs a name"), output
