@@ -258,3 +258,24 @@ def test_a_type_error_raised_by_eda_code_the_handler_called_is_from_inside_the_h
 
     [dead] = settle(Charging, None)
     assert (dead.exception_type, dead.attempts, dead.headers[failures.CATEGORY]) == ("TypeError", 3, "transient")
+
+
+def test_a_handler_the_call_cannot_take_is_a_programming_error_inside_a_middleware_too(invoices):
+    from eda import Middleware
+
+    class Timing(Middleware):  # a team's middleware: its frame sits between eda's call and the handler
+        def handle(self, event, ctx, call_next):
+            return call_next(event, ctx)
+
+    class Wrapped(Worker):
+        name = "wrapped"
+        middleware = [Timing()]
+
+        @handles("invoice.requested")
+        @drops_ctx
+        def send(self, event, ctx):
+            pass
+
+    [dead] = settle(Wrapped, None)
+    assert (dead.exception_type, dead.attempts, dead.headers[failures.CATEGORY]) == ("TypeError", 1, "programming")
+    assert "test_fail_fast.py" in dead.traceback and "in handle" in dead.traceback  # the middleware ran
