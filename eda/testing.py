@@ -19,7 +19,6 @@ settled, and raises AssertionError where it dead-lettered an event, unless the t
 import contextlib
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 
 from eda import names, replies
@@ -28,6 +27,7 @@ from eda.contracts.binary import decode_message
 from eda.contracts.envelope import Event, encode, new_event
 from eda.errors import ContractError, RequestTimeout, Unroutable
 from eda.memory import Broker, Published, open_connection
+from eda.memory.driver import Driver
 from eda.middleware import publishing
 from eda.publishing.partitioning import partition_headers
 from eda.publishing.producer import python_event
@@ -151,6 +151,7 @@ class TestBus:
         try:
             self.runner.start_session()
             self.broker.taps.append(self._tap)
+            self._driver = Driver(self.runner, self.broker, self.timeout, before_each=self._read_replies)
             self._connection = open_connection(self.broker)
             self._publisher = Publisher(self._connection)
             # The bus publishes as a producer of the same process would: through the process-wide middleware.
@@ -283,10 +284,7 @@ class TestBus:
             for delay in sorted(set(self.settings.retry_delays_ms)):
                 queue = self.broker.queues.get(names.retry_queue(self.settings.namespace, worker.name, delay))
                 waiting += [(m.serial, worker.name, _event(m.body, m.properties)) for m in queue.messages] if queue else []
-        for consumer in self.runner.consumers:
-            for p in getattr(consumer, "partitions", ()):
-                if p.current is not None and p.due is not None and p.scheduled:
-                    waiting.append((0, consumer.worker.name, p.current.event))
+        waiting += [(0, c.worker.name, p.current.event) for c, p in self._driver.held() if p.scheduled]
         return [(worker, event) for _, worker, event in sorted(waiting, key=lambda w: w[0])]
 
     @contextlib.contextmanager
@@ -303,66 +301,20 @@ class TestBus:
         if not came:
             raise AssertionError("expected a dead letter, but no event was dead-lettered")
 
-    # Driving the runner
-
     def _check_started(self) -> None:
         if self.runner is None or self._connection is None:
             raise RuntimeError("use the TestBus as a context manager: `with TestBus(...) as bus:`")
 
     def _settle(self, *, retries: bool = True, until: float | None = None, excused=()) -> None:
-        """Turn the runner's I/O loop until nothing is left to do now; then move the clock on to the
-        next thing due (a TTL expiry, an ordered worker's retry; up to ``until`` a pause's end too)."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            self._drain(deadline)
-            due = self._next_due(retries, until)
-            if due is None:
-                break
-            self.broker.advance(due)
-        if until is not None:
-            self.broker.advance(until)
-            self._drain(deadline)
+        """Run everything to its end (``eda.memory.driver``); then note what is held and check dead letters."""
+        self._driver.settle(retries=retries, until=until)
         self._note_held()
         self._check_dead_letters(excused)
-
-    def _drain(self, deadline: float) -> None:
-        while True:
-            self._read_replies()
-            if self._quiet():
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the bus did not settle within {self.timeout}s: a handler still runs, or "
-                                     f"events keep causing events (TestBus(..., timeout=) for a longer wait)")
-            # At most a second: the turn returns as soon as the broker or a handler has something.
-            self.runner.turn(timeout=0 if self._due_now() else 1.0)
 
     def _read_replies(self) -> None:
         """Take what the broker sent the bus's own connection: replies to its requests."""
         while self._connection.connection.frames:
             self._connection.connection.drain_events(timeout=0)
-
-    def _quiet(self) -> bool:
-        """Nothing delivered unread, no handler running or unsettled, no confirm awaited, nothing due now."""
-        return self.broker.idle and self.runner.drained() and not self._due_now()
-
-    def _due_now(self) -> bool:
-        """A consumer has something due on the bus's clock: a pause's end, an ordered worker's retry."""
-        now = self.broker.clock()
-        return any(c.wake_in() == 0 or (c.paused_until is not None and now >= c.paused_until)
-                   for c in self.runner.consumers)
-
-    def _next_due(self, retries: bool, until: float | None) -> float | None:
-        """The clock reading of the next thing due: TTL expiries and ordered workers' retries when
-        running retries; pauses (open circuits) only when the test lets time pass (``until``)."""
-        dues = []
-        if retries or until is not None:
-            dues.append(self.broker.next_expiry())
-            for c in self.runner.consumers:
-                dues += [p.due for p in getattr(c, "partitions", ()) if p.due is not None and (p.scheduled or until is not None)]
-        if until is not None:
-            dues += [c.paused_until for c in self.runner.consumers]
-        dues = [d for d in dues if d is not None and (until is None or d <= until)]
-        return min(dues) if dues else None
 
     # What the bus sees
 
@@ -379,11 +331,10 @@ class TestBus:
 
     def _note_held(self) -> None:
         """An ordered worker's event held at its partition's head by an open circuit counts as given back."""
-        for c in self.runner.consumers:
-            for p in getattr(c, "partitions", ()):
-                if p.current is not None and p.due is not None and not p.scheduled and id(p.current) not in self._held:
-                    self._held.add(id(p.current))
-                    self._given_back.append((c.worker.name, p.current.event))
+        for c, p in self._driver.held():
+            if not p.scheduled and id(p.current) not in self._held:
+                self._held.add(id(p.current))
+                self._given_back.append((c.worker.name, p.current.event))
 
     def _dlq(self) -> list[tuple[int, DeadLetter]]:
         found = []

@@ -369,3 +369,22 @@ def test_a_worker_setting_of_the_wrong_type_is_refused_at_start_as_eda_worker_re
     with pytest.raises(ConfigError) as at_start:  # what `eda worker inventory --stock-threshold lots` makes
         Inventory(TestBus(Inventory, settings=Settings(state_dir=tmp_path), options=options).settings)
     assert str(on_the_bus.value) == str(at_start.value) and "'lots'" in str(at_start.value)
+
+
+def test_a_handler_that_does_not_finish_fails_the_publish_after_the_bus_s_timeout(invoices):
+    release = threading.Event()
+
+    class Stuck(Worker):
+        name = "stuck"
+
+        @handles("invoice.requested")
+        def wait(self, event, ctx):
+            release.wait(10)
+
+    try:
+        with TestBus(Stuck, timeout=0.3) as bus:
+            with pytest.raises(AssertionError, match=r"the bus did not settle within 0.3s: a handler still runs"):
+                bus.publish("invoice.requested", INVOICE)
+            release.set()
+    finally:
+        release.set()
