@@ -4,6 +4,7 @@
     from eda import upcaster                  # reads an older version of an event as the newest
     from eda import Setting                   # a worker's own setting
     from eda import Middleware, Outgoing      # around handling and publishing
+    from eda import schedule                  # a recurring schedule: eda.schedule("0 9 * * *", "reminder.due", {...})
     from eda.fields import Money, Id, Currency
 
 The names load on first use, so ``import eda.settings`` stays cheap (see docs/api.md).
@@ -21,6 +22,7 @@ _API = {
     "Middleware": "eda.middleware", "Outgoing": "eda.middleware",
     "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
     "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
+    "schedule": "eda.outbox.recurring",
 }
 
 __all__ = sorted(_API)

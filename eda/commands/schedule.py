@@ -1,7 +1,7 @@
 """``eda schedule``: events waiting in the outbox for their due time: list them, add one, cancel one.
 
 ``eda outbox relay`` publishes them when due; recurring schedules are declared in the app's code
-(``eda.schedule(...)``) and listed with ``--recurring``.
+(``eda.schedule(...)``) and listed by ``eda schedule recurring``.
 """
 
 import json
@@ -43,6 +43,33 @@ def schedule_list(as_json, limit, settings):
     now = time.time()
     rows = [("ID", "TYPE", "DUE (UTC)", "IN", "CORRELATION ID", "SOURCE")] + [
         (e.id, e.type, e.as_json()["due"], _until(e.due - now), e.correlation_id, e.source) for e in waiting]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+
+
+@schedule.command("recurring")
+@click.option("--json", "as_json", is_flag=True, help="Print each schedule as one line of JSON.")
+@settings_options("log_format", "log_level")
+@app_option
+def schedule_recurring(as_json, settings):
+    """The app's recurring schedules (declared with eda.schedule in its code): name, cron expression,
+    time zone, event and next tick. `eda outbox relay` (with the same --app) publishes their ticks."""
+    from eda.outbox import recurring
+    from eda.outbox.due import rfc3339
+
+    now = time.time()
+    schedules = recurring.of_app()
+    if as_json:
+        for s in schedules:
+            click.echo(json.dumps({"name": s.name, "cron": s.cron, "timezone": s.timezone, "event": s.event,
+                                   "next": rfc3339(s.next_after(now)), "explained": s.explain()}))
+        return
+    if not schedules:
+        click.echo("no recurring schedules declared by the app (eda.schedule in a module --app names)")
+        return
+    rows = [("NAME", "CRON", "TIME ZONE", "EVENT", "NEXT (UTC)", "WHEN")] + [
+        (s.name, s.cron, s.timezone, s.event, rfc3339(s.next_after(now)), s.explain()) for s in schedules]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

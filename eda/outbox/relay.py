@@ -20,6 +20,7 @@ from eda.connection import open_connection
 from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable, ConfigError, PublishError
 from eda.middleware import from_settings, publishing
+from eda.outbox import recurring
 from eda.outbox.outbox import Outbox
 from eda.outbox.sessions import open_session
 from eda.publishing.publisher import Publisher
@@ -54,6 +55,12 @@ class Relay:
         self.notifier = notifier or Notifier.from_env()
         self.exchange = Topology(settings.namespace).events.name
         self.outbox = Outbox(settings)  # a wrong database URL fails here: one line, exit 2
+        # The app's recurring schedules (eda.schedule): their ticks are written as scheduled rows.
+        schedules = recurring.of_app()
+        self.ticker = recurring.Ticker(schedules, time.time()) if schedules else None
+        for declared in schedules:
+            log.info("recurring schedule %s: %s (%s, %s) -> %s", declared.name, declared.cron, declared.explain(),
+                     declared.timezone, declared.event, extra={"schedule": declared.name, "cron": declared.cron})
         self.session = None
         self.publishing = None  # the publish middleware chain, composed in run()
         self.conn = self.publisher = None
@@ -242,7 +249,13 @@ class Relay:
             self._tick()
 
     def _chores(self) -> None:
-        """Now and then: delete sent rows past the retention, count what is pending for the metrics."""
+        """Write the recurring schedules' ticks that are due to be written; now and then, delete sent rows
+        past the retention and count what is pending for the metrics."""
+        if self.ticker is not None:
+            ticks = self.ticker.due(time.time())
+            if ticks:
+                self.session.schedule([declared.event_at(tick) for declared, tick in ticks])
+                self.ticker.written(ticks)
         now = time.monotonic()
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY

@@ -47,6 +47,12 @@ class PostgresSession:
         with self.conn.transaction():
             return self.table.next_due(self.conn)
 
+    def schedule(self, scheduled) -> None:
+        """Write ``(event, body, due)`` scheduled rows in one transaction (those there already are kept)."""
+        with self.conn.transaction():
+            for event, body, due in scheduled:
+                self.table.add(self.conn, row_of(event, body), due)
+
     def wait(self, timeout: float) -> None:
         """Return on a NOTIFY of new rows (those queued already included) or after ``timeout``."""
         for _ in self.listener.notifies(timeout=timeout, stop_after=1):
@@ -107,6 +113,16 @@ class SqliteSession:
     def next_due(self) -> float | None:
         return self.table.next_due(self.conn)
 
+    def schedule(self, scheduled) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for event, body, due in scheduled:
+                self.table.add(self.conn, row_of(event, body), due)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
     def wait(self, timeout: float) -> None:
         time.sleep(max(0.0, min(timeout, self.poll)))
 
@@ -119,6 +135,10 @@ class SqliteSession:
     def close(self) -> None:
         self.conn.close()
         self._lock.close()
+
+
+def row_of(event, body: bytes) -> tuple:
+    return event.id, event.type, event.source, event.correlation_id, body
 
 
 def open_session(outbox, poll: float):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from marshmallow import fields
 
-from eda import EventData, Worker, contract, handles
+from eda import EventData, Worker, contract, handles, schedule
 from eda.fields import Id
 
 
@@ -30,3 +30,10 @@ class Reminders(Worker):
     def remind(self, event, ctx):
         ctx.publish("reminder.due", {"reminder_id": event.data["reminder_id"]},
                     delay=timedelta(milliseconds=event.data["delay_ms"]))
+
+
+if os.environ.get("SCHEDULING_EVERY_SECOND"):
+    schedule("* * * * * *", "reminder.due", {"reminder_id": "tick"}, name="every-second")
+
+if os.environ.get("SCHEDULING_BAD_DATA"):
+    schedule("0 9 * * *", "reminder.due", {"reminder": "no such field"}, name="broken")
