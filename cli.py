@@ -40,12 +40,14 @@ def worker(names, settings, **own):
     declares itself are options too: `eda worker NAME --help` shows them."""
     from eda import discovery
     from eda.runtime.runner import Runner
+    from eda.worker_checks import check as check_workers
     from eda.systemd import SystemdNotify
 
     settings = settings.with_(worker_options=own_options(own))
     if not names:
         raise ConfigError(f"name at least one worker to run; known workers: {', '.join(discovery.discover())}")
     classes = [discovery.get(name) for name in dict.fromkeys(names)]
+    check_workers(classes, settings)  # a worker defined wrongly: one line, exit 2, before any process starts
     if settings.processes > 1:  # a parent of N processes, each this command with --processes 1
         from eda.runtime.processes import Parent
 

@@ -78,9 +78,10 @@ def test_a_key_error_inside_a_handler_is_still_retried(eda, broker, namespace, m
     ("doubled", "error: tests.integration.broken_app.Doubled: two handlers of 'order.placed': charge ('order-placed') "
                 "and charge_again ('order.placed'); one event type has one handler in a worker"),
 ])
-def test_a_worker_defined_wrongly_does_not_start(eda, broker, namespace, app_queues, worker, line):
+@pytest.mark.parametrize("processes", [(), ("--processes=2",)], ids=["one process", "a parent of two"])
+def test_a_worker_defined_wrongly_does_not_start(eda, broker, namespace, app_queues, worker, line, processes):
     app_queues(worker)
-    code, output = eda.run("worker", worker, **BROKEN)
+    code, output = eda.run("worker", worker, *processes, **BROKEN)
     assert (code, output) == (2, line)
     assert not broker.exists(f"{namespace}.{worker}")  # nothing declared, nothing consumed
 
