@@ -69,7 +69,7 @@ def worker(names, settings, **own):
 @click.option("--file", "file", type=click.File("rb"), help="JSON lines of data, one event each ('-' for stdin).")
 @click.option("--correlation-id", help="Correlation id of the events (default: each event's own id).")
 @click.option("--source", default="eda/cli", show_default=True, help="CloudEvents source attribute.")
-@settings_options(*COMMON)
+@settings_options(*COMMON, "middleware")
 @app_option
 def publish(event, data, file, correlation_id, source, settings):
     """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it.
@@ -265,7 +265,7 @@ def outbox():
               show_envvar=True, help="Rows published (with pipelined confirms) and marked sent per transaction.")
 @click.option("--retention", type=Duration(), default="1h", show_default=True, envvar="EDA_OUTBOX_RETENTION",
               show_envvar=True, help="How long sent rows are kept before they are deleted.")
-@settings_options(*COMMON, *OUTBOX, "metrics_port", "metrics_address")
+@settings_options(*COMMON, *OUTBOX, "metrics_port", "metrics_address", "middleware")
 @app_option
 def outbox_relay(batch, retention, settings):
     """Publish committed outbox rows in the order they were added, confirmed and mandatory, and mark them

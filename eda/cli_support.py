@@ -11,10 +11,12 @@ from eda.settings import SPECS, Settings, redact_url
 
 COMMON = ("broker_url", "broker_url_file", "namespace", "log_format", "log_level")
 WORKER = ("state_dir", "database_url", "database_url_file", "prefetch", "concurrency", "processes", "retry_delays", "shutdown_timeout", "reconnect_window",
-          "heartbeat", "queue_type", "delivery_limit", "partitions", "metrics_port", "metrics_address")
+          "heartbeat", "queue_type", "delivery_limit", "partitions", "metrics_port", "metrics_address",
+          "middleware")
 METAVARS = {int: "INTEGER", float: "NUMBER"}  # --help shows numbers as numbers; the rest is TEXT
 METAVAR_OF = {"metrics_port": "PORT", "metrics_address": "ADDRESS", "state_dir": "PATH", "broker_url_file": "PATH",
-             "database_url_file": "PATH", "database_url": "URL", "processes": "N|auto"}
+             "database_url_file": "PATH", "database_url": "URL", "processes": "N|auto",
+             "middleware": "MODULE:NAME[,...]"}
 OUTBOX = ("state_dir", "database_url", "database_url_file")  # where the outbox is: PostgreSQL, else SQLite
 
 

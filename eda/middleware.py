@@ -290,5 +290,5 @@ def load(text: str) -> list:
             raise DefinitionError(f"{where}: module {module_name!r} has no {attr!r}") from None
         if isinstance(value, type) and issubclass(value, Middleware):
             value = value()
-        found.extend(checked(value if isinstance(value, (list, tuple)) else [value], f"{where} {path}"))
+        found.extend(checked(value if isinstance(value, (list, tuple)) else [value], f"{where}: {path}"))
     return found

@@ -96,6 +96,10 @@ SPECS = {
              low=1, high=1000, why="a channel each"),
         Spec("metrics_port", "EDA_METRICS_PORT", None,
              "Serve Prometheus metrics on this port at /metrics; unset: no metrics server."),
+        Spec("middleware", "EDA_MIDDLEWARE", None,
+             "Process-wide middleware around handling and publishing (README, 'Middleware'): import paths "
+             "module:name, comma-separated, each an eda.Middleware, a Middleware class (made without "
+             "arguments) or a list of them; modules are found as --app's are."),
         Spec("metrics_address", "EDA_METRICS_ADDRESS", "0.0.0.0",
              "Address the metrics server listens on: 0.0.0.0 every IPv4 interface, :: every interface, "
              "127.0.0.1 this host only."),
@@ -257,6 +261,7 @@ class Settings:
     partitions: int = 8
     metrics_port: int | None = None
     metrics_address: str = "0.0.0.0"
+    middleware: str | None = None  # import paths, resolved by eda.middleware.from_settings where it runs
     # Values of the workers' own settings given explicitly, worker name -> {setting name: value} (``eda
     # worker`` fills it from its options; a test passes it). A worker declares those settings itself
     # (eda.worker_settings), which reads its EDA_<WORKER>_<SETTING> variables where no value is given.

@@ -13,7 +13,7 @@ import eda
 from eda import Middleware, Outgoing, Producer, Worker, handles
 from eda.contracts.envelope import new_event
 from eda.errors import DefinitionError, PublishError
-from eda.middleware import Chains, checked, handling, publish_through, publishing
+from eda.middleware import Chains, checked, from_settings, handling, load, publish_through, publishing
 from eda.settings import Settings
 from eda.worker import dispatch, dispatch_async
 
@@ -265,3 +265,30 @@ def test_a_producer_s_middleware_adds_a_header_to_what_it_publishes(invoices):
         message = queue(conn.channel()).get(no_ack=True)
     assert message.headers["tenant"] == "acme"
     assert json.loads(message.body)["id"] == event.id
+
+
+# EDA_MIDDLEWARE
+
+def test_eda_middleware_names_instances_classes_and_lists_by_import_path():
+    found = load("docs.examples.tenant_header:TenantHeader, tests.unit.test_middleware:EVERYWHERE,"
+                 "tests.unit.test_middleware.PLAIN")
+    assert [type(m).__name__ for m in found] == ["TenantHeader", "Observer", "Recording", "PlainOnly"]
+    assert from_settings(Settings(middleware="tests.unit.test_middleware:PLAIN"))[0] is PLAIN
+    assert from_settings(Settings()) == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nowhere.at_all:Thing", "cannot import 'nowhere.at_all'"),
+    ("tests.unit.test_middleware:Missing", "module 'tests.unit.test_middleware' has no 'Missing'"),
+    ("tests.unit.test_middleware:requested", "is not an eda.Middleware"),
+    ("justaname", "'justaname' is not module:name"),
+])
+def test_a_wrong_eda_middleware_is_one_line_naming_the_setting(text, message):
+    with pytest.raises(DefinitionError) as err:
+        load(text)
+    assert str(err.value).startswith("--middleware (EDA_MIDDLEWARE): ") and message in str(err.value)
+    assert err.value.exit_code == 2
+
+
+EVERYWHERE = [Observer(), Recording("everywhere", [])]
+PLAIN = PlainOnly()
