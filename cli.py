@@ -113,7 +113,7 @@ def topology_declare(settings):
         click.echo(f"exchange {topo.events.name} (topic), {topo.dlx.name} (direct)")
         for name, cls in discovery.discover().items():
             if cls.ordered_by:  # partitions through a consistent-hash exchange (eda.runtime.partitions)
-                queues = topo.declare_ordered(channel, name, cls.event_types())
+                queues = topo.declare_ordered(channel, name, cls.event_types(), cls.ordered_by)
                 click.echo(f"partitions {queues[0]}..{queues[-1]} ({len(queues)}, by {cls.ordered_by}) <- "
                            f"{', '.join(cls.event_types())}")
                 continue

@@ -23,6 +23,7 @@ _API = {
     "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
     "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
     "schedule": "eda.outbox.recurring",
+    "FLOW": "eda.names",
 }
 
 __all__ = sorted(_API)

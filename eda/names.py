@@ -73,6 +73,12 @@ def partition_queue(namespace: str, worker: str, index: int) -> str:
 # partition key field, set by every eda publisher and by any other client following the wire contract.
 PARTITION_KEY_HEADER = "eda-partition-key"
 
+# ``ordered_by = FLOW``: a worker ordered by the flow, not by a data field. Its consistent-hash exchange
+# hashes the AMQP ``correlation_id`` property (``hash-property``), which every event of one flow shares
+# (a reaction keeps its cause's): an order's events, whatever their contracts' keys. Not a field name.
+FLOW = "@correlation_id"
+FLOW_PROPERTY = "correlation_id"
+
 
 def retry_queue(namespace: str, worker: str, delay_ms: int) -> str:
     """A TTL queue that holds an event for ``delay_ms`` and then returns it to the worker's queue."""

@@ -177,36 +177,47 @@ class Topology:
 
     # An ordered worker (``ordered_by``): partitions instead of a work queue and retry queues.
 
-    def partitions_exchange(self, worker: str) -> Exchange:
-        """The worker's consistent-hash exchange, hashing the partition key header; bound to the events
-        exchange with the worker's types, it sends each key's events to one partition."""
+    def partitions_exchange(self, worker: str, ordered_by: str | None = None) -> Exchange:
+        """The worker's consistent-hash exchange, hashing the partition key header (or, for a worker
+        ordered by ``names.FLOW``, the correlation id property); bound to the events exchange with the
+        worker's types, it sends each key's (or flow's) events to one partition."""
+        hashed = {"hash-property": names.FLOW_PROPERTY} if ordered_by == names.FLOW else \
+            {"hash-header": names.PARTITION_KEY_HEADER}
         return Exchange(names.partitions_exchange(self.namespace, worker), type=HASH_EXCHANGE_TYPE, durable=True,
-                        arguments={"hash-header": names.PARTITION_KEY_HEADER})
+                        arguments=hashed)
 
-    def partition_queue(self, worker: str, index: int) -> Queue:
-        return Queue(names.partition_queue(self.namespace, worker, index), exchange=self.partitions_exchange(worker),
+    def partition_queue(self, worker: str, index: int, ordered_by: str | None = None) -> Queue:
+        return Queue(names.partition_queue(self.namespace, worker, index),
+                     exchange=self.partitions_exchange(worker, ordered_by),
                      routing_key=PARTITION_WEIGHT, durable=True, exclusive=False, auto_delete=False,
                      queue_arguments=partition_queue_arguments(self.namespace, worker, self.queue_type,
                                                                self.delivery_limit))
 
-    def declare_ordered(self, channel, worker: str, event_types) -> list[str]:
+    def declare_ordered(self, channel, worker: str, event_types, ordered_by: str | None = None) -> list[str]:
         """Declare an ordered worker's exchanges, partitions and DLQ (idempotent); return the partitions
         to consume: ``self.partitions`` of them, then any left from a larger count, taken off the hash
-        ring (they get no new events) and consumed until someone deletes them."""
+        ring (they get no new events) and consumed until someone deletes them. ``ordered_by``: the
+        worker's, which says what its exchange hashes (a key header, or the flow's correlation id)."""
         self.declare_exchanges(channel)
         declare(self.dead_letter_queue(worker), channel)
-        exchange = self.partitions_exchange(worker)
+        exchange = self.partitions_exchange(worker, ordered_by)
         try:
             exchange.declare(channel=channel)
         except Exception as exc:
+            text = str(getattr(exc, "reply_text", "") or exc)
             # "unknown exchange type" where the plugin never ran, "invalid exchange type" once disabled
-            if re.search(r"(unknown|invalid) exchange type", str(getattr(exc, "reply_text", "") or exc)):
+            if re.search(r"(unknown|invalid) exchange type", text):
                 raise PluginMissing(f"worker {worker!r} is ordered (ordered_by) and needs RabbitMQ's consistent-hash "
                                     f"exchange: enable it with `rabbitmq-plugins enable {HASH_PLUGIN}`") from None
+            if "inequivalent arg" in text:  # ordered by a key before, by the flow now (or the other way round)
+                raise QueueMismatch(f"exchange {exchange.name!r} exists with other arguments "
+                                    f"({text.split(' - ', 1)[-1]}): worker {worker!r} was ordered otherwise "
+                                    f"before; delete the exchange (its partitions keep their events) and start "
+                                    f"the worker again") from None
             raise
         for event_type in sorted(event_types):
             channel.exchange_bind(destination=exchange.name, source=self.events.name, routing_key=event_type)
-        queues = [self.partition_queue(worker, i) for i in range(self.partitions)]
+        queues = [self.partition_queue(worker, i, ordered_by) for i in range(self.partitions)]
         for queue in queues:
             declare(queue, channel)
         leftovers = self._leftover_partitions(channel, worker)

@@ -170,6 +170,7 @@ class Worker:
     # The data field (snake_case; dotted for a nested one) the worker's events are ordered by: each
     # handled contract names it as its ``key``, and the events are spread over EDA_PARTITIONS partition
     # queues by it, each handled one at a time in order, a failing event retried in place (see README).
+    # ``eda.FLOW`` orders by the flow instead: the events sharing a correlation id (an order's, say).
     ordered_by: str | None = None
     # Middleware around this worker's handling and its reactions' publishing (eda.Middleware instances,
     # the first outermost), inside the process-wide middleware (README, "Middleware").

@@ -32,10 +32,14 @@ MAX_PREFETCH = 1
 
 def check_ordered(worker_class) -> None:
     """An ordered worker's contracts must each name its ``ordered_by`` field as their key: the key is
-    what publishers put in the header the partitions are chosen by."""
+    what publishers put in the header the partitions are chosen by. A worker ordered by the flow
+    (``names.FLOW``) needs nothing of its contracts: every event carries a correlation id."""
     field = worker_class.ordered_by
     if not isinstance(field, str) or not field:
-        raise DefinitionError(f"worker {worker_class.name!r}: ordered_by must name a field of the event's data")
+        raise DefinitionError(f"worker {worker_class.name!r}: ordered_by must name a field of the event's data, "
+                              f"or be eda.FLOW")
+    if field == names.FLOW:
+        return
     for event_type in worker_class.event_types():
         contract = registry.get(event_type)
         if contract.key != field:
@@ -85,7 +89,7 @@ class PartitionedConsumer(WorkerConsumer):
         self.in_flight = 0
         self.paused_until = None
         channel = connection.channel()
-        queues = topology.declare_ordered(channel, self.worker.name, self.accepted)
+        queues = topology.declare_ordered(channel, self.worker.name, self.accepted, self.worker.ordered_by)
         channel.close()
         self.queue_name = names.work_queue(topology.namespace, self.worker.name)  # the DLQ's binding key
         prefetch = max(1, min(MAX_PREFETCH, self.worker.settings.effective_prefetch // max(1, len(queues))))

@@ -1,0 +1,82 @@
+"""Workers ordered by the flow (``ordered_by = eda.FLOW``): partitions chosen by the CloudEvent's correlation
+id, which every event of one flow shares, whatever key each contract names."""
+
+from marshmallow import fields
+
+from eda import FLOW, EventData, Worker, contract, handles
+from eda.fields import Id
+from eda.runtime.partitions import check_ordered
+from eda.testing import TestBus
+from eda.topology import Topology
+
+import pytest
+
+
+@pytest.fixture
+def shipments(own_contracts):
+    """Two contracts of one flow keyed by different fields (as the shop's payment events are keyed by
+    user), and a worker ordered by the flow that records what it handled."""
+
+    @contract("parcel.packed", key="warehouse_id")
+    class ParcelPacked(EventData):
+        parcel_id = Id(required=True)
+        warehouse_id = Id(required=True)
+        step = fields.Integer(required=True)
+
+    @contract("parcel.sent", key="carrier_id")
+    class ParcelSent(EventData):
+        parcel_id = Id(required=True)
+        carrier_id = Id(required=True)
+        step = fields.Integer(required=True)
+
+    class Tracker(Worker):
+        name = "tracker"
+        ordered_by = FLOW
+        handled = []
+
+        @handles("parcel.packed")
+        def packed(self, event, ctx):
+            self.handled.append((event.correlation_id, event.data["step"]))
+
+        @handles("parcel.sent")
+        def sent(self, event, ctx):
+            self.handled.append((event.correlation_id, event.data["step"]))
+
+    Tracker.handled = []
+    return Tracker
+
+
+def test_a_worker_ordered_by_the_flow_hashes_the_correlation_id_property():
+    exchange = Topology("shop").partitions_exchange("order-saga", FLOW)
+    assert exchange.type == "x-consistent-hash"
+    assert exchange.arguments == {"hash-property": "correlation_id"}
+    assert Topology("shop").partitions_exchange("ledger", "user_id").arguments == {"hash-header": "eda-partition-key"}
+    # A partition queue declares its exchange with the same arguments (RabbitMQ refuses others)
+    assert Topology("shop").partition_queue("order-saga", 0, FLOW).exchange.arguments == {"hash-property": "correlation_id"}
+
+
+def test_a_worker_ordered_by_the_flow_needs_no_key_in_its_contracts(shipments):
+    check_ordered(shipments)  # the contracts name other keys: no DefinitionError
+
+
+def test_the_events_of_one_flow_go_through_one_partition_in_order_whatever_their_keys(shipments):
+    with TestBus(shipments) as bus:
+        routed = {}  # correlation id -> the partition queues its events reached
+        bus.broker.taps.append(lambda published: routed.setdefault(
+            published.properties.get("correlation_id"), set()).update(published.queues))
+        # When four flows each publish packed and sent events whose keys differ from event to event
+        for step in (1, 2, 3):
+            for flow in ("f-1", "f-2", "f-3", "f-4"):
+                bus.publish("parcel.packed", {"parcel_id": flow, "warehouse_id": f"w-{step}", "step": step},
+                            correlation_id=flow)
+                bus.publish("parcel.sent", {"parcel_id": flow, "carrier_id": f"c-{step}", "step": step + 10},
+                            correlation_id=flow)
+        # Then each flow's events were handled in the order they were published
+        for flow in ("f-1", "f-2", "f-3", "f-4"):
+            assert [s for f, s in shipments.handled if f == flow] == [1, 11, 2, 12, 3, 13]
+        # and each flow's events went through a single partition, the flows spread over several
+        assert bus.runner.consumers[0].ordered
+        assert set(routed) == {"f-1", "f-2", "f-3", "f-4"}
+        assert all(len(queues) == 1 and next(iter(queues)).startswith("testbus.tracker.p")
+                   for queues in routed.values()), routed
+        assert len({q for queues in routed.values() for q in queues}) > 1
