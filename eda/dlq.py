@@ -163,10 +163,15 @@ class DeadLetters:
         """The worker's DLQ, its work queue (both must exist) and the DLQ's depth."""
         dlq, work = names.dead_letter_queue(self.namespace, worker), names.work_queue(self.namespace, worker)
         available = self._require(dlq, "nothing was dead-lettered there")
-        if self.depth(work) is None and self._exchange_exists(names.partitions_exchange(self.namespace, worker)):
+        if self.depth(work) is None and self._partitions_exchange(worker):
             return dlq, None, available  # an ordered worker: replayed through its partitions exchange
         self._require(work, f"start `eda worker {worker}` or run `eda topology declare` first")
         return dlq, work, available
+
+    def _partitions_exchange(self, worker: str) -> str | None:
+        """An ordered worker's partitions exchange (by key, or by flow), or None where it has none."""
+        return next((x for x in (names.partitions_exchange(self.namespace, worker, by_flow) for by_flow in (False, True))
+                     if self._exchange_exists(x)), None)
 
     def _exchange_exists(self, exchange: str) -> bool:
         with self.connection.channel() as channel:
@@ -190,7 +195,7 @@ class DeadLetters:
         go through its partitions exchange, which sends each to its key's partition (at the back)."""
         dlq, work, available = self._queues(worker)
         total = 1 if event_id else min(available, limit or available)
-        exchange = "" if work is not None else names.partitions_exchange(self.namespace, worker)
+        exchange = "" if work is not None else self._partitions_exchange(worker)
         with self.connection.channel() as channel:  # whatever is not acked goes back to the DLQ on close
             taken = self._take(channel, dlq, available, limit, event_id)
             moved, errors = self._move(channel, taken, work, total if progress and total >= PROGRESS_MIN else 0,

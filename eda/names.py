@@ -59,9 +59,11 @@ def dead_letter_queue(namespace: str, worker: str) -> str:
     return _checked(f"{namespace}.{worker}.dlq")
 
 
-def partitions_exchange(namespace: str, worker: str) -> str:
-    """An ordered worker's consistent-hash exchange: it spreads the worker's events over its partitions."""
-    return _checked(f"{namespace}.{worker}.partitions")
+def partitions_exchange(namespace: str, worker: str, by_flow: bool = False) -> str:
+    """An ordered worker's consistent-hash exchange: it spreads the worker's events over its partitions.
+    A worker ordered by the flow has one of another name (``flow-partitions``): RabbitMQ keeps an
+    exchange's first arguments whatever a later declare asks, so what it hashes is in its name."""
+    return _checked(f"{namespace}.{worker}.{'flow-partitions' if by_flow else 'partitions'}")
 
 
 def partition_queue(namespace: str, worker: str, index: int) -> str:

@@ -181,10 +181,10 @@ class Topology:
         """The worker's consistent-hash exchange, hashing the partition key header (or, for a worker
         ordered by ``names.FLOW``, the correlation id property); bound to the events exchange with the
         worker's types, it sends each key's (or flow's) events to one partition."""
-        hashed = {"hash-property": names.FLOW_PROPERTY} if ordered_by == names.FLOW else \
-            {"hash-header": names.PARTITION_KEY_HEADER}
-        return Exchange(names.partitions_exchange(self.namespace, worker), type=HASH_EXCHANGE_TYPE, durable=True,
-                        arguments=hashed)
+        by_flow = ordered_by == names.FLOW
+        hashed = {"hash-property": names.FLOW_PROPERTY} if by_flow else {"hash-header": names.PARTITION_KEY_HEADER}
+        return Exchange(names.partitions_exchange(self.namespace, worker, by_flow), type=HASH_EXCHANGE_TYPE,
+                        durable=True, arguments=hashed)
 
     def partition_queue(self, worker: str, index: int, ordered_by: str | None = None) -> Queue:
         return Queue(names.partition_queue(self.namespace, worker, index),
@@ -204,17 +204,17 @@ class Topology:
         try:
             exchange.declare(channel=channel)
         except Exception as exc:
-            text = str(getattr(exc, "reply_text", "") or exc)
             # "unknown exchange type" where the plugin never ran, "invalid exchange type" once disabled
-            if re.search(r"(unknown|invalid) exchange type", text):
+            if re.search(r"(unknown|invalid) exchange type", str(getattr(exc, "reply_text", "") or exc)):
                 raise PluginMissing(f"worker {worker!r} is ordered (ordered_by) and needs RabbitMQ's consistent-hash "
                                     f"exchange: enable it with `rabbitmq-plugins enable {HASH_PLUGIN}`") from None
-            if "inequivalent arg" in text:  # ordered by a key before, by the flow now (or the other way round)
-                raise QueueMismatch(f"exchange {exchange.name!r} exists with other arguments "
-                                    f"({text.split(' - ', 1)[-1]}): worker {worker!r} was ordered otherwise "
-                                    f"before; delete the exchange (its partitions keep their events) and start "
-                                    f"the worker again") from None
             raise
+        other = names.partitions_exchange(self.namespace, worker, ordered_by != names.FLOW)
+        if self._exists(channel, other):  # ordered by a key before, by the flow now (or the other way round)
+            raise QueueMismatch(f"worker {worker!r} was ordered {'by a key' if ordered_by == names.FLOW else 'by the flow'} "
+                                f"before: its exchange {other!r} still sends events to its partitions; once "
+                                f"no instance of the old version runs, delete it (the partitions keep their "
+                                f"events) and start the worker again")
         for event_type in sorted(event_types):
             channel.exchange_bind(destination=exchange.name, source=self.events.name, routing_key=event_type)
         queues = [self.partition_queue(worker, i, ordered_by) for i in range(self.partitions)]
@@ -224,6 +224,21 @@ class Topology:
         for name in leftovers:
             channel.queue_unbind(name, exchange.name, routing_key=PARTITION_WEIGHT)
         return [q.name for q in queues] + leftovers
+
+    @staticmethod
+    def _exists(channel, exchange: str) -> bool:
+        """Whether ``exchange`` exists, by a passive declare on a channel of its own (a 404 closes it)."""
+        probe = channel.connection.channel()
+        try:
+            probe.exchange_declare(exchange, HASH_EXCHANGE_TYPE, passive=True)
+            return True
+        except Exception:  # 404: there is none
+            return False
+        finally:
+            try:
+                probe.close()
+            except Exception:  # already closed by the 404
+                pass
 
     def _leftover_partitions(self, channel, worker: str) -> list[str]:
         """Partition queues past ``self.partitions`` (the worker ran with more), found by passive
@@ -253,4 +268,5 @@ class Topology:
     def delete_ordered(self, channel, worker: str, partitions: int | None = None) -> None:
         for name in self.ordered_queue_names(worker, partitions):
             channel.queue_delete(name)
-        channel.exchange_delete(names.partitions_exchange(self.namespace, worker))
+        for by_flow in (False, True):
+            channel.exchange_delete(names.partitions_exchange(self.namespace, worker, by_flow))

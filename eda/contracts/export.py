@@ -178,7 +178,7 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
         where = f"Worker {worker}'s queue, bound to {', '.join(types)}" if not cls.ordered_by else (
             f"Worker {worker} is ordered by {cls.ordered_by}: its partition queues {queue}.p0, {queue}.p1, ... "
             f"(one active consumer each) get its events ({', '.join(types)}) from the consistent-hash exchange "
-            f"{names.partitions_exchange(namespace, worker)}, by the "
+            f"{names.partitions_exchange(namespace, worker, cls.ordered_by == names.FLOW)}, by the "
             + (f"{names.FLOW_PROPERTY} property (the flow)" if cls.ordered_by == names.FLOW
                else f"{names.PARTITION_KEY_HEADER} header"))
         channels[channel] = {

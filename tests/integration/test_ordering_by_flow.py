@@ -79,3 +79,17 @@ def test_two_instances_handle_each_flows_events_in_order_through_a_sigkill(eda, 
             assert after in (before, before + 1), f"{flow}: {before} then {after} in {steps}"
         assert steps[-1] == STEPS, (flow, steps)
     assert broker.depth(f"{namespace}.tracker.dlq") == 0
+
+
+def test_a_worker_whose_exchange_was_declared_for_a_key_exits_2_naming_it(eda, broker, namespace, record):
+    # Given the worker's partitions exchange declared as a worker ordered by a key declares it
+    Topology(namespace).partitions_exchange("tracker", "warehouse_id").declare(channel=broker.channel)
+    # When the worker, now ordered by the flow, starts
+    code, output = eda.run("worker", "tracker", EDA_APP=APP, timeout=60)
+    # Then it exits 2 with one line naming the exchange and what to do
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert code == 2, output
+    assert len(errors) == 1, output
+    assert errors[0].startswith("error: worker 'tracker' was ordered by a key before: its exchange "
+                                f"'{namespace}.tracker.partitions' still sends events to its partitions"), output
+    assert "delete it" in errors[0] and "Traceback" not in output

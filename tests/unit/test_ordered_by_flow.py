@@ -48,6 +48,7 @@ def shipments(own_contracts):
 
 def test_a_worker_ordered_by_the_flow_hashes_the_correlation_id_property():
     exchange = Topology("shop").partitions_exchange("order-saga", FLOW)
+    assert exchange.name == "shop.order-saga.flow-partitions"  # RabbitMQ keeps an exchange's first arguments
     assert exchange.type == "x-consistent-hash"
     assert exchange.arguments == {"hash-property": "correlation_id"}
     assert Topology("shop").partitions_exchange("ledger", "user_id").arguments == {"hash-header": "eda-partition-key"}
