@@ -8,7 +8,7 @@ causation id, sent through the default exchange with ``reply_to`` as routing key
 dead-letters a request, it tells the requester so with a failure reply: a CloudEvent of type
 ``eda.request.failed`` (no contract: its data is eda's own) naming the worker and the reason.
 
-Pure functions, shared by the requester (``eda.publishing.requests``) and the worker's settlement.
+Pure functions, shared by the requester (``eda.publishing.requester``) and the worker's settlement.
 """
 
 import uuid

@@ -237,7 +237,7 @@ class TestBus:
         return self._reply_of(request, reply_type)
 
     def _reply_of(self, request: Event, reply_type: str) -> Event:
-        """The reply that answers ``request``, read as ``eda.publishing.requests`` reads it."""
+        """The reply that answers ``request``, read as ``eda.publishing.requester`` reads it."""
         for message in list(self._replies):
             properties = message.properties or {}
             headers = properties.get("application_headers") or {}

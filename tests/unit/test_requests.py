@@ -20,7 +20,7 @@ from eda.contracts.registry import get
 from eda.errors import ConfigError, DefinitionError, RequestFailed, RequestTimeout, UnknownEvent
 from eda.fields import Id, Money
 from eda.publishing.pending import Pending
-from eda.publishing.requests import timeout_message
+from eda.publishing.requester import timeout_message
 from eda.testing import TestBus
 from eda.worker import Context, dispatch, dispatch_async
 

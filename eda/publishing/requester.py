@@ -1,0 +1,230 @@
+"""The requester: many requests in flight on one connection, over RabbitMQ's direct reply-to.
+
+One thread owns the requester's connection (py-amqp is not thread-safe). Callers, threads or
+coroutines, validate and encode their request themselves, hand it over and wait on a future kept
+under the request's id (``eda.publishing.pending``). The thread publishes each request confirmed and
+mandatory with ``reply_to`` ``amq.rabbitmq.reply-to`` on the channel that consumes the replies (direct
+reply-to needs both on one channel), and completes the future with the reply that answers it
+(``eda.replies.answered``), validated against the reply's contract. A request no queue takes fails
+at once (``Unroutable``); one with no reply within its timeout raises ``RequestTimeout``; one a worker
+dead-lettered gets a failure reply (``RequestFailed``). A lost connection fails the requests in
+flight (``BrokerUnavailable``: they may have been handled); the next request connects again.
+"""
+
+import asyncio
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures import Future
+
+from eda import frame_reader, names, replies
+from eda.connection import describe_connection_error, is_amqp, open_connection
+from eda.contracts.binary import decode_message
+from eda.contracts.envelope import Event
+from eda.errors import BrokerUnavailable, ConfigError, ContractError, EdaError, RequestTimeout, Unroutable
+from eda.publishing.partitioning import partition_headers
+from eda.publishing.pending import Pending
+from eda.publishing.publisher import Publisher, event_properties
+from eda.settings import Settings
+from eda.topology import Topology
+
+log = logging.getLogger("eda.requests")
+
+
+def _close_fds(*fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def timeout_message(request: Event, timeout: float) -> str:
+    return (f"{request.type}: no reply within {names.format_delay(round(timeout * 1000))} (request {request.id}; "
+            f"is a worker that handles it running?)")
+
+
+class Requester:
+    """A connection, its I/O thread and the requests in flight on it (see the module docstring)."""
+
+    def __init__(self, settings: Settings, middleware=None):
+        self.exchange = Topology(settings.namespace).events.name
+        self.middleware = middleware  # the publish chain each request goes through (its producer's)
+        self.pending = Pending()
+        self._outbox = deque()  # (event, body) handed over by callers, not yet published
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        # Closed only once nothing can write to it any more: a number closed earlier could be reused
+        # by another file, which a late caller's wake-up byte would then be written to.
+        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._wake_pending = False
+        self._closing = False
+        self.alive = True
+        self._conn = open_connection(settings)
+        try:
+            if not is_amqp(self._conn):
+                raise ConfigError("request-reply needs RabbitMQ (direct reply-to): the in-memory transport has none")
+            self._publisher = Publisher(self._conn)
+            channel = self._publisher.channel
+            channel.auto_decode = False  # bodies stay bytes: eda decodes UTF-8 JSON itself
+            Topology(settings.namespace).declare_exchanges(channel)
+            # Direct reply-to: consumed without acks, on the channel the requests are published on.
+            channel.basic_consume(replies.DIRECT_REPLY_TO, no_ack=True, callback=self._on_reply)
+        except BaseException:
+            self._conn.release()
+            raise
+        self._thread = threading.Thread(target=self._serve, name="eda-requests", daemon=True)
+        self._thread.start()
+
+    # Callers' side (any thread)
+
+    def submit(self, request: Event, body: bytes, reply_type: str) -> Future:
+        """Hand a validated, encoded request to the I/O thread; the future gets its reply."""
+        future = self.pending.add(request, reply_type)
+        self._outbox.append((request, body))
+        if not self.alive:  # the I/O thread ended meanwhile: nobody would send it
+            self.pending.settle(request.id, error=BrokerUnavailable("lost the broker connection; try again"))
+        elif not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
+        return future
+
+    def call(self, request: Event, body: bytes, reply_type: str, timeout: float) -> Event:
+        future = self.submit(request, body, reply_type)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            self.pending.discard(request.id)
+            raise RequestTimeout(timeout_message(request, timeout)) from None
+
+    async def call_async(self, request: Event, body: bytes, reply_type: str, timeout: float) -> Event:
+        future = self.submit(request, body, reply_type)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            self.pending.discard(request.id)
+            raise RequestTimeout(timeout_message(request, timeout)) from None
+
+    def close(self) -> None:
+        """Stop the I/O thread and close the connection; requests still waiting fail."""
+        self._closing = True
+        self._wake()
+        if self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full: the thread wakes anyway; closed: it ended
+            pass
+
+    # The I/O thread
+
+    def _serve(self) -> None:
+        error = BrokerUnavailable("the producer was closed while the request waited for its reply")
+        lost = False
+        next_heartbeat = 0.0
+        try:
+            while not self._closing:
+                self._wait(1.0)
+                self._send_handed_over()
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    self._conn.heartbeat_check()
+                    next_heartbeat = now + 1.0
+        except Exception as exc:  # noqa: BLE001 - whatever ends the connection fails what waits on it
+            lost = True
+            reason = str(exc) if isinstance(exc, EdaError) else describe_connection_error(exc)
+            log.warning("requests: lost the broker connection (%s); requests in flight fail", reason)
+            error = BrokerUnavailable(f"lost the broker connection while the request waited for its reply "
+                                      f"(it may have been handled): {reason}")
+        finally:
+            self.alive = False
+            self._outbox.clear()
+            self.pending.fail_all(error)
+            self._publisher.fail_all(error)
+            try:
+                self._conn.collect() if lost else self._conn.release()
+            except Exception:  # noqa: BLE001 - already broken: nothing to close
+                pass
+
+    def _wait(self, timeout: float) -> None:
+        """Block until the broker or a caller has something, then take all of it."""
+        connection = self._conn.connection
+        reader = frame_reader.reader_of(connection)
+        if reader is not None and reader.pending():
+            timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
+        ready, _, _ = select.select([connection.sock, self._wake_r], [], [], timeout)
+        if self._wake_r in ready:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+            self._wake_pending = False  # cleared before the hand-overs are taken: a later one wakes again
+        if reader is not None:
+            if connection.sock in ready or timeout == 0:
+                reader.dispatch_ready(connection)
+        elif connection.sock in ready:
+            while True:  # TLS: py-amqp reads a frame per call
+                try:
+                    connection.drain_events(timeout=0)
+                except socket.timeout:
+                    break
+
+    def _send_handed_over(self) -> None:
+        while self._outbox:
+            request, body = self._outbox.popleft()
+            if request.id in self.pending:  # else its caller stopped waiting before it could be sent
+                self._send(request, body)
+
+    def _send(self, request: Event, body: bytes) -> None:
+        def settled(error, request_id=request.id, request_type=request.type):
+            if isinstance(error, Unroutable):
+                error = Unroutable(f"{request_type}: routed to no queue: no worker takes this request "
+                                   f"(request {request_id})")
+            if error is not None:
+                self.pending.settle(request_id, error=error)
+
+        properties = {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO}
+        try:
+            self._publisher.send(self.exchange, request.type, body, properties,
+                                 headers=partition_headers(request, body) or None, mandatory=True,
+                                 label=f"{request.type} {request.id}", callback=settled,
+                                 middleware=self.middleware, event=request)
+        except self._conn.connection_errors:
+            raise
+        except (TypeError, ValueError, struct.error) as exc:  # a property py-amqp cannot encode: nothing sent
+            self.pending.settle(request.id, error=ContractError(f"{request.type}: cannot be sent: {exc}"))
+
+    def _on_reply(self, message) -> None:
+        """A message on the direct reply-to consumer: the reply (or failure reply) of a request waiting."""
+        properties = message.properties or {}
+        headers = properties.get("application_headers") or {}
+        request_id = replies.answered(message.body, properties, headers, self.pending)
+        waiting = self.pending.get(request_id) if request_id is not None else None
+        if waiting is None:
+            log.debug("requests: a reply that answers no request waiting here (it came after its timeout)")
+            return
+        request = waiting.request
+        try:
+            error = replies.failed(message.body, properties, request)
+            if error is not None:
+                self.pending.settle(request.id, error=error)
+                return
+            reply = decode_message(message.body, properties.get("content_type"), headers,
+                                   frozenset((waiting.reply_type,)))
+        except ContractError as exc:
+            self.pending.settle(request.id, error=ContractError(f"{request.type}: its reply is invalid: {exc}"))
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad reply fails its request, never the connection
+            self.pending.settle(request.id, error=ContractError(
+                f"{request.type}: its reply cannot be read: {type(exc).__name__}: {exc}"))
+            return
+        self.pending.settle(request.id, reply)
