@@ -9,7 +9,7 @@ def build_event(event_name: registry.EventRef, data, source: str, correlation_id
     """An event from wire-form data (camelCase, as JSON has it), validated strictly (unknown fields too)."""
     contract = registry.get(event_name)
     attrs = {"correlation_id": correlation_id} if correlation_id else {}
-    return new_event(contract.type, contract.load(data, strict=True), source, **attrs)
+    return new_event(contract, contract.load(data, strict=True), source, **attrs)
 
 
 def python_event(event_name: registry.EventRef, data, source: str, correlation_id: str | None = None) -> tuple[Event, dict]:
@@ -18,4 +18,4 @@ def python_event(event_name: registry.EventRef, data, source: str, correlation_i
     contract = registry.get(event_name)
     loaded, wire = contract.from_python(data)
     attrs = {"correlation_id": correlation_id} if correlation_id else {}
-    return new_event(contract.type, loaded, source, **attrs), wire
+    return new_event(contract, loaded, source, **attrs), wire  # the contract itself: an older version stays one

@@ -267,3 +267,13 @@ def test_a_type_gone_or_changed_in_place_is_breaking(parcels):
     baseline[("parcel.sent", 2)] = schema({**now["properties"], "insured": STRING}, now["required"])
     assert breaking_changes(baseline) == ["gone.event v1: the event type is gone",
                                           "parcel.sent v2: field 'insured' removed"]
+
+
+def test_events_built_for_producers_and_the_outbox_keep_the_version_their_class_names(parcels):
+    from eda.contracts.building import build_event, python_event
+
+    v1, _ = parcels
+    event, wire = python_event(v1, {"parcel_id": "p-6", "weight": 2}, "eda/test")
+    assert event.version == 1 and "dataschema" not in to_wire(event, wire)
+    assert build_event(v1, {"parcelId": "p-7", "weight": 2}, "eda/test").version == 1
+    assert python_event("parcel.sent", {"parcel_id": "p", "weight": 1, "carrier": "c"}, "eda/t")[0].version is None
