@@ -1,35 +1,73 @@
-"""eda: event-driven workers on RabbitMQ. What a service built on eda imports:
+"""eda: event-driven workers on RabbitMQ. What a service built on eda imports (docs/api.md):
 
-    from eda import Worker, handles, contract, EventData, Producer, Settings, PermanentError, ContractError
-    from eda import upcaster                  # reads an older version of an event as the newest
-    from eda import Setting                   # a worker's own setting
-    from eda import Middleware, Outgoing      # around handling and publishing
-    from eda import schedule                  # a recurring schedule: eda.schedule("0 9 * * *", "reminder.due", {...})
+    from eda import Worker, handles, contract, EventData, Setting, Settings, PermanentError, ContractError
+    from eda import Producer, Outbox, schedule      # publishing from an application, now, later or by cron
+    from eda import Breaker, open_store             # what handlers often need
+    from eda import Middleware, Outgoing            # around handling and publishing
+    from eda import running, watch, delete_topology # workers in this process, a live view, clean-up
     from eda.fields import Money, Id, Currency
+    from eda.testing import TestBus
 
-The names load on first use, so ``import eda.settings`` stays cheap (see docs/api.md).
+The public API is these names, the modules ``eda.fields``, ``eda.testing``, ``eda.errors`` and
+``eda.commands``, and two functions by their path (``eda.tracing.stamp``,
+``eda.publishing.partitioning.partition_headers``); every other module under ``eda`` is the
+framework's machinery and may change. The names load on first use, so ``import eda.settings`` stays
+cheap.
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
 _API = {
-    "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.worker",
-    "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "Event": "eda.contracts.envelope",
-    "upcaster": "eda.contracts.versions",
-    "Producer": "eda.publishing.producer", "Settings": "eda.settings", "Setting": "eda.worker_settings",
-    "Middleware": "eda.middleware", "Outgoing": "eda.middleware",
-    "PermanentError": "eda.errors", "ContractError": "eda.errors", "EdaError": "eda.errors",
-    "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
-    "schedule": "eda.outbox.recurring",
+    # Declaring events and workers
+    "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "upcaster": "eda.contracts.versions",
+    "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.worker", "Event": "eda.contracts.envelope",
     "FLOW": "eda.names",
+    "Setting": "eda.worker_settings", "Settings": "eda.settings",
+    # Around handling and publishing
+    "Middleware": "eda.middleware", "Outgoing": "eda.middleware",
+    # What handlers use
+    "Breaker": "eda.breaker", "open_store": "eda.store",
+    # Publishing from an application
+    "Producer": "eda.publishing.producer", "Outbox": "eda.outbox", "schedule": "eda.outbox.recurring",
+    # Running and watching in a program of one's own
+    "running": "eda.inprocess", "watch": "eda.tail", "delete_topology": "eda.topology",
+    # Errors (the whole tree: eda.errors)
+    "EdaError": "eda.errors", "ContractError": "eda.errors", "PermanentError": "eda.errors",
+    "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
 }
 
 __all__ = sorted(_API)
 
+if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time each loads on first use, below
+    from eda.breaker import Breaker as Breaker
+    from eda.contracts.data import EventData as EventData
+    from eda.contracts.envelope import Event as Event
+    from eda.contracts.registry import contract as contract
+    from eda.contracts.versions import upcaster as upcaster
+    from eda.errors import ContractError as ContractError, EdaError as EdaError, PermanentError as PermanentError
+    from eda.errors import RequestFailed as RequestFailed, RequestTimeout as RequestTimeout
+    from eda.inprocess import running as running
+    from eda.middleware import Middleware as Middleware, Outgoing as Outgoing
+    from eda.names import FLOW as FLOW
+    from eda.outbox import Outbox as Outbox
+    from eda.outbox.recurring import schedule as schedule
+    from eda.publishing.producer import Producer as Producer
+    from eda.settings import Settings as Settings
+    from eda.store import open_store as open_store
+    from eda.tail import watch as watch
+    from eda.topology import delete_topology as delete_topology
+    from eda.worker import Context as Context, Worker as Worker, handles as handles
+    from eda.worker_settings import Setting as Setting
 
-def __getattr__(name):
+
+def __getattr__(name: str):
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'eda' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

@@ -10,22 +10,36 @@ call that trips it, a failed half-open probe): it reached the gateway, so it is 
 a call refused without running raises ``CircuitBreakerError``: the worker reads that as "circuit open",
 gives the event back and counts no attempt. ``call_async`` keeps these rules for coroutine functions
 (``async def`` handlers), without holding the lock across an ``await``.
+
+A named breaker exports its state as the metric ``eda_breaker_state{name="..."}`` (0 closed, 1 open,
+2 half-open), served with the worker's other metrics (``--metrics-port``).
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pybreaker
 
+T = TypeVar("T")
 
 class Breaker(pybreaker.CircuitBreaker):
-    def __init__(self, *args, **kwargs):
+    """pybreaker's ``CircuitBreaker`` (same arguments: ``fail_max``, ``reset_timeout``, ``exclude``,
+    ``listeners``, ``name``) whose guarded calls run concurrently; see the module's docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         # pybreaker's default replaces the failure that opens the breaker with a CircuitBreakerError;
         # the state changes and listeners are the same either way.
         super().__init__(*args, throw_new_error_on_trip=False, **kwargs)
         self._probe = None  # (loop, future) of the half-open probe an async call is making
+        if self.name:
+            # Imported here, where a breaker is made: prometheus_client costs ~45 ms, needed only to run.
+            from eda.metrics import watch_breaker
 
-    def call(self, func, *args, **kwargs):
+            watch_breaker(self)
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
             if self.current_state != pybreaker.STATE_CLOSED:
                 # Open: refuse (CircuitBreakerError), or past the reset timeout run the half-open probe
@@ -44,7 +58,7 @@ class Breaker(pybreaker.CircuitBreaker):
             self.state._handle_success()
         return result
 
-    async def call_async(self, func, *args, **kwargs):
+    async def call_async(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """``call`` for a coroutine function, on an event loop: the same states, listeners and errors.
 
         The lock is never held across an ``await`` (it would stop the loop): the state is decided under

@@ -2,6 +2,8 @@
 
 import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -36,10 +38,10 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def settings_options(*names):
+def settings_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add one option per setting (with its ``EDA_*`` variable) and pass the built Settings as ``settings``."""
 
-    def decorate(command):
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             values = {name: kwargs.pop(name) for name in names}

@@ -1,6 +1,7 @@
 """Field types shared by the contracts: money and currency as the wire contract fixes them."""
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
@@ -8,7 +9,7 @@ from marshmallow import ValidationError, fields, validate
 class Money(fields.Decimal):
     """A decimal amount: accepted as a JSON number or numeric string, written as "100.00"."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("validate", validate.Range(min=0))
         super().__init__(places=2, as_string=True, allow_nan=False, **kwargs)
 
@@ -24,7 +25,7 @@ class Money(fields.Decimal):
         return super()._deserialize(amount, attr, data, **kwargs)
 
 
-def Currency(**kwargs):
+def Currency(**kwargs: Any) -> fields.String:
     """A three-letter ISO 4217 code, "USD" when absent."""
     return fields.String(
         load_default="USD",
@@ -33,6 +34,6 @@ def Currency(**kwargs):
     )
 
 
-def Id(**kwargs):
+def Id(**kwargs: Any) -> fields.String:
     """A non-empty identifier (order, payment, user, SKU)."""
     return fields.String(validate=validate.Length(min=1, max=200), **kwargs)

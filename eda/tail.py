@@ -1,15 +1,26 @@
 """Watching the bus: a temporary queue bound to the events exchange with a topic pattern, and for
-``eda tail --correlation-id`` one flow's events as a tree by causation, dead letters included."""
+``eda tail --correlation-id`` one flow's events as a tree by causation, dead letters included.
+
+``eda.watch(settings)`` is the public way in (``eda tail`` for people, this for programs)::
+
+    with watch(settings, "order.*") as tail:
+        for event in tail.events(timeout=10):
+            print(tail.describe(event))
+"""
 
 import json
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from kombu import Consumer, Queue
 
 from eda import names
+from eda.connection import open_connection
 from eda.runtime import failures
+from eda.settings import Settings
 from eda.topology import Topology
 
 DEAD_LETTER = "eda-dead-letter"  # added to a dead-lettered copy's CloudEvent: who dead-lettered it and why
@@ -24,6 +35,8 @@ def describe(wire: dict) -> str:
 
 class Tail:
     """Receives every event whose routing key matches ``pattern`` while it is open."""
+
+    describe = staticmethod(describe)
 
     def __init__(self, connection, namespace: str, pattern: str = "#", dead_letters_of=()):
         self.connection = connection
@@ -57,7 +70,7 @@ class Tail:
                                           "retries": failures.retry_count(headers)}}
         self._received.append(wire)
 
-    def events(self, timeout: float | None = None, until=lambda: False):
+    def events(self, timeout: float | None = None, until: Callable[[], bool] = lambda: False) -> Iterator[dict]:
         """Yield CloudEvents (as dicts) as they arrive, until ``timeout`` seconds pass or ``until()``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not until():
@@ -77,6 +90,24 @@ class Tail:
             self.channel.close()
         except Exception:  # the broker deletes the exclusive queue with the connection anyway
             pass
+
+
+@contextmanager
+def watch(settings: Settings, pattern: str = "#", *, connect_timeout: float = 5.0) -> Iterator[Tail]:
+    """A live view of the namespace's events (routing keys matching ``pattern``, a topic pattern) from
+    the moment this returns until the block ends: ``tail.events(timeout=None, until=...)`` yields each
+    as a CloudEvent dict, ``tail.describe(event)`` makes it one line for a person. Its queue is the
+    watcher's own (exclusive, deleted at the end), so watching takes nothing from any worker. Raises
+    ``BrokerUnavailable`` when no broker answers within ``connect_timeout`` seconds."""
+    connection = open_connection(settings, timeout=connect_timeout)
+    try:
+        tail = Tail(connection, settings.namespace, pattern)
+        try:
+            yield tail
+        finally:
+            tail.close()
+    finally:
+        connection.release()
 
 
 def _worker(source) -> str:

@@ -15,7 +15,7 @@ Event names resolve when the worker starts, so a worker module may be imported b
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from eda.contracts import registry, versions
 from eda.contracts.envelope import Event, encode
@@ -176,7 +176,7 @@ class Worker:
     # the first outermost), inside the process-wide middleware (README, "Middleware").
     middleware: tuple = ()
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         by_attr = {}  # a subclass's @handles on a method of a base's name replaces the base's
         for klass in reversed(cls.__mro__):

@@ -11,8 +11,7 @@ never below zero, no unit sold twice), SKUs in sorted order so that two orders n
 import json
 from collections import Counter
 
-from eda import Setting, Worker, handles
-from eda.store import open_store
+from eda import Setting, Worker, handles, open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, quantity BIGINT NOT NULL CHECK (quantity >= 0));

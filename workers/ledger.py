@@ -11,8 +11,7 @@ redelivered event changes nothing.
 
 from decimal import Decimal
 
-from eda import PermanentError, Worker, handles
-from eda.store import open_store
+from eda import PermanentError, Worker, handles, open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (payment_id TEXT NOT NULL, kind TEXT NOT NULL, order_id TEXT NOT NULL,

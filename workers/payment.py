@@ -9,9 +9,7 @@ import logging
 
 import pybreaker
 
-from eda import PermanentError, Setting, Worker, handles
-from eda.breaker import Breaker
-from eda.store import open_store
+from eda import Breaker, PermanentError, Setting, Worker, handles, open_store
 from eda_shop.workers.gateway import HttpGateway, InProcessGateway, Simulation
 
 SCHEMA = """
@@ -114,13 +112,9 @@ class Payment(Worker):
     def gateway_breaker(self) -> Breaker:
         """The circuit breaker around gateway calls, made here for both styles (threads, async): failures
         in a row open it, but a PermanentError (a 4xx: the request is wrong, not the gateway) never
-        counts. Its state is the metric eda_breaker_state{name="payment-gateway"}."""
-        from eda.metrics import watch_breaker  # here: prometheus_client costs ~45ms to import, needed only to run
-
-        breaker = Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
-                          listeners=[BreakerLog(self.log)], name="payment-gateway", exclude=[PermanentError])
-        watch_breaker(breaker)
-        return breaker
+        counts. Being named, its state is the metric eda_breaker_state{name="payment-gateway"}."""
+        return Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
+                       listeners=[BreakerLog(self.log)], name="payment-gateway", exclude=[PermanentError])
 
     def setup(self):
         if self.gateway_url:

@@ -19,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import orjson
 
-from eda import PermanentError, handles
-from eda.store import open_store
+from eda import PermanentError, handles, open_store
 from eda_shop.workers import gateway as gateways
 from eda_shop.workers.gateway import GatewayError
 from eda_shop.workers import payment  # the module, not its class: discovery would see two workers named payment

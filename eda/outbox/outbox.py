@@ -17,6 +17,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from eda import tracing
 from eda.contracts.envelope import Event, encode
@@ -26,6 +27,9 @@ from eda.outbox.due import due_time, rfc3339
 from eda.outbox.tables import PostgresTable, SqliteTable, connect_postgres, connect_sqlite
 from eda.contracts.building import python_event
 from eda.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: psycopg only for PostgreSQL
+    import psycopg
 
 
 class Outbox:
@@ -65,7 +69,7 @@ class Outbox:
         """The database and table, for messages (never a password)."""
         return self.table.where()
 
-    def connect(self):
+    def connect(self) -> "sqlite3.Connection | psycopg.Connection":
         """A new connection to the outbox's database for the application's own work: psycopg's
         (transaction opened by the first statement) or sqlite3's (``with conn:`` commits)."""
         if self.engine == "postgresql":

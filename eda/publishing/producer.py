@@ -15,6 +15,7 @@ outbox (eda.outbox) with its due time, and ``eda outbox relay`` publishes it the
 """
 
 import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from eda import tracing
@@ -85,7 +86,7 @@ class Producer(Requests):
                 self._scheduling = Scheduling(self.settings, self.source)
             return self._scheduling
 
-    def publish_events(self, events, on_confirmed=None) -> None:
+    def publish_events(self, events: Iterable[Event], on_confirmed: Callable[[Event], None] | None = None) -> None:
         """Publish built events with pipelined confirms; return once every one is confirmed."""
         self.publish_encoded([(event, None) for event in events], on_confirmed=on_confirmed)
 
@@ -141,8 +142,8 @@ class Producer(Requests):
                 self._scheduling.close()
                 self._scheduling = None
 
-    def __enter__(self):
+    def __enter__(self) -> "Producer":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

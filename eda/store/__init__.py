@@ -28,14 +28,20 @@ events the runtime keeps for ``record_processed`` workers), ``backend``, ``locat
 A lost database raises ``eda.errors.StoreUnavailable`` in the handler: a transient failure.
 """
 
+from typing import TYPE_CHECKING
+
 from eda.errors import ConfigError
 from eda.names import schema_name
+from eda.settings import Settings
 from eda.store.sqlite import SqliteStore, Store
+
+if TYPE_CHECKING:  # imported where used: psycopg only for PostgreSQL
+    from eda.store.postgres import PostgresStore
 
 __all__ = ["open_store", "describe", "schema_name", "Store", "SqliteStore"]
 
 
-def open_store(settings, name: str, schema: str = ""):
+def open_store(settings: Settings, name: str, schema: str = "") -> "SqliteStore | PostgresStore":
     """The store named ``name`` (a worker's name) of these settings' namespace, its ``schema`` (SQL
     creating its tables, idempotent: ``CREATE TABLE IF NOT EXISTS``) applied. A store that cannot be
     opened is a ``ConfigError`` (one line, exit 2) naming it without its password."""
@@ -50,7 +56,7 @@ def open_store(settings, name: str, schema: str = ""):
     return PostgresStore(url, settings.namespace, name, schema, pool_size=settings.concurrency + 1)
 
 
-def describe(settings) -> dict:
+def describe(settings: Settings) -> dict:
     """Where the workers of these settings keep their state (no password), for ``eda status``."""
     if not settings.database_url:
         return {"backend": "sqlite", "location": str(settings.state_dir)}

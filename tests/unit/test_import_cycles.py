@@ -1,5 +1,6 @@
 """No import circle inside eda/: a module never imports, even inside a function, a module that comes
-back to it. An import moved into a function hides a circle from Python, not from this test."""
+back to it. An import moved into a function hides a circle from Python, not from this test. Imports
+under ``if TYPE_CHECKING:`` are not counted: they never run, and type checkers follow circles."""
 
 import ast
 from pathlib import Path
@@ -18,12 +19,30 @@ def module_names(package: Path) -> dict[str, Path]:
     return modules
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or \
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def import_statements(tree: ast.AST):
+    """Every import statement, at any depth (functions, classes, try, if), but type checkers' own."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif _type_checking_only(node):
+            for child in node.orelse:
+                yield from import_statements(ast.Module(body=[child], type_ignores=[]))
+        else:
+            yield from import_statements(node)
+
+
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The modules of ``modules`` that ``name`` imports anywhere in its file (functions included):
     ``from a import b`` is an import of module ``a.b`` where that is a module, else of ``a``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in import_statements(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -34,8 +53,6 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 origin = node.module or ""
             targets = [f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in modules else origin
                        for alias in node.names]
-        else:
-            continue
         for target in targets:
             while target and target not in modules:  # `import eda.x.y` of a name inside eda.x
                 target = target.rpartition(".")[0]
@@ -87,7 +104,9 @@ def test_the_check_sees_a_circle_hidden_in_a_function_and_through_relative_impor
     (package / "sub" / "b.py").write_text("from . import c\n")
     (package / "sub" / "c.py").write_text("def late():\n    from ..a import thing\n")
     (package / "d.py").write_text("import pkg.a\n")
+    (package / "e.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n")
     assert import_graph(package)["pkg.sub.c"] == {"pkg.a"}
+    assert import_graph(package)["pkg.e"] == set()  # for type checkers only
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub.b", "pkg.sub.c", "pkg.a"]]
 
 

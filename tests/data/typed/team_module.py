@@ -1,0 +1,83 @@
+"""A team's module written against eda's public API, for tests/unit/test_types.py: mypy --strict must
+accept it as it is, each ``assert_type`` saying what eda's annotations promise a user gets."""
+
+from decimal import Decimal
+from typing import assert_type
+
+from eda import (Breaker, Context, Event, EventData, Outbox, Producer, Settings, Setting, Worker, contract,
+                 delete_topology, handles, open_store, running, watch)
+from eda.commands import COMMON, settings_options
+from eda.errors import EdaError
+from eda.fields import Currency, Id, Money
+
+
+@contract("invoice.requested", key="invoice_id")
+class InvoiceRequested(EventData):
+    invoice_id = Id(required=True)
+    amount = Money(required=True)
+    currency = Currency()
+
+
+@contract("invoice.sent")
+class InvoiceSent(EventData):
+    invoice_id = Id(required=True)
+
+
+class MailDown(EdaError):
+    """The team's own expected error."""
+
+
+class Billing(Worker):
+    name = "billing"
+
+    def setup(self) -> None:
+        self.breaker = Breaker(fail_max=3, reset_timeout=10, name="mail")
+        self.store = open_store(self.settings, "billing", "CREATE TABLE IF NOT EXISTS t (x TEXT)")
+
+    def teardown(self) -> None:
+        self.store.close()
+
+    @handles(InvoiceRequested)
+    def send(self, event: Event, ctx: Context) -> None:
+        assert_type(ctx.publish(InvoiceSent, {"invoice_id": event.data["invoice_id"]}), Event)
+        assert_type(self.breaker.call(len, "abc"), int)
+        with self.store.transaction() as tx:
+            tx.execute("INSERT INTO t VALUES (?)", ("x",))
+
+    @handles("invoice.sent")
+    async def sent(self, event: Event, ctx: Context) -> None:
+        async def deliver() -> str:
+            return "ok"
+
+        assert_type(await self.breaker.call_async(deliver), str)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    assert_type(settings.with_(namespace="x"), Settings)
+    with Producer(settings, source="billing") as producer:
+        assert_type(producer.publish(InvoiceRequested, {"invoice_id": "1", "amount": Decimal(1)}), Event)
+    outbox = Outbox(settings)
+    with outbox.connect() as conn:
+        assert_type(outbox.add(conn, InvoiceRequested, {"invoice_id": "2", "amount": 1}), Event)
+    with running(Billing, settings=settings) as workers:
+        assert_type(workers.worker("billing"), Worker)
+    with watch(settings, "invoice.*") as tail:
+        for wire in tail.events(timeout=1):
+            assert_type(tail.describe(wire), str)
+    delete_topology(settings, Billing, "other")
+    assert_type(InvoiceRequested, type[InvoiceRequested])
+
+
+class Mailer(Worker):
+    name = "mailer"
+    mail_host = Setting("localhost", "SMTP host.")
+
+    @handles(InvoiceSent)
+    def mail(self, event: Event, ctx: Context) -> None:
+        self.log.info("mailing through %s", self.mail_host)
+
+
+@settings_options(*COMMON)
+def report(settings: Settings) -> None:
+    raise MailDown("the mail server is down")
