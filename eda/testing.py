@@ -36,6 +36,7 @@ from eda.runtime import failures
 from eda.runtime.runner import Runner
 from eda.settings import Settings
 from eda.topology import Topology
+from eda.worker import Worker
 
 __test__ = False  # not a pytest test module's class, despite its name
 FAIL, ALLOW = "fail", "allow"
@@ -189,7 +190,7 @@ class TestBus:
 
     # What a test does
 
-    def publish(self, event_type, data: dict | None = None, *, source: str = "eda/testbus",
+    def publish(self, event_type: registry.EventRef | Event, data: dict | None = None, *, source: str = "eda/testbus",
                 correlation_id: str | None = None, retries: bool = True) -> Event:
         """Publish an event as a client would (Python values, snake_case keys) and run everything it
         causes; a contract failure raises ContractError, as ``Producer.publish`` does. An ``Event``
@@ -209,7 +210,7 @@ class TestBus:
         self._settle(retries=retries)
         return event
 
-    def request(self, event_type, data: dict | None = None, *, source: str = "eda/testbus",
+    def request(self, event_type: registry.EventRef, data: dict | None = None, *, source: str = "eda/testbus",
                 correlation_id: str | None = None) -> Event:
         """Publish a request as ``Producer.request`` does (``reply_to`` direct reply-to), run everything
         it causes, and return the reply a handler gave, validated as a requester reads it.
@@ -259,11 +260,11 @@ class TestBus:
         self._check_started()
         self._settle(until=self.broker.clock() + seconds)
 
-    def worker(self, name: str):
+    def worker(self, name: str) -> Worker:
         """The running instance of the named worker (to look at its state)."""
         return next(w for w in self.workers if w.name == name)
 
-    def published(self, event_type=None) -> list[Event]:
+    def published(self, event_type: registry.EventRef | None = None) -> list[Event]:
         """Every event published on the bus (by ``publish`` and as reactions), or those of one type."""
         wanted = registry.get(event_type).type if event_type else None
         return [e for e in self._published if wanted is None or e.type == wanted]

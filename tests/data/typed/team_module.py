@@ -9,6 +9,7 @@ from eda import (Breaker, Context, Event, EventData, Outbox, Producer, Settings,
 from eda.commands import COMMON, settings_options
 from eda.errors import EdaError
 from eda.fields import Currency, Id, Money
+from eda.testing import TestBus
 
 
 @contract("invoice.requested", key="invoice_id")
@@ -81,3 +82,10 @@ class Mailer(Worker):
 @settings_options(*COMMON)
 def report(settings: Settings) -> None:
     raise MailDown("the mail server is down")
+
+
+def test_billing() -> None:
+    with TestBus(Billing, dead_letters="allow") as bus:
+        assert_type(bus.publish(InvoiceRequested, {"invoice_id": "3", "amount": 1}), Event)
+        assert_type(bus.published(InvoiceSent), list[Event])
+        assert_type(bus.worker("billing"), Worker)
