@@ -96,6 +96,7 @@ start_node() {
   cat >"$d/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$(port "$n")
 loopback_users = none
+cluster_partition_handling = pause_minority
 EOF
   # The consistent-hash exchange is what ordered workers' partitions need; nothing else is enabled.
   echo '[rabbitmq_consistent_hash_exchange].' >"$d/enabled_plugins"
