@@ -30,6 +30,12 @@ FAIL_FAST = 1.0  # after a lost database, the runtime's record lookups fail at o
 # The pool retries a lost connection with a doubling delay; giving up after this long lets the next
 # handler that asks start a fresh attempt, so a worker is back within seconds of its database.
 RECONNECT_TIMEOUT = 10.0
+# A connection whose packets vanish (a partition, a host gone without a reset) fails in seconds instead of
+# after TCP's retransmissions (~15 minutes; and after a heal up to two more of backed-off retransmits):
+# data sent and not acknowledged for 10 s fails the query, and an idle connection is probed after 10 s.
+# libpq parameters: a URL that sets one of them keeps its own.
+TCP_LIVENESS = {"tcp_user_timeout": 10_000, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                "keepalives_count": 3}
 PROCESSED = """
 CREATE TABLE IF NOT EXISTS processed (store TEXT NOT NULL, event_id TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, event_id));
@@ -95,6 +101,7 @@ class PostgresStore:
             extra["connect_timeout"] = CONNECT_TIMEOUT
         if "application_name" not in params:
             extra["application_name"] = f"eda-{name}"
+        extra.update({key: value for key, value in TCP_LIVENESS.items() if key not in params})
         self._setup(url, extra, schema)
         self._failed_at = None
         self._writes = 0
