@@ -116,7 +116,7 @@ def plot(history: History, verdict: Verdict, faults: list[dict], t0: float, path
     ax.set_xlabel("seconds since the first order")
     ax.set_ylabel("orders per second")
     ax.set_ylim(0, top * 1.35)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     ax.set_title("Throughput through the faults (shaded)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
