@@ -69,6 +69,13 @@ def rows(r: dict) -> list[dict]:
                         o["publish_file_wall"], o["relay_wall"]))
         out.append(_row("outbox: outbox.add in one PostgreSQL transaction (application side)", "events/s", None,
                         o["add"]))
+    if "schedule" in r:  # lateness of due events: publish (arrival in a sink) minus due time, target < 1 s
+        for engine, run in r["schedule"].items():
+            what = f"schedule: {run['n']:,} due over {run['span']:g} s, {engine}"
+            out.append(_row(f"{what}: lateness p50", "s", None, run["p50"]))
+            out.append(_row(f"{what}: lateness p99", "s", None, run["p99"], bound=1))
+            out.append(_row(f"{what}: lateness max", "s", None, run["max"], bound=1))
+            out.append(_row(f"{what}: published before due", "events", None, run["early"], bound=1))
     if "cluster" in r:  # the baseline column holds the single node's rate: the ratio is the price of replication
         c = r["cluster"]
         out.append(_row(f"cluster: no-op worker, 3 nodes quorum vs 1 node classic (baseline column), "

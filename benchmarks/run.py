@@ -15,8 +15,8 @@ from pathlib import Path
 from benchmarks import eda_side, latency, memory, micro, raw, report
 from benchmarks.bench import Bench, order_event, reserved_event
 
-ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "cluster", "ordering", "waiting",
-         "processes", "state")
+ITEMS = ("publish", "consume", "react", "latency", "decode", "memory", "outbox", "schedule", "cluster", "ordering",
+         "waiting", "processes", "state")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -120,6 +120,12 @@ def outbox_relay(bench: Bench, args) -> dict:
     return outbox.relay_vs_publish(bench, args.n)
 
 
+def scheduled(bench: Bench, args) -> dict:
+    from benchmarks import schedule
+
+    return schedule.measure(bench, args.n, 3.0 if args.quick else 30.0, step=step)
+
+
 def replication(bench: Bench, args) -> dict:
     from benchmarks import cluster
 
@@ -154,7 +160,7 @@ def worker_processes(bench: Bench, args) -> dict:
 
 
 MEASURES = {"publish": publish, "consume": consume, "react": react, "latency": end_to_end, "decode": decode,
-            "memory": worker_memory, "outbox": outbox_relay, "cluster": replication, "ordering": ordering,
+            "memory": worker_memory, "outbox": outbox_relay, "schedule": scheduled, "cluster": replication, "ordering": ordering,
             "waiting": waiting_workers, "processes": worker_processes, "state": state_backends}
 
 

@@ -15,7 +15,7 @@ from benchmarks import run
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ITEMS = ("publish:", "consume:", "react:", "latency", "decode", "RSS", "outbox:", "Payment worker against",
+ITEMS = ("publish:", "consume:", "react:", "latency", "decode", "RSS", "outbox:", "schedule:", "Payment worker against",
          "Worker processes:", "state: inventory reservations")
 
 
