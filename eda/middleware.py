@@ -268,10 +268,14 @@ def load(text: str) -> list:
     Middleware instance, a Middleware class (made without arguments) or a list of instances. Modules
     are found as ``--app`` finds them (the current directory first)."""
     import importlib
+    import os
+    import sys
 
     from eda import app
 
-    app.load()  # the app's modules first, and the current directory on the path
+    app.load()  # the app's modules first (their contracts, their middleware)
+    if os.getcwd() not in sys.path:  # a project's modules are found without installing it, as --app's are
+        sys.path.insert(0, os.getcwd())
     found = []
     where = "--middleware (EDA_MIDDLEWARE)"
     for path in (p.strip() for p in text.split(",")):

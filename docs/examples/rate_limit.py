@@ -6,8 +6,7 @@ import asyncio
 import threading
 import time
 
-from eda import Middleware
-from eda.store import open_store
+from eda import Middleware, open_store
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS rate_windows (worker TEXT NOT NULL, period BIGINT NOT NULL, "
           "count BIGINT NOT NULL, PRIMARY KEY (worker, period));")

@@ -3,10 +3,12 @@ TestBus, plain and async workers (its PostgreSQL case, two processes, is tests/i
 and the tenant header from the environment."""
 
 import json
+import re
 import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import kombu
 import pytest
@@ -77,3 +79,15 @@ def test_the_tenant_header_comes_from_the_environment_and_goes_on_every_publish(
         message = queue(conn.channel()).get(no_ack=True)
     assert message.headers["tenant"] == "acme" and json.loads(message.body)["type"] == "invoice.requested"
     assert TenantHeader("globex").tenant == "globex"
+
+
+@pytest.mark.parametrize("doc, examples", [("README.md", ("rate_limit", "tenant_header")),
+                                           ("docs/api.md", ("tenant_header",))])
+def test_the_docs_show_the_examples_the_tests_run(doc, examples):
+    # The code blocks headed "# docs/examples/NAME.py" are that file, whole: what a reader copies is tested
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```python\n(# docs/examples/\w+\.py)\n(.*?)```", (root / doc).read_text(), re.S)
+    shown = {head.removeprefix("# "): code for head, code in blocks}
+    assert sorted(shown) == sorted(f"docs/examples/{name}.py" for name in examples)
+    for path, code in shown.items():
+        assert code == (root / path).read_text(), f"{doc} shows another {path} than the tested one"
