@@ -77,6 +77,16 @@ def load() -> Loaded:
     if _loaded is not None:
         return _loaded
     _loaded = Loaded()  # a module imported below may look a contract up: that must not load again
+    try:
+        _loaded = _load()
+    except BaseException:
+        _loaded = None  # nothing counts as loaded: the next call imports again, and says the error again
+        raise
+    return _loaded
+
+
+def _load() -> Loaded:
+    """What ``load`` imports, each time it is called until it succeeds."""
     names = app_modules()
     if names and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -97,5 +107,4 @@ def load() -> Loaded:
                 raise  # a worker defined wrongly (two handlers of one type): said at once, as for contracts
             except Exception as exc:  # e.g. a project's own `workers` package shadows the plug-in's
                 log.warning("cannot load worker entry point %s (%s): %s", ep.name, ep.value, exc)
-    _loaded = Loaded(tuple(modules), tuple(loaded))
-    return _loaded
+    return Loaded(tuple(modules), tuple(loaded))
