@@ -147,6 +147,22 @@ def test_a_graceful_stop_right_after_a_crash_exits_0(eda):
     assert not [p for p in children_of(parent.proc.pid) if running(p)]
 
 
+def test_the_processes_of_a_parent_killed_with_sigkill_stop_gracefully(eda, broker, namespace):
+    # Given two processes under a parent
+    parent, kids = start_parent(eda, "shipping")
+    try:
+        # When the parent is killed, with no chance to pass anything on
+        parent.send(signal.SIGKILL)
+        # Then Linux tells each process (PR_SET_PDEATHSIG), which stops as after SIGTERM and leaves the queue
+        wait_until(lambda: not [p for p in kids if running(p)], timeout=30, message="the worker processes gone")
+        stopped = lambda r: str(r.get("message", "")).startswith("stopped: every running handler")  # noqa: E731
+        wait_until(lambda: parent.count(stopped) == 2, message="both processes' graceful stop")
+        assert broker.channel.queue_declare(f"{namespace}.shipping", passive=True).consumer_count == 0
+    finally:
+        for pid in [p for p in kids if running(p)]:  # orphans of a failed test: none left behind
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_processes_that_lose_the_broker_for_the_reconnect_window_end_the_parent_with_3(eda):
     # Given no broker where the processes are told to connect, and a short reconnect window
     closed = free_port()
