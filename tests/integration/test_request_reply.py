@@ -322,10 +322,11 @@ def test_a_failure_reply_reaches_an_async_caller_too(eda, producer):
     assert time.monotonic() - started < 15
 
 
-def test_a_lost_connection_fails_the_requests_in_flight_and_the_next_request_connects_again(eda, broker_url,
+def test_a_lost_connection_fails_the_requests_in_flight_and_the_next_request_connects_again(eda, broker, broker_url,
                                                                                            namespace):
-    # Given a slow worker, and a Producer whose requests go through a proxy that the test can cut
-    eda.worker("quotes", EDA_APP=APP, EDA_CONCURRENCY=8)
+    # Given the quote workers' queues, no worker answering yet, and a Producer whose requests go through a
+    # proxy that the test can cut
+    assert eda.run("topology", "declare", EDA_APP=APP)[0] == 0
     parts = urlsplit(broker_url)
     proxy = TcpProxy(parts.hostname or "localhost", parts.port or 5672)
     try:
@@ -334,15 +335,16 @@ def test_a_lost_connection_fails_the_requests_in_flight_and_the_next_request_con
 
             def ask(n):
                 try:
-                    outcomes.append(producer.request("quote.requested", {"request_no": n, "sku": "A", "quantity": 1,
-                                                                         "delay_ms": 2000}, timeout=30))
+                    outcomes.append(producer.request("quote.requested", {"request_no": n, "sku": "A", "quantity": 1},
+                                                     timeout=30))
                 except Exception as exc:  # noqa: BLE001 - the outcome under test
                     outcomes.append(exc)
 
             threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
             for thread in threads:
                 thread.start()
-            time.sleep(0.5)  # the requests are out, their replies not yet
+            # the requests are out (in the worker's queue), their replies not yet
+            wait_until(lambda: broker.depth(f"{namespace}.quotes") == 4, message="the four requests in the queue")
             # When the connection is cut
             started = time.monotonic()
             proxy.cut()
@@ -352,7 +354,8 @@ def test_a_lost_connection_fails_the_requests_in_flight_and_the_next_request_con
             assert time.monotonic() - started < 10
             assert len(outcomes) == 4 and all(isinstance(o, BrokerUnavailable) for o in outcomes), outcomes
             assert all("it may have been handled" in str(o) for o in outcomes)
-            # and the next request connects again and gets its reply
+            # and once a worker answers, the next request connects again and gets its reply
+            eda.worker("quotes", EDA_APP=APP)
             reply = producer.request("quote.requested", {"request_no": 9, "sku": "A", "quantity": 1}, timeout=10)
             assert reply.data["request_no"] == 9
     finally:
