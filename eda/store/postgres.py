@@ -36,6 +36,11 @@ RECONNECT_TIMEOUT = 10.0
 # libpq parameters: a URL that sets one of them keeps its own.
 TCP_LIVENESS = {"tcp_user_timeout": 10_000, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                 "keepalives_count": 3}
+# An instance cut off in the middle of a transaction leaves it open on the server, its row locks held,
+# until the server's TCP keepalives give up (two hours by default): other instances wait on those rows
+# (inventory's stock of a SKU) for as long. PostgreSQL ends a transaction that waited this long for its
+# client's next statement, and its locks go; eda's transactions are a few statements, done in milliseconds.
+IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 PROCESSED = """
 CREATE TABLE IF NOT EXISTS processed (store TEXT NOT NULL, event_id TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, event_id));
@@ -129,6 +134,10 @@ class PostgresStore:
 
     def _configure(self, conn) -> None:
         conn.execute(pgsql.SQL("SET search_path TO {}, public").format(pgsql.Identifier(self.schema)))
+        # Unless the server, database, role or URL set one of their own
+        conn.execute("SELECT CASE WHEN current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms') "
+                     "THEN set_config('idle_in_transaction_session_timeout', %s, false) END",
+                     (IDLE_IN_TRANSACTION_TIMEOUT,))
 
     @contextmanager
     def _connection(self, quick: bool = False):
