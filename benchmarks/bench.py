@@ -216,11 +216,12 @@ class CpuWindow:
                               for name, cpu in self.cpu.items()}}
 
 
-def eda_worker(names, env) -> subprocess.Popen:
-    """Start `eda worker NAMES` as a user would; its log lines go nowhere (they are still written)."""
+def eda_worker(names, env, preexec_fn=None) -> subprocess.Popen:
+    """Start `eda worker NAMES` as a user would; its log lines go nowhere (they are still written).
+    ``preexec_fn`` runs in the child before it execs (joining a cgroup: benchmarks.confine)."""
     script = Path(sys.executable).parent / "eda"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-    return subprocess.Popen([*command, "worker", *names], env=env,
+    return subprocess.Popen([*command, "worker", *names], env=env, preexec_fn=preexec_fn,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

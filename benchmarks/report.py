@@ -89,14 +89,21 @@ def rows(r: dict) -> list[dict]:
     if "state" in r:  # the baseline column holds SQLite's rate, then one PostgreSQL instance's
         s = r["state"]
         sqlite, pg1, pg3 = s["sqlite_1"], s["postgresql_1"], s["postgresql_3"]
-        out.append(_row("state: inventory reservations, PostgreSQL 1 instance vs SQLite (baseline column)",
+        confined = s.get("confinement", "unconfined")
+        out.append(_row(f"state: inventory reservations, PostgreSQL 1 instance vs SQLite (baseline column), {confined}",
                         "orders/s", sqlite["rate"], pg1["rate"]))
-        out.append(_row("state: inventory reservations, PostgreSQL 3 instances vs 1 (baseline column)",
-                        "orders/s", pg1["rate"], pg3["rate"], 2))
+        out.append(_row(f"state: inventory reservations, PostgreSQL 3 instances vs 1 (baseline column), {confined}",
+                        "orders/s", pg1["rate"], pg3["rate"], s.get("target", 2)))
+        if "round_trips_per_order" in s:
+            out.append(_row("state: PostgreSQL round trips per reservation (counted on the wire; was 5)", "trips",
+                            None, s["round_trips_per_order"], bound=5))
         for label, run in (("SQLite 1 instance", sqlite), ("PostgreSQL 1 instance", pg1),
                            ("PostgreSQL 3 instances", pg3)):  # what limits the rate: the cores
+            pg = (f", PostgreSQL {run['postgres_cores']:.2f} cores, {run['postgres_cpu_ms_per_order']:.2f} CPU ms/order"
+                  if "postgres_cores" in run else "")
+            throttled = f", throttled {run['throttled_s']:.1f} s" if run.get("throttled_s") else ""
             out.append(_row(f"state: {label}: machine's cores busy (inventory processes: {run['worker_cores']:.2f} "
-                            f"cores, {run['worker_cpu_ms_per_order']:.2f} CPU ms/order)", "share", None,
+                            f"cores, {run['worker_cpu_ms_per_order']:.2f} CPU ms/order{throttled}{pg})", "share", None,
                             run["machine_busy"]))
     return out
 

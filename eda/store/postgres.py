@@ -180,6 +180,17 @@ class PostgresStore:
         with self._connection() as conn:
             return conn.execute(to_psycopg(statement), params).fetchall()
 
+    def execute(self, statement: str, params=()) -> list[tuple]:
+        """One statement as a transaction of its own, its rows (RETURNING) returned: a single round trip
+        (autocommit), where ``transaction()`` sends BEGIN and COMMIT besides."""
+        with self._connection() as conn:
+            cur = conn.execute(to_psycopg(statement), params)
+            rows = cur.fetchall() if cur.description is not None else []
+        self._writes += 1
+        if self._writes % PRUNE_EVERY == 0:
+            self.prune()
+        return rows
+
     def was_processed(self, event_id: str) -> bool:
         """Whether the record of processed events holds ``event_id`` (the runtime asks on its I/O thread:
         fails fast while the database is away)."""

@@ -85,6 +85,11 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        """One statement as a transaction of its own (atomic: SQLite autocommits it), its rows returned."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
     def was_processed(self, event_id: str) -> bool:
         """Whether the record of processed events holds ``event_id``."""
         with self._lock:
