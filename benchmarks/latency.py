@@ -6,12 +6,17 @@ read. Workers run in processes of their own, one per worker: `eda worker payment
 simulated gateway), `eda worker inventory` and `eda worker shipping`, or one raw kombu relay process
 per hop for the baseline.
 
-The rate is a share (half by default) of the raw relays' three-hop capacity, measured first in the
-same run: a fixed rate says nothing on a machine where neither side keeps up with it. A fixed rate
-(500/s) is measured as well where it is below that share.
+The rates are shares of the raw relays' three-hop capacity, measured first in the same run: a fixed
+rate says nothing on a machine where neither side keeps up with it. Issue 20's targets, in each run:
+at half the capacity eda's p50 <= 1.2x and p99 <= 1.5x the relays', at 0.8 of it p99 <= 2x. Five runs
+(``ROUNDS``), raw and eda alternating (raw first in odd runs, eda first in even ones, so that a drift of
+the machine's load falls on both alike); then the same again with a CPU hog beside both sides (one
+busy process per core, ``Hog``). A fixed rate (500/s) is measured as well, in the first run, where it
+is below half the capacity.
 """
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -32,6 +37,9 @@ HOPS = (("order.placed", "payment.succeeded"), ("payment.succeeded", "inventory.
         ("inventory.reserved", "order.shipped"))
 WORKERS = ("payment", "inventory", "shipping")
 WARMUP_SECONDS = 1.0
+ROUNDS = 5
+LOADS = (0.5, 0.8)  # shares of the raw relays' capacity
+TARGETS = {0.5: {"p50_ms": 1.2, "p99_ms": 1.5}, 0.8: {"p99_ms": 2.0}}  # eda / raw, at most, in each run
 
 
 def percentile(values, p: float) -> float:
@@ -143,7 +151,9 @@ def capacity(bench: Bench, n: int, timeout: float = 120.0) -> dict:
 def eda_workers(bench: Bench):
     """The three real workers, one `eda worker NAME` process each (as the systemd unit runs them); yields
     the set-up events the first measure publishes (stock)."""
-    with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
+    with contextlib.ExitStack() as stack:
+        state = getattr(bench, "latency_state", None) or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="eda-bench-"))
         for name in WORKERS:
             bench.worker_queue(name, discovery.get(name).handlers)
         procs = []
@@ -178,27 +188,148 @@ def raw_relays(bench: Bench):
             bench.channel.queue_delete(f"{bench.namespace}.relay.{key}")
 
 
+class Hog:
+    """One busy process per core (``while True: pass``), beside both sides: the machine as busy as a
+    shared host, the same for raw kombu and eda."""
+
+    def __enter__(self):
+        count = os.cpu_count() or 1
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+def sides_in_order(round_no: int):
+    """raw then eda in odd runs (1, 3, 5), eda then raw in even ones."""
+    return (("raw", raw_relays), ("eda", eda_workers)) if round_no % 2 else (("eda", eda_workers), ("raw", raw_relays))
+
+
+def one_round(bench: Bench, round_no: int, rates: dict, seconds: float, first_eda: list, step, label: str,
+              fixed_rate: float | None = None) -> dict:
+    """Each side at each load (and the fixed rate, when given), one side's processes started once."""
+    out = {"raw": {}, "eda": {}}
+    for side, processes in sides_in_order(round_no):
+        with processes(bench) as setup:
+            first = list(setup) if side == "eda" and not first_eda else []
+            if first:
+                first_eda.append(True)  # the stock is put in once: the eda workers keep their state folder
+            for load, rate in rates.items():
+                step(f"latency{label}, run {round_no}: {'eda workers' if side == 'eda' else 'raw kombu relays'}, "
+                     f"{rate:,.0f} orders/s ({load:g} × capacity) for {seconds:g}s")
+                out[side][str(load)] = measure(bench, rate, seconds, first=first)
+                first = []
+            if fixed_rate is not None:
+                step(f"latency{label}, run {round_no}: {side}, {fixed_rate:,.0f} orders/s (fixed) for {seconds:g}s")
+                out[side]["fixed"] = measure(bench, fixed_rate, seconds)
+    return out
+
+
 def compare(bench: Bench, share: float, fixed_rate: float, seconds: float, quick: bool,
-            step=lambda what: None) -> dict:
-    """eda and the raw relays at ``share`` of the relays' three-hop capacity, measured first in the same
-    run, so the rate means the same on any machine; and at ``fixed_rate`` too where it is below that."""
+            step=lambda what: None, rounds: int | None = None, hog: bool = True) -> dict:
+    """eda and the raw relays at ``share`` and 0.8 of the relays' three-hop capacity, measured first in
+    the same run, in ``rounds`` runs alternating the sides, then as many with a CPU hog beside both; and
+    at ``fixed_rate`` too (first run) where it is below ``share`` of the capacity."""
     n = 500 if quick else 3000
+    rounds = rounds or (1 if quick else ROUNDS)
     with raw_relays(bench):
         step(f"latency: raw kombu relays, capacity ({n:,} orders back to back)")
         cap = capacity(bench, n)
-        rate = share * cap["rate"]
-        rates = [rate] + ([fixed_rate] if fixed_rate < rate else [])
-        raw = {}
-        for r in rates:
-            step(f"latency: raw kombu relays, {r:,.0f} orders/s for {seconds:g}s")
-            raw[r] = measure(bench, r, seconds)
-    eda = {}
-    with eda_workers(bench) as first:
-        for r in rates:
-            step(f"latency: eda workers, {r:,.0f} orders/s for {seconds:g}s")
-            eda[r] = measure(bench, r, seconds, first=first)
-            first = ()
-    out = {"capacity": cap, "share": share, "rate": rate, "eda": eda[rate], "raw": raw[rate]}
-    if fixed_rate in eda:
-        out["fixed"] = {"rate": fixed_rate, "eda": eda[fixed_rate], "raw": raw[fixed_rate]}
+    loads = sorted({share, *LOADS})
+    rates = {load: load * cap["rate"] for load in loads}
+    fixed = fixed_rate if fixed_rate < rates[share] else None
+    with tempfile.TemporaryDirectory(prefix="eda-bench-") as state:
+        bench.latency_state = state  # one state folder for every start of the eda workers
+        try:
+            stocked = []
+            runs = [one_round(bench, r, rates, seconds, stocked, step, "", fixed if r == 1 else None)
+                    for r in range(1, rounds + 1)]
+            hog_runs = []
+            if hog:
+                with Hog():
+                    hog_runs = [one_round(bench, r, rates, seconds, stocked, step, " with a CPU hog")
+                                for r in range(1, rounds + 1)]
+        finally:
+            bench.latency_state = None
+    out = {"capacity": cap, "share": share, "rate": rates[share], "rates": {str(k): v for k, v in rates.items()},
+           "targets": {str(k): v for k, v in TARGETS.items()}, "runs": runs, "hog_runs": hog_runs,
+           # the first run at ``share``, as one figure (report rows, older readers)
+           "eda": runs[0]["eda"][str(share)], "raw": runs[0]["raw"][str(share)]}
+    if fixed is not None:
+        out["fixed"] = {"rate": fixed, "eda": runs[0]["eda"]["fixed"], "raw": runs[0]["raw"]["fixed"]}
+    out["summary"] = summary(out)
     return out
+
+
+def summary(lat: dict) -> dict:
+    """Per condition (quiet, hog) and load: each run's ratios, the spread of each side's p99, and whether
+    every run met the targets."""
+    out = {}
+    for condition, runs in (("quiet", lat["runs"]), ("hog", lat["hog_runs"])):
+        for load, targets in lat["targets"].items():
+            rows = [(r["raw"][load], r["eda"][load]) for r in runs if load in r["raw"] and load in r["eda"]]
+            if not rows:
+                continue
+            ratios = {key: [e[key] / r[key] if r[key] else float("inf") for r, e in rows]
+                      for key in ("p50_ms", "p99_ms", "max_ms")}
+            out[f"{condition} {load}"] = {
+                "ratios": ratios,
+                "raw_p99_spread": [min(r["p99_ms"] for r, _ in rows), max(r["p99_ms"] for r, _ in rows)],
+                "eda_p99_spread": [min(e["p99_ms"] for _, e in rows), max(e["p99_ms"] for _, e in rows)],
+                "met": all(ratio <= bound for key, bound in targets.items() for ratio in ratios[key])
+                and all(e["shipped"] == e["sent"] for _, e in rows)}
+    return out
+
+
+def table(lat: dict) -> list[list[str]]:
+    header = ["condition", "load", "run", "orders/s", "raw p50", "raw p99", "raw max", "eda p50", "eda p99",
+              "eda max", "p50 ×", "p99 ×", "target", "met"]
+    body = []
+    for condition, runs in (("quiet", lat["runs"]), ("CPU hog", lat["hog_runs"])):
+        for load, targets in lat["targets"].items():
+            for i, r in enumerate(runs, 1):
+                raw, eda = r["raw"].get(load), r["eda"].get(load)
+                if raw is None or eda is None:
+                    continue
+                ratio = {k: eda[k] / raw[k] if raw[k] else float("inf") for k in ("p50_ms", "p99_ms")}
+                met = all(ratio[k] <= bound for k, bound in targets.items()) and eda["shipped"] == eda["sent"]
+                body.append([condition, f"{float(load):g} ×", str(i), f"{eda['rate']:,.0f}",
+                             *(f"{raw[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")),
+                             *(f"{eda[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")),
+                             f"{ratio['p50_ms']:.2f}", f"{ratio['p99_ms']:.2f}",
+                             ", ".join(f"{k[:3]} ≤ {v:g}×" for k, v in targets.items()), "yes" if met else "NO"])
+            s = lat["summary"].get(f"{'hog' if condition == 'CPU hog' else 'quiet'} {load}")
+            if s:
+                body.append([condition, f"{float(load):g} ×", "spread", "",
+                             "", f"{s['raw_p99_spread'][0]:.1f}–{s['raw_p99_spread'][1]:.1f}", "",
+                             "", f"{s['eda_p99_spread'][0]:.1f}–{s['eda_p99_spread'][1]:.1f}", "",
+                             f"{min(s['ratios']['p50_ms']):.2f}–{max(s['ratios']['p50_ms']):.2f}",
+                             f"{min(s['ratios']['p99_ms']):.2f}–{max(s['ratios']['p99_ms']):.2f}",
+                             "every run", "yes" if s["met"] else "NO"])
+    return [header, *body]
+
+
+def about(lat: dict) -> str:
+    rates = ", ".join(f"{float(k):g} × = {v:,.0f}/s" for k, v in lat["rates"].items())
+    return (f"Latency order.placed -> order.shipped (ms), three `eda worker` processes beside three raw kombu relays "
+            f"(a confirm per publish), alternating in each run: relays' three-hop capacity {lat['capacity']['rate']:,.0f} "
+            f"orders/s, loads {rates}; {len(lat['runs'])} runs, then {len(lat['hog_runs'])} with a CPU hog (one busy "
+            "process per core) beside both; × = eda / raw in the same run; spread = the lowest and highest p99 "
+            "(and ratio) over the runs.")
+
+
+def text(lat: dict) -> str:
+    cells = table(lat)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths)) for row in cells]
+    return "\n".join([about(lat), lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def markdown(lat: dict) -> str:
+    cells = table(lat)
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    return "\n" + about(lat) + "\n\n" + "\n".join(lines) + "\n"

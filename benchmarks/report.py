@@ -51,6 +51,16 @@ def rows(r: dict) -> list[dict]:
             for key in ("p50_ms", "p99_ms", "max_ms"):
                 out.append(_row(f"latency order.placed -> order.shipped, {key[:-3]} at {fixed['rate']:g}/s",
                                 "ms", fixed["raw"][key], fixed["eda"][key], bound=25 if key == "p99_ms" else None))
+        for name, s in lat.get("summary", {}).items():  # issue 20: the targets in every run (table below)
+            condition, load = name.split()
+            targets = lat["targets"][load]
+            worst = {k: max(s["ratios"][k]) for k in targets}
+            out.append({"item": f"latency {'with a CPU hog' if condition == 'hog' else 'quiet'} at {float(load):g} × "
+                                f"capacity, worst of {len(s['ratios']['p99_ms'])} runs: "
+                                + ", ".join(f"{k[:3]} × {v:.2f}" for k, v in worst.items()),
+                        "unit": "eda / raw", "raw_kombu": None, "eda": max(worst.values()), "ratio": None,
+                        "target": ", ".join(f"{k[:3]} ≤ {v:g}×" for k, v in targets.items()),
+                        "met": s["met"]})
     if "decode" in r:
         d = r["decode"]
         out.append(_row("decode + validation of order.placed (kombu: json decode only)", "µs/event",
@@ -162,10 +172,14 @@ def write(directory: Path, results: dict, machine: dict, params: dict, failed: d
     json_path.write_text(json.dumps({"machine": machine, "params": params, "results": results, "rows": out,
                                      "failed": failed}, indent=2) + "\n")
     extra = ""
+    if "latency" in results and "runs" in results["latency"]:  # every run of both sides, and their spread
+        from benchmarks import latency
+
+        extra += latency.markdown(results["latency"])
     if "waiting" in results:  # its own table: concurrency levels against a gateway, not a kombu baseline
         from benchmarks import waiting
 
-        extra = waiting.markdown(results["waiting"])
+        extra += waiting.markdown(results["waiting"])
     if "processes" in results:  # its own table too: one process against two
         from benchmarks import processes
 

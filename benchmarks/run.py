@@ -30,7 +30,10 @@ def parse(argv) -> argparse.Namespace:
                    help="the latency run's rate as a share of the raw relays' measured capacity [0.5]")
     p.add_argument("--concurrency", default="1,4,16,64,256",
                    help="concurrency levels of the waiting measure (payment worker, 20 ms gateway) [1,4,16,64,256]")
-    p.add_argument("--seconds", type=float, help="duration of the latency run [20; 5 with --quick]")
+    p.add_argument("--seconds", type=float, help="duration of each latency run at each load [20; 5 with --quick]")
+    p.add_argument("--latency-runs", type=int, help="latency runs of each side, then as many with a CPU hog "
+                   "[5; 1 with --quick]")
+    p.add_argument("--no-hog", action="store_true", help="leave out the latency runs with a CPU hog")
     p.add_argument("--memory-events", type=int, help="events through the memory run [100000; 10000 with --quick]")
     p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {','.join(ITEMS)}")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"where latest.json/.md go [{RESULTS}]")
@@ -100,7 +103,8 @@ def react(bench: Bench, args) -> dict:
 
 
 def end_to_end(bench: Bench, args) -> dict:
-    return latency.compare(bench, args.share, args.rate, args.seconds, args.quick, step)
+    return latency.compare(bench, args.share, args.rate, args.seconds, args.quick, step, rounds=args.latency_runs,
+                           hog=not args.no_hog)
 
 
 def decode(bench: Bench, args) -> dict:
@@ -193,8 +197,10 @@ def main(argv=None) -> int:
         bench.cleanup()
     params = {"n": args.n, "rate": args.rate, "share": args.share, "seconds": args.seconds,
               "memory_events": args.memory_events, "concurrency": ",".join(map(str, args.concurrency)),
-              "quick": args.quick}
+              "quick": args.quick, "latency_runs": args.latency_runs, "hog": not args.no_hog}
     print(report.text(report.rows(results)))
+    if "latency" in results and "runs" in results["latency"]:
+        print("\n" + latency.text(results["latency"]))
     if "waiting" in results:
         from benchmarks import waiting
 
