@@ -19,6 +19,7 @@ settled, and raises AssertionError where it dead-lettered an event, unless the t
 import contextlib
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 from eda import names, replies
@@ -29,6 +30,7 @@ from eda.errors import ContractError, RequestTimeout, Unroutable
 from eda.memory import Broker, Published, open_connection
 from eda.memory.driver import Driver
 from eda.middleware import publishing
+from eda.outbox.relay import row_event
 from eda.publishing.partitioning import partition_headers
 from eda.publishing.producer import python_event
 from eda.publishing.publisher import Publisher, event_properties
@@ -126,6 +128,7 @@ class TestBus:
         self._given_back: list[tuple[str, Event]] = []
         self._held: set[int] = set()  # ordered workers' deliveries held by a pause, recorded as given back
         self._replies: list = []  # messages to the bus's direct reply-to address, not yet matched to a request
+        self._advanced = 0.0  # seconds advance() let pass: scheduled events are due by real time plus these
         self._connection = None
 
     # Lifecycle
@@ -208,6 +211,7 @@ class TestBus:
         self._publisher.publish_encoded([(event, body)], self._events_exchange, mandatory=False,
                                         middleware=self._publishing)
         self._settle(retries=retries)
+        self._release_scheduled(retries=retries)
         return event
 
     def request(self, event_type: registry.EventRef, data: dict | None = None, *, source: str = "eda/testbus",
@@ -256,9 +260,40 @@ class TestBus:
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass on the bus's clock: retries, circuit pauses and ordered workers' holds
-        due meanwhile run, each at its time."""
+        due meanwhile run, each at its time; then the scheduled events (``ctx.publish(..., delay=)``)
+        due by then are published, as the outbox relay would."""
         self._check_started()
+        self._advanced += seconds
         self._settle(until=self.broker.clock() + seconds)
+        self._release_scheduled()
+
+    def scheduled(self):
+        """The scheduled events waiting (handlers' ``ctx.publish(..., delay=)``), earliest due first, as
+        ``eda.outbox.Outbox.scheduled`` gives them; ``advance`` past their due time publishes them."""
+        outbox = self._outbox()
+        return outbox.scheduled() if outbox is not None else []
+
+    def _outbox(self):
+        """The outbox the workers' delayed reactions went to, or None while none was written."""
+        consumer = next((c for c in self.runner.consumers if c.scheduling is not None), None)
+        return consumer.scheduling.outbox if consumer is not None else None
+
+    def _release_scheduled(self, retries: bool = True) -> None:
+        """Publish the scheduled events due by the bus's time (real time plus what ``advance`` let pass),
+        as ``eda outbox relay`` would, and run what they cause, until none is due."""
+        outbox = self._outbox()
+        while outbox is not None:
+            conn = outbox.open(autocommit=True)
+            try:
+                rows = outbox.table.claim(conn, 500, time.time() + self._advanced)
+                if not rows:
+                    return
+                self._publisher.publish_encoded([(row_event(row), bytes(row[5])) for row in rows],
+                                                self._events_exchange, mandatory=False, middleware=self._publishing)
+                outbox.table.mark_sent(conn, [row[0] for row in rows])
+            finally:
+                conn.close()
+            self._settle(retries=retries)
 
     def worker(self, name: str) -> Worker:
         """The running instance of the named worker (to look at its state)."""

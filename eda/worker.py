@@ -15,6 +15,7 @@ Event names resolve when the worker starts, so a worker module may be imported b
 import inspect
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from eda.contracts import registry, versions
@@ -65,7 +66,8 @@ class Context:
         self.answer: tuple[Event, bytes] | None = None  # the reply to a request, and its body
         self.worker = worker
 
-    def publish(self, event_type: registry.EventRef, data: dict, *, at=None, delay=None) -> Event:
+    def publish(self, event_type: registry.EventRef, data: dict, *, at: datetime | None = None,
+                delay: timedelta | float | None = None) -> Event:
         """Queue a reaction (Python values, snake_case keys): same correlation id, the handled event as
         its cause.
 

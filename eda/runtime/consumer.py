@@ -103,7 +103,7 @@ class WorkerConsumer:
         self.processed = open_store(settings, worker.name) if worker.record_processed else None
         self.unrecorded = set()  # processed this turn of the I/O loop; committed at its end, in one go
         self.duplicates = Duplicates() if self.processed is not None else None
-        self._scheduling = None  # eda.outbox.scheduling.Scheduling, made when a handler first delays a reaction
+        self.scheduling = None  # eda.outbox.scheduling.Scheduling, made when a handler first delays a reaction
         self._scheduling_lock = threading.Lock()
 
     def start(self, connection, topology, session) -> None:
@@ -241,11 +241,11 @@ class WorkerConsumer:
         """The worker's outbox (its database's: EDA_DATABASE_URL, else SQLite under EDA_STATE_DIR) that
         delayed reactions wait in until ``eda outbox relay`` publishes them; opened on first use."""
         with self._scheduling_lock:
-            if self._scheduling is None:
+            if self.scheduling is None:
                 from eda.outbox.scheduling import Scheduling
 
-                self._scheduling = Scheduling(self.worker.settings, self.worker.source)
-            return self._scheduling
+                self.scheduling = Scheduling(self.worker.settings, self.worker.source)
+            return self.scheduling
 
     def setup(self) -> None:
         """The worker's ``setup``; an async one runs on the worker's event loop."""
@@ -360,5 +360,5 @@ class WorkerConsumer:
         if self.processed is not None:
             self.flush_records()
             self.processed.close()
-        if self._scheduling is not None:
-            self._scheduling.close()
+        if self.scheduling is not None:
+            self.scheduling.close()

@@ -298,3 +298,35 @@ def test_a_producer_schedules_into_the_outbox_without_the_broker_and_refuses_a_n
     outbox = Outbox(settings)
     assert outbox.find(event.id).state == "cancelled" and outbox.find(event.id).source == "shop/web"
 
+
+
+def test_on_a_testbus_a_delayed_reaction_waits_until_advance_lets_its_time_pass():
+    from eda import Worker, handles
+    from eda.testing import TestBus
+
+    class Restock(Worker):
+        name = "restock"
+
+        @handles("order.placed")
+        def later(self, event, ctx):
+            ctx.publish("stock-replenished", STOCK, delay=timedelta(minutes=15))
+
+    class Shelves(Worker):
+        name = "shelves"
+        seen = []
+
+        @handles("stock.replenished")
+        def shelve(self, event, ctx):
+            self.seen.append(event.id)
+
+    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
+             "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    with TestBus(Restock, Shelves) as bus:
+        bus.publish("order-placed", order)
+        [waiting] = bus.scheduled()
+        assert waiting.type == "stock.replenished" and bus.published("stock-replenished") == []
+        bus.advance(14 * 60)
+        assert bus.published("stock-replenished") == [] and Shelves.seen == []
+        bus.advance(60)
+        assert [e.id for e in bus.published("stock-replenished")] == [waiting.id] == Shelves.seen
+        assert bus.scheduled() == []

@@ -9,6 +9,7 @@ class Billing(Worker):
     @handles(42)
     def send(self, event: Event, ctx: Context) -> None:
         ctx.publish(["invoice.sent"], {})
+        ctx.publish("invoice.sent", {}, delay="15m")
 
 
 def main() -> None:

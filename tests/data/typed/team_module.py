@@ -1,6 +1,7 @@
 """A team's module written against eda's public API, for tests/unit/test_types.py: mypy --strict must
 accept it as it is, each ``assert_type`` saying what eda's annotations promise a user gets."""
 
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import assert_type
 
@@ -41,6 +42,7 @@ class Billing(Worker):
     @handles(InvoiceRequested)
     def send(self, event: Event, ctx: Context) -> None:
         assert_type(ctx.publish(InvoiceSent, {"invoice_id": event.data["invoice_id"]}), Event)
+        assert_type(ctx.publish(InvoiceSent, {"invoice_id": "1"}, delay=timedelta(minutes=15)), Event)
         assert_type(self.breaker.call(len, "abc"), int)
         with self.store.transaction() as tx:
             tx.execute("INSERT INTO t VALUES (?)", ("x",))
@@ -58,6 +60,8 @@ def main() -> None:
     assert_type(settings.with_(namespace="x"), Settings)
     with Producer(settings, source="billing") as producer:
         assert_type(producer.publish(InvoiceRequested, {"invoice_id": "1", "amount": Decimal(1)}), Event)
+        later = producer.publish(InvoiceRequested, {"invoice_id": "1", "amount": 1}, at=datetime.now(timezone.utc))
+        assert_type(producer.cancel(later.id), bool)
     outbox = Outbox(settings)
     with outbox.connect() as conn:
         assert_type(outbox.add(conn, InvoiceRequested, {"invoice_id": "2", "amount": 1}), Event)
