@@ -290,3 +290,56 @@ def test_a_recurring_schedule_whose_data_breaks_its_contract_stops_the_relay_at_
 def test_eda_schedule_recurring_lists_the_apps_schedules(eda):
     code, output = eda.run("schedule", "recurring", **EVERY_SECOND)
     assert code == 0 and "every-second" in output and "* * * * * *" in output and "Every second" in output, output
+
+
+def test_a_cancel_while_a_relay_publishes_the_event_waits_for_it_and_says_it_was_published(eda, broker, app, producer):
+    spy = broker.spy()
+    event = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, at=datetime.now(timezone.utc))
+    with app.marks_held():
+        # Given a relay that published the due event but has not marked it sent (it holds the row)
+        relay(eda, app)
+        spy.wait_for("stock.replenished", timeout=30)
+        # When it is cancelled at that moment
+        cancel = eda.start("schedule", "cancel", event.id, **app.env)
+        time.sleep(1.5)
+        # Then the cancel waits for the relay
+        assert cancel.proc.poll() is None, cancel.output
+    # and once the relay marked it, the cancel says it is too late: one or the other, never both
+    assert cancel.wait(30) == 1
+    assert f"error: {event.id} was published already" in cancel.output, cancel.output
+    assert app.outbox.find(event.id).state == "published"
+    assert [e["id"] for e in spy.events] == [event.id]
+
+
+def test_a_postgresql_outbox_of_an_earlier_eda_is_upgraded_in_place(eda, broker, env, database):
+    import psycopg
+
+    from eda.outbox import Outbox
+    from tests import pg
+
+    # Given the outbox table as an earlier eda made it, with a row pending
+    schema = env["EDA_NAMESPACE"]
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f'''
+            CREATE SCHEMA "{schema}";
+            CREATE TABLE "{schema}".outbox (position bigserial PRIMARY KEY, event_id text NOT NULL,
+                event_type text NOT NULL, source text NOT NULL, correlation_id text NOT NULL, body bytea NOT NULL,
+                added_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz);
+            CREATE INDEX outbox_pending ON "{schema}".outbox (position) WHERE sent_at IS NULL;
+            INSERT INTO "{schema}".outbox (event_id, event_type, source, correlation_id, body)
+                VALUES ('old-1', 'stock.replenished', 'shop/web', 'old-1',
+                        convert_to('{{"specversion":"1.0","id":"old-1","source":"shop/web","type":"stock.replenished","time":"2030-01-01T00:00:00Z","datacontenttype":"application/json","data":{{"sku":"SKU-1","quantity":1}}}}', 'UTF8'));
+        ''')
+    # When eda opens it, and an event is scheduled in it
+    app = App(env, database)
+    spy = broker.spy()
+    with Producer(app.outbox.settings) as producer:
+        scheduled = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 1}, delay=0)
+    # Then the columns and indexes are there, and a relay publishes the old row and the scheduled one
+    indexes = {row[0] for row in pg.query(database, "SELECT indexname FROM pg_indexes WHERE schemaname = %s",
+                                          (schema,))}
+    assert {"outbox_pending", "outbox_due", "outbox_scheduled", "outbox_cancelled"} <= indexes
+    relay(eda, app)
+    assert sorted(e["id"] for e in spy.wait_for("stock.replenished", count=2, timeout=30)) == \
+        sorted(["old-1", scheduled.id])
+    assert isinstance(Outbox(app.outbox.settings).find(scheduled.id).due, float)

@@ -330,3 +330,24 @@ def test_on_a_testbus_a_delayed_reaction_waits_until_advance_lets_its_time_pass(
         bus.advance(60)
         assert [e.id for e in bus.published("stock-replenished")] == [waiting.id] == Shelves.seen
         assert bus.scheduled() == []
+
+
+def test_an_async_handlers_delayed_reaction_is_written_too():
+    from eda import Worker, handles
+    from eda.testing import TestBus
+
+    class Reminder(Worker):
+        name = "async-reminder"
+
+        @handles("order.placed")
+        async def later(self, event, ctx):
+            ctx.publish("stock-replenished", STOCK, delay=timedelta(seconds=30))
+
+    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
+             "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    with TestBus(Reminder) as bus:
+        placed = bus.publish("order-placed", order)
+        [waiting] = bus.scheduled()
+        assert waiting.id == derived_id("eda/async-reminder", placed.id, "0")
+        bus.advance(30)
+        assert [e.id for e in bus.published("stock-replenished")] == [waiting.id]
