@@ -1,6 +1,7 @@
 """eda: event-driven workers on RabbitMQ. What a service built on eda imports (docs/api.md):
 
     from eda import Worker, handles, contract, EventData, Setting, Settings, PermanentError, ContractError
+    from eda import Saga, starts                    # flows over many events and time (process managers)
     from eda import Producer, Outbox, schedule      # publishing from an application, now, later or by cron
     from eda import Breaker, open_store             # what handlers often need
     from eda import Middleware, Outgoing            # around handling and publishing
@@ -24,7 +25,7 @@ _API = {
     # Declaring events and workers
     "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "upcaster": "eda.contracts.versions",
     "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.worker", "Event": "eda.contracts.envelope",
-    "FLOW": "eda.names",
+    "FLOW": "eda.names", "Saga": "eda.sagas", "starts": "eda.sagas",
     "Setting": "eda.worker_settings", "Settings": "eda.settings",
     # Around handling and publishing
     "Middleware": "eda.middleware", "Outgoing": "eda.middleware",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time
     from eda.outbox import Outbox as Outbox
     from eda.outbox.recurring import schedule as schedule
     from eda.publishing.producer import Producer as Producer
+    from eda.sagas import Saga as Saga, starts as starts
     from eda.settings import Settings as Settings
     from eda.store import open_store as open_store
     from eda.tail import watch as watch

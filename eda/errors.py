@@ -98,3 +98,13 @@ class ScheduleError(ConfigError, PermanentError):
 
 class NotScheduled(EdaError):
     """No scheduled event with that id is waiting: it was published or cancelled already, or is unknown."""
+
+
+class SagaConflict(EdaError):
+    """A saga instance's state kept changing under an event (other copies or events of the same instance
+    handled at the same moment elsewhere): a transient failure, retried like any other."""
+
+
+class SagaStateError(PermanentError):
+    """A saga handler left its instance's state invalid (a value its fields refuse), or the event names
+    no instance (its data lacks the saga's correlation field): the same at every attempt."""
