@@ -23,31 +23,35 @@ saved when the handler returns, in one transaction with the record that the even
 
 import functools
 import inspect
+from collections.abc import Callable
+from typing import TypeVar
 
 from marshmallow import Schema, fields as marshmallow_fields
 
 from eda.contracts import registry
+from eda.contracts.envelope import Event
 from eda.errors import DefinitionError, ScheduleError
 from eda.names import FLOW
 from eda.worker import RESERVED, Worker, handles
 from eda.worker_settings import Setting
 
+H = TypeVar("H", bound=Callable)
 WEEK = 7 * 24 * 3600.0
 # Besides what the runtime reads on any worker: what a saga instance has, which no handler or state field
 # may hide.
 SAGA_RESERVED = RESERVED | {"correlation", "key", "complete", "completed", "schedule_timeout", "retention", "state"}
 
 
-def starts(event_type: registry.EventRef):
+def starts(event_type: registry.EventRef) -> Callable[[H], H]:
     """Mark a method as the handler of one event type that may start an instance: for a correlation value
     with no instance it makes one (its fields at their defaults); for one with a live instance it runs on
     that instance like ``@handles`` (an event that may arrive first, as NServiceBus's
     ``IAmStartedByMessages``). A saga may have several."""
     mark = handles(event_type)
 
-    def start(method):
+    def start(method: H) -> H:
         method = mark(method)
-        method.eda_saga_starts = True
+        method.eda_saga_starts = True  # type: ignore[attr-defined]
         return method
 
     return start
@@ -164,7 +168,7 @@ class Saga(Worker):
         its final state kept for ``retention`` (``eda saga list --completed``), then deleted."""
         self.__dict__["_eda_completed"] = True
 
-    def schedule_timeout(self, event_type: registry.EventRef, data: dict, *, delay=None, at=None):
+    def schedule_timeout(self, event_type: registry.EventRef, data: dict, *, delay=None, at=None) -> Event:
         """Publish ``event_type`` to this saga (and any consumer of it) when due, after ``delay`` (a
         timedelta or seconds) or ``at`` (an aware datetime): ``ctx.publish(..., delay=)``, written to the
         outbox with this event's other reactions and published by ``eda outbox relay`` when due. It
