@@ -389,7 +389,7 @@ def test_a_timeout_fires_on_the_bus_once_its_time_passes(trips, settings):
     with TestBus(trips, settings=settings) as bus:
         bus.publish("trip.booked", booked("t-1"))
         [due] = bus.scheduled()
-        assert due.type == "trip.payment-due" and due.data == {"trip_id": "t-1"}
+        assert due.type == "trip.payment-due" and due.source == "eda/trips"
         # When 14 minutes pass, nothing happens yet
         bus.advance(14 * 60)
         assert bus.published("trip.released") == [] and len(bus.scheduled()) == 1
