@@ -16,6 +16,7 @@ import pytest
 
 from eda_shop.workers.gateway import Simulation, serve
 from eda.topology import Topology
+from tests.monitoring import NotifySocket
 from tests.support import in_ci, Broker, EdaProcess, environment, port_open
 from eda import discovery
 
@@ -207,3 +208,11 @@ def app_queues(broker_url, namespace, eda):
                 Topology(namespace, delays).delete_worker(channel, worker)
     finally:
         conn.release()
+
+
+@pytest.fixture
+def notify_socket():
+    """systemd's notify socket, for a worker started with NOTIFY_SOCKET=notify_socket.name."""
+    sock = NotifySocket()
+    yield sock
+    sock.close()

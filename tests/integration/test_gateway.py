@@ -3,23 +3,17 @@
 import http.client
 import json
 import signal
-import socket
 import threading
 
 import pytest
 
+from tests.monitoring import free_port
 from tests.support import port_open, wait_until
 
 pytestmark = pytest.mark.integration
 
 CLIENTS = 256
 REQUESTS_EACH = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

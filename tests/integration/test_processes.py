@@ -5,18 +5,16 @@ import contextlib
 import os
 import signal
 import socket
-import struct
 import time
-import urllib.request
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import kombu
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from eda.topology import Topology
 from tests.conftest import TEST_RETRY_DELAYS
+from tests.monitoring import free_port, scrape
 from tests.support import Accounting, wait_until
 
 pytestmark = pytest.mark.integration
@@ -234,43 +232,6 @@ def test_a_crash_loop_ends_the_parent_with_a_clear_line(eda, app_queues):
     assert not children_of(eda.processes[-1].proc.pid)
 
 
-class CredentialedNotifySocket:
-    """systemd's end of the notify protocol, noting which process sent each message (SO_PASSCRED)."""
-
-    def __init__(self):
-        self.name = f"@eda-test-{uuid.uuid4().hex[:12]}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.bind(b"\0" + self.name[1:].encode())
-        self.messages: list[tuple[int, dict]] = []  # (sender pid, message)
-
-    def receive(self, timeout: float):
-        self.sock.settimeout(timeout)
-        try:
-            data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
-        except socket.timeout:
-            return None
-        pid = next(struct.unpack("3i", d)[0] for level, kind, d in ancillary
-                   if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
-        message = dict(line.split("=", 1) for line in data.decode().splitlines())
-        self.messages.append((pid, message))
-        return message
-
-    def wait_for(self, key: str, timeout: float = 60.0) -> dict:
-        return wait_until(lambda: (lambda m: m if m and key in m else None)(self.receive(0.2)), timeout,
-                          interval=0, message=f"{key} from eda")
-
-    def close(self):
-        self.sock.close()
-
-
-@pytest.fixture
-def notify_socket():
-    sock = CredentialedNotifySocket()
-    yield sock
-    sock.close()
-
-
 def test_systemd_hears_ready_once_every_process_consumes_and_only_from_the_parent(eda, broker, namespace,
                                                                                   notify_socket):
     # Given three processes started as systemd starts a Type=notify unit with WatchdogSec=2
@@ -289,11 +250,10 @@ def test_systemd_hears_ready_once_every_process_consumes_and_only_from_the_paren
     stopping = notify_socket.wait_for("STOPPING")
     assert stopping["STATUS"].startswith("stopping")
     assert parent.wait(timeout=30) == 0, parent.output
-    while notify_socket.receive(0.1) is not None:
-        pass
+    notify_socket.drain()
     # Then systemd heard READY=1 once, and every message came from the parent, none from its processes
-    assert [m for _, m in notify_socket.messages if "READY" in m] == [ready]
-    assert {pid for pid, _ in notify_socket.messages} == {parent.proc.pid}
+    assert [m for m in notify_socket.messages if "READY" in m] == [ready]
+    assert set(notify_socket.senders) == {parent.proc.pid}
 
 
 def test_a_process_that_stops_answering_its_watchdog_is_replaced(eda, notify_socket):
@@ -308,19 +268,6 @@ def test_a_process_that_stops_answering_its_watchdog_is_replaced(eda, notify_soc
     wait_until(lambda: parent.count(all_consuming) == 2, timeout=60, message="the new process consuming")
     notify_socket.wait_for("WATCHDOG")
     assert not running(kids[0])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def handled_by(record) -> dict[str, int]:

@@ -1,58 +1,14 @@
 """A real `eda worker` speaks systemd's notify protocol to a socket the test listens on, as systemd would."""
 
 import signal
-import socket
-import uuid
 
 import pytest
 
-from tests.support import wait_until
+from tests.monitoring import free_port
 
 pytestmark = pytest.mark.integration
 
 WATCHDOG_USEC = 1_000_000  # systemd asks for a ping at least every second; eda pings every half of it
-
-
-class NotifySocket:
-    """An AF_UNIX datagram socket under an abstract name, in the role of systemd's NOTIFY_SOCKET."""
-
-    def __init__(self):
-        self.name = f"@eda-test-{uuid.uuid4().hex[:12]}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(b"\0" + self.name[1:].encode())
-        self.messages: list[dict] = []
-
-    def receive(self, timeout: float) -> dict | None:
-        """The next message as a dict of its KEY=value lines, or None after ``timeout``."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096)
-        except socket.timeout:
-            return None
-        message = dict(line.split("=", 1) for line in data.decode().splitlines())
-        self.messages.append(message)
-        return message
-
-    def wait_for(self, key: str, timeout: float = 15.0) -> dict:
-        """Receive until a message carrying ``key`` arrives."""
-        return wait_until(lambda: (lambda m: m if m and key in m else None)(self.receive(0.2)), timeout,
-                          interval=0, message=f"{key} from the worker")
-
-    def close(self):
-        self.sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def notify_socket():
-    sock = NotifySocket()
-    yield sock
-    sock.close()
 
 
 def test_the_worker_is_ready_only_once_consuming_pings_the_watchdog_and_says_when_it_stops(
@@ -90,7 +46,6 @@ def test_a_worker_that_cannot_reach_the_broker_never_says_ready_but_feeds_the_wa
     notify_socket.wait_for("WATCHDOG")
     # And it gives up with the broker-unavailable exit code without ever saying READY=1
     assert proc.wait() == 3, proc.output
-    while notify_socket.receive(0.1) is not None:
-        pass
+    notify_socket.drain()
     assert not [m for m in notify_socket.messages if "READY" in m]
     assert "guest:guest" not in proc.output
