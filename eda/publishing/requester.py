@@ -13,13 +13,11 @@ flight (``BrokerUnavailable``: they may have been handled); the next request con
 
 import asyncio
 import logging
-import os
 import select
 import socket
 import struct
 import threading
 import time
-import weakref
 from collections import deque
 from concurrent.futures import Future
 
@@ -33,16 +31,9 @@ from eda.publishing.pending import Pending
 from eda.publishing.publisher import Publisher, event_properties
 from eda.settings import Settings
 from eda.topology import Topology
+from eda.wakeup import WakeUp
 
 log = logging.getLogger("eda.requests")
-
-
-def _close_fds(*fds) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 def timeout_message(request: Event, timeout: float) -> str:
@@ -58,13 +49,7 @@ class Requester:
         self.middleware = middleware  # the publish chain each request goes through (its producer's)
         self.pending = Pending()
         self._outbox = deque()  # (event, body) handed over by callers, not yet published
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        # Closed only once nothing can write to it any more: a number closed earlier could be reused
-        # by another file, which a late caller's wake-up byte would then be written to.
-        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
-        self._wake_pending = False
+        self._wakeup = WakeUp()  # callers wake the I/O thread; closed when the Requester is collected
         self._closing = False
         self.alive = True
         self._conn = open_connection(settings)
@@ -91,9 +76,8 @@ class Requester:
         self._outbox.append((request, body))
         if not self.alive:  # the I/O thread ended meanwhile: nobody would send it
             self.pending.settle(request.id, error=BrokerUnavailable("lost the broker connection; try again"))
-        elif not self._wake_pending:
-            self._wake_pending = True
-            self._wake()
+        else:
+            self._wakeup.wake_once()
         return future
 
     def call(self, request: Event, body: bytes, reply_type: str, timeout: float) -> Event:
@@ -115,15 +99,9 @@ class Requester:
     def close(self) -> None:
         """Stop the I/O thread and close the connection; requests still waiting fail."""
         self._closing = True
-        self._wake()
+        self._wakeup.wake()
         if self._thread is not threading.current_thread():
             self._thread.join(10)
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):  # full: the thread wakes anyway; closed: it ended
-            pass
 
     # The I/O thread
 
@@ -161,13 +139,9 @@ class Requester:
         reader = frame_reader.reader_of(connection)
         if reader is not None and reader.pending():
             timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
-        ready, _, _ = select.select([connection.sock, self._wake_r], [], [], timeout)
-        if self._wake_r in ready:
-            try:
-                os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
-            self._wake_pending = False  # cleared before the hand-overs are taken: a later one wakes again
+        ready, _, _ = select.select([connection.sock, self._wakeup.read_fd], [], [], timeout)
+        if self._wakeup.read_fd in ready:
+            self._wakeup.clear()  # before the hand-overs are taken: a later one wakes it again
         if reader is not None:
             if connection.sock in ready or timeout == 0:
                 reader.dispatch_ready(connection)

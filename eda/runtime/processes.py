@@ -27,6 +27,7 @@ import time
 
 from eda.runtime.children import Child, die_with_parent
 from eda.systemd import Notifier, watchdog_interval
+from eda.wakeup import WakeUp
 
 log = logging.getLogger("eda.processes")
 
@@ -62,13 +63,11 @@ class Parent:
     # Lifecycle
 
     def run(self) -> int:
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = WakeUp()  # signals (SIGCHLD among them) wake the loop
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that a child's exit wakes the loop
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)
         folder = tempfile.mkdtemp(prefix="eda-processes-")  # mode 0700: the notify sockets and metrics files
         try:
             env = self._child_env(folder)
@@ -88,8 +87,7 @@ class Parent:
                 self.server.close()
             shutil.rmtree(folder, ignore_errors=True)
             signal.set_wakeup_fd(-1)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._wakeup.close()
             self.notifier.close()
 
     def _child_args(self) -> list[str]:
@@ -157,13 +155,10 @@ class Parent:
         due = [c.restart_at for c in self.children if c.restart_at is not None]
         if due and not self.stopping:
             timeout = max(0.0, min(timeout, min(due) - time.monotonic()))
-        fds = [self._wake_r, *(c.listener for c in self.children)]
+        fds = [self._wakeup.read_fd, *(c.listener for c in self.children)]
         fds += [c.proc.stderr for c in self.children if c.proc is not None and not c.proc.stderr.closed]
         select.select(fds, [], [], timeout)
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
+        self._wakeup.clear()
 
     def _forward(self, child: Child, lines: list[str]) -> None:
         """A child's stderr, on the parent's; its ``error:`` line is held until it exits (see ``_exited``)."""

@@ -14,13 +14,13 @@ import signal
 import socket
 import threading
 import time
-import weakref
 
 from eda import frame_reader
 from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.middleware import checked, from_settings, unique
 from eda.topology import Topology
+from eda.wakeup import WakeUp
 from eda.publishing.publisher import Publisher
 from eda.runtime.consumer import Outcome, WorkerConsumer
 from eda.runtime.partitions import PartitionedConsumer
@@ -30,14 +30,6 @@ from eda.worker_checks import check as check_workers
 log = logging.getLogger("eda.worker")
 
 EXIT_OK, EXIT_FORCED, EXIT_BROKER_LOST = 0, 1, 3
-
-
-def _close_fds(*fds) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 class Runner:
@@ -66,14 +58,8 @@ class Runner:
         self.session = None  # a new object per connection: outcomes of a lost one are dropped
         self.session_errors = ()  # errors that end the session (connection and channel errors), not an event
         self._outcomes = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        # Closed once nothing can write to it any more: when the Runner is collected, or by ``release``
-        # (at exit the process closes it: it may be the signal wake-up fd until then).
-        self._release_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
-        self._release_pipe.atexit = False
-        self._wake_pending = False
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # Handler threads and signals wake the I/O thread; closed when the Runner is collected, or by ``release``.
+        self._wakeup = WakeUp()
         self._amqp = False
         self._stopping = False
         self._deadline = None
@@ -88,7 +74,7 @@ class Runner:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-            signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+            signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)
         self.setup()
         try:
             return self._run_sessions()
@@ -108,7 +94,7 @@ class Runner:
     def release(self) -> None:
         """Close the wake-up pipe now, for a caller that knows no handler thread can hand an outcome back
         any more (eda.testing's bus, after ``close``); else it closes when the Runner is collected."""
-        self._release_pipe()
+        self._wakeup.close()
 
     def close(self) -> None:
         """End consuming, run each worker's teardown, close the connection."""
@@ -129,7 +115,7 @@ class Runner:
             self._deadline = time.monotonic() + self.settings.shutdown_timeout
             for m in self.observers:
                 m.on_stopping(self)
-        self._wake()
+        self._wakeup.wake()
 
     def _on_signal(self, signum, frame):
         self._signals += 1
@@ -277,9 +263,9 @@ class Runner:
             reader = frame_reader.reader_of(connection)
             if reader is not None and reader.pending():
                 timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
-            ready, _, _ = select.select([connection.sock, self._wake_r], [], [], timeout)
-            if self._wake_r in ready:
-                self._take_wake_ups()
+            ready, _, _ = select.select([connection.sock, self._wakeup.read_fd], [], [], timeout)
+            if self._wakeup.read_fd in ready:
+                self._wakeup.clear()  # before the outcomes are taken: an outcome queued after this wakes it again
             if reader is not None:
                 if connection.sock in ready or timeout == 0:
                     reader.dispatch_ready(connection)  # one read for all the socket holds; every complete frame
@@ -295,21 +281,7 @@ class Runner:
                 self.connection.drain_events(timeout=0.02)
             except socket.timeout:
                 pass
-            self._take_wake_ups()
-
-    def _take_wake_ups(self) -> None:
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
-        # Cleared before the outcomes are taken: an outcome queued after this wakes the loop again.
-        self._wake_pending = False
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:  # the pipe is full: the I/O thread is waking anyway
-            pass
+            self._wakeup.clear()
 
     def drained(self) -> bool:
         """Nothing running, nothing handed back unsettled, no publish awaiting its confirm."""
@@ -320,17 +292,15 @@ class Runner:
         """Wait ``seconds`` (a reconnect backoff), or less when a signal asks the worker to stop."""
         deadline = time.monotonic() + seconds
         while not self._stopping and (left := deadline - time.monotonic()) > 0:
-            select.select([self._wake_r], [], [], left)
-            self._take_wake_ups()  # handler threads finishing: keep waiting
+            select.select([self._wakeup.read_fd], [], [], left)
+            self._wakeup.clear()  # handler threads finishing: keep waiting
 
     # Outcomes: ack, publish reactions, or move the event
 
     def hand_back(self, outcome: Outcome) -> None:
         """Called on a handler thread: queue the outcome for the I/O thread."""
         self._outcomes.put(outcome)
-        if not self._wake_pending:  # one wake-up byte per turn of the I/O loop is enough
-            self._wake_pending = True
-            self._wake()
+        self._wakeup.wake_once()  # one wake-up byte per turn of the I/O loop is enough
 
     def _settle_outcomes(self) -> None:
         while True:

@@ -1,0 +1,57 @@
+"""A wake-up pipe: how other threads wake a thread that owns a connection and waits in ``select``.
+
+The waiting thread selects on ``read_fd`` beside its socket and calls ``clear`` before it takes what it
+was woken for; any thread calls ``wake_once`` after handing something over (one byte per wait is
+enough: a hand-over after ``clear`` writes again), or ``wake`` to interrupt the wait whatever was
+written before (a stop).
+"""
+
+import os
+import weakref
+
+
+def _close_fds(*fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class WakeUp:
+    """The pipe's two ends, non-blocking; closed when collected, or at once by ``close``."""
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.pending = False  # a byte was written and not cleared yet
+        # Closed only once nothing can write to it any more: a number closed earlier could be reused by
+        # another file, which a late wake-up byte would then be written to. Not at exit: the write end
+        # may be the signal wake-up fd until the process ends, which closes it.
+        self._close = weakref.finalize(self, _close_fds, self.read_fd, self.write_fd)
+        self._close.atexit = False
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except OSError:  # full (BlockingIOError): the thread wakes anyway; closed: nobody waits any more
+            pass
+
+    def wake_once(self) -> None:
+        """Wake the thread unless a byte is waiting for it already."""
+        if not self.pending:
+            self.pending = True
+            self.wake()
+
+    def clear(self) -> None:
+        """Take the bytes written; called before taking what was handed over, so that a hand-over after
+        it wakes the thread again."""
+        try:
+            os.read(self.read_fd, 4096)
+        except OSError:  # nothing written (BlockingIOError), or closed already
+            pass
+        self.pending = False
+
+    def close(self) -> None:
+        self._close()
