@@ -7,11 +7,11 @@ import sys
 import click
 
 from eda import tracing
-from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, complete_events,
-                             complete_workers, own_options, settings_options)
+from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, check_event_options,
+                             complete_events, complete_workers, own_options, settings_options)
 from eda.commands.schedule import schedule
 from eda.commands.request import request
-from eda.errors import ConfigError, ContractError
+from eda.errors import ConfigError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="eda")
@@ -74,16 +74,10 @@ def worker(names, settings, **own):
 def publish(event, data, file, correlation_id, source, settings):
     """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it.
     Every event is validated before the first is published: an invalid one publishes nothing."""
-    from eda.contracts.envelope import check_attribute
     from eda.publishing.batch import events_from_input, publish_confirmed
 
     tracing.setup("eda-publish")
-
-    for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
-        try:
-            check_attribute(name, value, required=option == "--source")
-        except ContractError as exc:
-            raise ConfigError(f"{option}: {exc}") from None
+    check_event_options(correlation_id, source)
     if (data is None) == (file is None):
         raise ConfigError("give the event's data with exactly one of --data JSON or --file PATH")
     with events_from_input(event, data=data, lines=file, source=source, correlation_id=correlation_id) as events:

@@ -63,6 +63,19 @@ def settings_options(*names: str) -> Callable[[Callable[..., Any]], Callable[...
     return decorate
 
 
+def check_event_options(correlation_id: str | None, source: str) -> None:
+    """``--correlation-id`` and ``--source`` of a command that builds events, checked as the CloudEvents
+    attributes they become: a one-line ConfigError naming the option."""
+    from eda.contracts.envelope import check_attribute
+    from eda.errors import ContractError
+
+    for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
+        try:
+            check_attribute(name, value, required=option == "--source")
+        except ContractError as exc:
+            raise ConfigError(f"{option}: {exc}") from None
+
+
 APP_HELP = "Modules to import first (the current directory first on the path): a project's contracts and workers."
 
 

@@ -5,7 +5,7 @@ import json
 import click
 
 from eda import tracing
-from eda.cli_support import COMMON, Duration, app_option, complete_events, settings_options
+from eda.cli_support import COMMON, Duration, app_option, check_event_options, complete_events, settings_options
 from eda.errors import ConfigError, ContractError
 
 
@@ -23,18 +23,14 @@ def request(event, data, timeout, envelope, correlation_id, source, settings):
     """Send EVENT (a request: its contract declares a reply, e.g. quote-requested) and print the reply's
     data as JSON once a worker answered. Exit 5 when no reply came within --timeout, 6 when the worker
     failed the request (dead-lettered it), 4 at once when no queue takes it."""
-    from eda.contracts.envelope import check_attribute, to_wire
+    from eda.contracts.envelope import to_wire
     from eda.contracts.registry import get
     from eda.publishing.batch import parse_json
     from eda.publishing.producer import Producer, build_event
     from eda.publishing.requests import MAX_TIMEOUT
 
     tracing.setup("eda-request")
-    for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
-        try:
-            check_attribute(name, value, required=option == "--source")
-        except ContractError as exc:
-            raise ConfigError(f"{option}: {exc}") from None
+    check_event_options(correlation_id, source)
     if not 0 < timeout <= MAX_TIMEOUT:
         raise ConfigError(f"--timeout: {timeout:g}s is not above 0 and at most 24h")
     get(event).reply_contract()  # not a request: a usage error, before the data is looked at

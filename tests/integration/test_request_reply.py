@@ -169,6 +169,13 @@ def test_a_request_nobody_answers_times_out_in_one_line_and_waits_for_a_worker(e
     assert worker.count(lambda r: r.get("level") in ("WARNING", "ERROR")) == 0, worker.output
 
 
+@pytest.mark.parametrize("option", ["--correlation-id", "--source"])
+def test_an_attribute_longer_than_amqp_carries_is_a_wrong_option_of_eda_request(eda, option):
+    code, lines, _ = request(eda, asking(1), option, "é" * 150)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {option}: ") and "300 bytes" in lines[0] and "255" in lines[0]
+
+
 def test_a_request_no_worker_takes_fails_at_once(eda, producer):
     # Given no worker bound to quote.requested
     # When a quote is asked for with a long timeout
