@@ -11,7 +11,8 @@ pages: on an inline worker that is the I/O thread, every few hundred events, and
 flight waits for the disk (the latency's tail, issue 20). Here a thread of the store's own
 checkpoints every ``CHECKPOINT_INTERVAL`` on a connection of its own (``PASSIVE``: never waiting for
 the writer, nor making it wait; sqlite3 lets go of the GIL meanwhile); the writer checkpoints only
-past ``WRITER_CHECKPOINT_PAGES``, a bound on the log should that thread fall behind.
+past ``WRITER_CHECKPOINT_PAGES``, a bound on the log should that thread fall behind (a loose one: the
+writer's checkpoint is skipped while the thread's runs, and tried again at its next commit).
 """
 
 import sqlite3

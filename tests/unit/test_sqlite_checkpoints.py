@@ -43,10 +43,11 @@ def test_the_checkpoint_thread_copies_the_log_while_commits_go_on_and_the_log_st
             commit_rows(store, 200, n)
             n += 200
         # Then the rows reached the database file meanwhile (copied by the checkpoint thread), and the log
-        # never grew past the bound at which the writer checkpoints itself (a frame: a 4 KB page and 24 bytes)
+        # stayed near the bound at which the writer checkpoints itself (a frame: a 4 KB page and 24 bytes; the
+        # writer's checkpoint is skipped while the thread's runs, so the log may pass the bound by a little)
         assert n >= 1000
         assert store.path.stat().st_size > size_before
-        assert wal.stat().st_size <= (WRITER_CHECKPOINT_PAGES + 100) * (4096 + 24)
+        assert wal.stat().st_size <= 2 * WRITER_CHECKPOINT_PAGES * (4096 + 24)
         assert store.read("SELECT count(*) FROM t") == [(n,)]
     finally:
         store.close()
