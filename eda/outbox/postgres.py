@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from eda.outbox.connect import quoted
 
-COLUMNS = "position, event_id, event_type, source, correlation_id, body"
+COLUMNS = "position, event_id, event_type, source, correlation_id, body, due_at"  # due_at: None for at once
 LISTED = "event_id, event_type, correlation_id, source, due_at, added_at, sent_at, cancelled_at"
 PENDING = "sent_at IS NULL AND cancelled_at IS NULL AND due_at IS NOT NULL"  # the predicate of outbox_due
 CANCEL_LOCK_TIMEOUT = "30s"  # a relay holds a row's lock for one batch's publish (CONFIRM_TIMEOUT at most)
@@ -149,6 +149,11 @@ class PostgresTable:
             rows += conn.execute(f"SELECT {COLUMNS} FROM {self.table} WHERE sent_at IS NULL AND due_at IS NULL "
                                  f"ORDER BY position LIMIT %s FOR UPDATE SKIP LOCKED", (limit - len(rows),)).fetchall()
         return rows
+
+    def postpone(self, conn, positions, until: float) -> None:
+        """Make scheduled rows the broker did not take due again at ``until`` (the others go on meanwhile)."""
+        conn.execute(f"UPDATE {self.table} SET due_at = %s WHERE position = ANY(%s) AND due_at IS NOT NULL",
+                     (moment(until), list(positions)))
 
     def next_due(self, conn) -> float | None:
         """The due time of the earliest scheduled row not yet published, or None."""

@@ -34,6 +34,7 @@ PRUNE_EVERY = 60.0
 METRICS_EVERY = 2.0
 MAX_BACKOFF = 30.0
 CONFIRM_TIMEOUT = 10.0  # below the unit's WatchdogSec: a silent broker ends a batch, not the relay
+SCHEDULED_RETRY = 30.0  # seconds until a scheduled event the broker refused is tried again
 HELD_ELSEWHERE = 0.05  # seconds to wait when due rows are there but another relay holds them
 
 
@@ -162,13 +163,25 @@ class Relay:
                 broken = BrokerUnavailable(str(exc) or type(exc).__name__)
             if confirmed:
                 mark(confirmed)  # committed as the claim's transaction ends
+            refused_now = False
+            if failed and broken is None:
+                # A scheduled row the broker refused (no queue bound yet) is due again later; were it left
+                # due, it would be claimed first by every batch, and each would back off for it.
+                done = set(confirmed)
+                refused_now = any(row[0] not in done and row[6] is None for row in rows)
+                later = [row[0] for row in rows if row[0] not in done and row[6] is not None]
+                if later:
+                    self.session.postpone(later, time.time() + SCHEDULED_RETRY)
         if confirmed:
             self._published(len(confirmed))
         if broken is not None:
             raise broken
         if failed:
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            raise PublishError(f"the broker did not take {failed[0]}{more}; the rows stay in the outbox")
+            if refused_now:
+                raise PublishError(f"the broker did not take {failed[0]}{more}; the rows stay in the outbox")
+            log.warning("the broker did not take %s%s; scheduled, it is due again in %.0fs", failed[0], more,
+                        SCHEDULED_RETRY, extra={"error": str(failed[0])})
         return len(rows) == self.batch
 
     def _publish(self, rows, confirmed: list, failed: list) -> None:

@@ -47,6 +47,10 @@ class PostgresSession:
         with self.conn.transaction():
             return self.table.next_due(self.conn)
 
+    def postpone(self, positions, until: float) -> None:
+        """Inside ``claimed``: those claimed scheduled rows are due again at ``until``, committed with the marks."""
+        self.table.postpone(self.conn, positions, until)
+
     def schedule(self, scheduled) -> None:
         """Write ``(event, body, due)`` scheduled rows in one transaction (those there already are kept)."""
         with self.conn.transaction():
@@ -112,6 +116,15 @@ class SqliteSession:
 
     def next_due(self) -> float | None:
         return self.table.next_due(self.conn)
+
+    def postpone(self, positions, until: float) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.table.postpone(self.conn, positions, until)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def schedule(self, scheduled) -> None:
         self.conn.execute("BEGIN IMMEDIATE")

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-COLUMNS = "position, event_id, event_type, source, correlation_id, body"
+COLUMNS = "position, event_id, event_type, source, correlation_id, body, due_at"  # due_at: None for at once
 LISTED = "event_id, event_type, correlation_id, source, due_at, added_at, sent_at, cancelled_at"
 PENDING = "sent_at IS NULL AND cancelled_at IS NULL AND due_at IS NOT NULL"  # the predicate of outbox_due
 INDEXES = f"""
@@ -95,6 +95,10 @@ class SqliteTable:
             rows += conn.execute(f"SELECT {COLUMNS} FROM outbox WHERE sent_at IS NULL AND due_at IS NULL "
                                  f"ORDER BY position LIMIT ?", (limit - len(rows),)).fetchall()
         return rows
+
+    def postpone(self, conn, positions, until: float) -> None:
+        conn.executemany("UPDATE outbox SET due_at = ? WHERE position = ? AND due_at IS NOT NULL",
+                         [(until, p) for p in positions])
 
     def next_due(self, conn) -> float | None:
         return conn.execute(f"SELECT min(due_at) FROM outbox WHERE {PENDING}").fetchone()[0]

@@ -48,7 +48,7 @@ def producer(app):
 
 def arrival(spy, event_id: str, timeout: float = 30.0) -> tuple[float, float]:
     """(the start of the last poll that did not find the event, the end of the first that did)."""
-    deadline = time.time() + timeout
+    deadline, absent = time.time() + timeout, float("-inf")  # (found at the first poll: never seen absent)
     while time.time() < deadline:
         started = time.time()
         if any(e["id"] == event_id for e in spy.events):
@@ -343,3 +343,21 @@ def test_a_postgresql_outbox_of_an_earlier_eda_is_upgraded_in_place(eda, broker,
     assert sorted(e["id"] for e in spy.wait_for("stock.replenished", count=2, timeout=30)) == \
         sorted(["old-1", scheduled.id])
     assert isinstance(Outbox(app.outbox.settings).find(scheduled.id).due, float)
+
+
+def test_a_scheduled_event_no_queue_takes_is_due_again_later_and_holds_up_no_other(eda, broker, app, producer):
+    # Given a relay, and a queue for stock events only
+    spy = broker.spy("stock.replenished")
+    proc = relay(eda, app)
+    # When an event no queue takes falls due, and another one a second later
+    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
+             "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    refused = producer.publish("order-placed", order, delay=0)
+    stock = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=1)
+    # Then the broker's refusal puts the first off by 30 s, without the relay backing off for it
+    proc.wait_for_log(lambda r: "due again in 30s" in r.get("message", ""), timeout=30, what="the refusal")
+    waiting = app.outbox.find(refused.id)
+    assert waiting.state == "waiting" and waiting.due > time.time() + 20
+    # and the other goes out on time
+    assert_on_time(spy, stock.id, app.outbox.find(stock.id).due)
+    assert not any("retrying in" in r.get("message", "") for r in proc.records)
