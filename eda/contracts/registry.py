@@ -6,8 +6,6 @@ none. Wherever eda takes an event type it takes the contract class too (``ctx.pu
 discovery (entry points, ``--app``) once.
 """
 
-import difflib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar, Union
@@ -18,6 +16,7 @@ from eda import app
 from eda.contracts import versions
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.contracts.data import EventData
+from eda.contracts.messages import describe, python_names, unknown_keys, unwritable
 from eda.errors import ConfigError, ContractError, DefinitionError, UnknownEvent
 
 CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
@@ -127,84 +126,6 @@ def key_field(schema: Schema, path: str, where: str):
                                   f"of the event's data")
         schema = field.schema if isinstance(field, mfields.Nested) else None
     return field
-
-
-def _nested(field):
-    """The schema of a nested field or of a list of nested items, else None."""
-    if isinstance(field, mfields.List):
-        field = field.inner
-    return field.schema if isinstance(field, mfields.Nested) else None
-
-
-def _hint(key: str, known) -> str:
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-    guess = snake if snake in known else next(iter(difflib.get_close_matches(key, known, 1)), None)
-    return f" (did you mean '{guess}'?)" if guess else ""
-
-
-def unknown_keys(schema: Schema, data: dict, prefix: str = "") -> list[str]:
-    """Python-side keys the schema does not know, nested items included, each with a suggestion."""
-    known = {(f.attribute or n): f for n, f in schema.fields.items()}
-    problems = []
-    for key, value in data.items():
-        field = known.get(key)
-        if field is None:
-            problems.append(f"unknown field '{prefix}{key}'{_hint(str(key), known)}")
-            continue
-        nested = _nested(field)
-        if nested is None:
-            continue
-        if isinstance(field, mfields.List) and isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, dict):
-                    problems += unknown_keys(nested, item, f"{prefix}{key}.{i}.")
-        elif isinstance(value, dict):
-            problems += unknown_keys(nested, value, f"{prefix}{key}.")
-    return problems
-
-
-def unwritable(schema: Schema, data: dict) -> str:
-    """Which top-level fields cannot be written to the wire, for the error message."""
-    bad = []
-    for name, field in schema.dump_fields.items():
-        attribute = field.attribute or name
-        try:
-            field.serialize(attribute, data, accessor=schema.get_attribute)
-        except Exception as exc:
-            reason = field.error_messages.get("invalid") or f"{type(exc).__name__}: {exc}"
-            bad.append(f"{attribute}: {reason} ({data.get(attribute)!r})")
-    return "; ".join(bad) or "a value cannot be written as JSON"
-
-
-def python_names(messages, schema: Schema):
-    """marshmallow's error messages, keyed by wire names, re-keyed by the Python names."""
-    if not isinstance(messages, dict):
-        return messages
-    by_key = {(f.data_key or n): (f.attribute or n, f) for n, f in schema.fields.items()}
-    out = {}
-    for key, value in messages.items():
-        name, field = by_key.get(key, (key, None))
-        nested = _nested(field) if field is not None else None
-        if nested is not None and isinstance(value, dict):
-            if isinstance(field, mfields.List):
-                value = {i: python_names(v, nested) for i, v in value.items()}
-            else:
-                value = python_names(value, nested)
-        out[name] = value
-    return out
-
-
-def describe(messages, prefix="") -> str:
-    """Flatten marshmallow's nested error messages into ``field: reason; other.0.sku: reason``."""
-    parts = []
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            parts.append(describe(value, f"{prefix}{key}."))
-    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        parts.append(f"{prefix.rstrip('.')}: {' '.join(messages)}" if prefix else " ".join(messages))
-    else:
-        parts.extend(describe(m, prefix) for m in messages)
-    return "; ".join(parts)
 
 
 _CONTRACTS: dict[str, Contract] = {}  # by type, in registration order
