@@ -1,13 +1,17 @@
 """A wake-up pipe: how other threads wake a thread that owns a connection and waits in ``select``.
 
-The waiting thread selects on ``read_fd`` beside its socket and calls ``clear`` before it takes what it
-was woken for; any thread calls ``wake_once`` after handing something over (one byte per wait is
-enough: a hand-over after ``clear`` writes again), or ``wake`` to interrupt the wait whatever was
-written before (a stop).
+The waiting thread selects on ``read_fd`` beside its socket (``wait``) and calls ``clear`` before it
+takes what it was woken for; any thread calls ``wake_once`` after handing something over (one byte per
+wait is enough: a hand-over after ``clear`` writes again), or ``wake`` to interrupt the wait whatever
+was written before (a stop).
 """
 
 import os
+import select
+import socket
 import weakref
+
+from eda import frame_reader
 
 
 def _close_fds(*fds) -> None:
@@ -55,3 +59,25 @@ class WakeUp:
 
     def close(self) -> None:
         self._close()
+
+
+def wait(connection, wakeup: WakeUp, timeout: float) -> None:
+    """Block until the py-amqp ``connection``'s socket has frames or ``wakeup`` was woken (at most
+    ``timeout`` seconds), then hand every complete frame to py-amqp and clear the wake-up: the owning
+    thread's wait in the worker's I/O loop and in the requester's."""
+    reader = frame_reader.reader_of(connection)
+    if reader is not None and reader.pending():
+        timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
+    ready, _, _ = select.select([connection.sock, wakeup.read_fd], [], [], timeout)
+    if wakeup.read_fd in ready:
+        wakeup.clear()  # before what was handed over is taken: a later hand-over wakes it again
+    if reader is not None:
+        if connection.sock in ready or timeout == 0:
+            reader.dispatch_ready(connection)  # one read for all the socket holds; every complete frame
+    elif connection.sock in ready:
+        # py-amqp reads a frame per call (TLS): drain until the socket has nothing complete left.
+        while True:
+            try:
+                connection.drain_events(timeout=0)
+            except socket.timeout:
+                break

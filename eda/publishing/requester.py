@@ -13,15 +13,13 @@ flight (``BrokerUnavailable``: they may have been handled); the next request con
 
 import asyncio
 import logging
-import select
-import socket
 import struct
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
 
-from eda import frame_reader, names, replies
+from eda import names, replies, wakeup
 from eda.connection import describe_connection_error, is_amqp, open_connection
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import Event
@@ -135,22 +133,7 @@ class Requester:
 
     def _wait(self, timeout: float) -> None:
         """Block until the broker or a caller has something, then take all of it."""
-        connection = self._conn.connection
-        reader = frame_reader.reader_of(connection)
-        if reader is not None and reader.pending():
-            timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
-        ready, _, _ = select.select([connection.sock, self._wakeup.read_fd], [], [], timeout)
-        if self._wakeup.read_fd in ready:
-            self._wakeup.clear()  # before the hand-overs are taken: a later one wakes it again
-        if reader is not None:
-            if connection.sock in ready or timeout == 0:
-                reader.dispatch_ready(connection)
-        elif connection.sock in ready:
-            while True:  # TLS: py-amqp reads a frame per call
-                try:
-                    connection.drain_events(timeout=0)
-                except socket.timeout:
-                    break
+        wakeup.wait(self._conn.connection, self._wakeup, timeout)
 
     def _send_handed_over(self) -> None:
         while self._outbox:

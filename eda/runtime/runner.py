@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from eda import frame_reader
+from eda import wakeup
 from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.middleware import checked, from_settings, unique
@@ -267,23 +267,7 @@ class Runner:
     def _wait(self, amqp: bool, timeout: float) -> None:
         """Block until the broker or a handler thread has something, then take all of it."""
         if amqp:
-            connection = self.connection.connection
-            reader = frame_reader.reader_of(connection)
-            if reader is not None and reader.pending():
-                timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
-            ready, _, _ = select.select([connection.sock, self._wakeup.read_fd], [], [], timeout)
-            if self._wakeup.read_fd in ready:
-                self._wakeup.clear()  # before the outcomes are taken: an outcome queued after this wakes it again
-            if reader is not None:
-                if connection.sock in ready or timeout == 0:
-                    reader.dispatch_ready(connection)  # one read for all the socket holds; every complete frame
-            elif connection.sock in ready:
-                # py-amqp reads a frame per call (TLS): drain until the socket has nothing complete left.
-                while True:
-                    try:
-                        connection.drain_events(timeout=0)
-                    except socket.timeout:
-                        break
+            wakeup.wait(self.connection.connection, self._wakeup, timeout)
         else:
             try:
                 self.connection.drain_events(timeout=0.02)
