@@ -7,7 +7,8 @@ through the runner's queue and wake-up pipe like a handler thread does. A handle
 touches the connection, and acks, confirms, retries and the graceful stop work unchanged.
 
 Both directions coalesce their wake-ups: one ``call_soon_threadsafe`` starts every delivery submitted
-since the loop last looked, and the runner writes one wake-up byte per turn of its loop.
+since the loop last looked, and the outcomes of the tasks that finish in one turn of the loop wake the
+I/O thread once, after that turn (``after_this_turn``).
 """
 
 import asyncio
@@ -36,6 +37,7 @@ class HandlerLoop:
         self._pending = deque()  # submitted by the I/O thread, not yet started on the loop
         self._scheduled = False  # a call to _start_pending is on its way to the loop
         self._tasks = set()  # strong references: the loop keeps only weak ones to running tasks
+        self._after = []  # what ``after_this_turn`` was asked to call, until it runs
         self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -58,6 +60,19 @@ class HandlerLoop:
             task = self.loop.create_task(self._guarded(self._pending.popleft()))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def after_this_turn(self, func) -> None:
+        """On the loop's thread: call ``func()`` once the loop has run what is ready now (once, however
+        many ask in the meantime): the tasks finishing in this turn are all done by then."""
+        if not self._after:
+            self.loop.call_soon(self._run_after)
+        if func not in self._after:
+            self._after.append(func)
+
+    def _run_after(self) -> None:
+        funcs, self._after = self._after, []
+        for func in funcs:
+            func()
 
     async def _guarded(self, item) -> None:
         try:

@@ -289,10 +289,17 @@ class Runner:
 
     # Outcomes: ack, publish reactions, or move the event
 
-    def hand_back(self, outcome: Outcome) -> None:
-        """Called on a handler thread: queue the outcome for the I/O thread."""
+    def hand_back(self, outcome: Outcome, wake: bool = True) -> None:
+        """Called on a handler thread: queue the outcome for the I/O thread. ``wake=False`` leaves the
+        wake-up to a later ``wake_for_outcomes`` (an event loop hands back what its tasks finished
+        together, then wakes the I/O thread once)."""
         self._outcomes.put(outcome)
-        self._wakeup.wake_once()  # one wake-up byte per turn of the I/O loop is enough
+        if wake:
+            self._wakeup.wake_once()  # one wake-up byte per turn of the I/O loop is enough
+
+    def wake_for_outcomes(self) -> None:
+        """Wake the I/O thread for the outcomes handed back without a wake-up (any thread)."""
+        self._wakeup.wake_once()
 
     def _settle_outcomes(self) -> None:
         while True:

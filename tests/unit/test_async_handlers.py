@@ -3,6 +3,7 @@ TestBus running them with an async setup and teardown."""
 
 import asyncio
 import threading
+import time
 
 import pybreaker
 import pytest
@@ -141,6 +142,38 @@ def test_the_handler_loop_runs_hundreds_of_coroutines_at_once_and_reports_each()
     finally:
         loop.shutdown()
     assert loop.loop.is_closed()
+
+
+def test_tasks_finishing_in_one_turn_of_the_loop_wake_the_io_thread_once():
+    # Given a loop whose 50 tasks all wait for one future, each asking for a wake-up as it ends
+    wakes, finished, done = [], [], threading.Event()
+    release = {}
+
+    def wake():
+        wakes.append(len(finished))
+        if len(finished) == 50:
+            done.set()
+
+    async def run(item):
+        if "future" not in release:
+            release["future"] = asyncio.get_running_loop().create_future()
+        await release["future"]
+        finished.append(item)
+        loop.after_this_turn(wake)
+
+    loop = HandlerLoop("test-loop", run)
+    try:
+        for i in range(50):
+            loop.submit(i)
+        # When the future is set (on the loop): every task ends in the same turn
+        time.sleep(0.2)
+        loop.loop.call_soon_threadsafe(lambda: release["future"].set_result(None))
+        # Then the wake-up ran once, after all 50 had finished
+        assert done.wait(10)
+        time.sleep(0.1)
+        assert wakes == [50]
+    finally:
+        loop.shutdown()
 
 
 def test_the_handler_loop_runs_an_async_setup_on_its_own_loop():
