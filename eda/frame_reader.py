@@ -28,6 +28,10 @@ class FrameReader:
         self.sock = transport.sock
         self.buffer = bytes(transport._read_buffer)  # a frame py-amqp began to read, if any
         self.pos = 0
+        # Read into this one buffer: ``recv(CHUNK)`` made a CHUNK-sized bytes object per read, which the
+        # C library maps and unmaps (mmap, mremap, munmap: three system calls a read, and fresh pages).
+        self._chunk = bytearray(CHUNK)
+        self._view = memoryview(self._chunk)
         transport._read_buffer = b""
         transport.read_frame = self.read_frame
         transport.frame_reader = self
@@ -76,16 +80,17 @@ class FrameReader:
 
     def _fill(self, flags: int) -> None:
         try:
-            data = self.sock.recv(CHUNK, flags)
+            size = self.sock.recv_into(self._chunk, CHUNK, flags)
         except (socket.timeout, BlockingIOError, InterruptedError):
             raise
         except OSError:
             self.transport.connected = False
             raise
-        if not data:
+        if not size:
             self.transport.connected = False
             raise OSError("Server unexpectedly closed connection")
         # Only the unread tail is kept: one copy per recv, not per frame.
+        data = self._view[:size].tobytes()
         self.buffer = self.buffer[self.pos:] + data if self.pos < len(self.buffer) else data
         self.pos = 0
 

@@ -53,6 +53,24 @@ def test_every_complete_frame_of_one_read_is_handed_over_and_a_partial_one_waits
     assert inbound.frames[2] == (3, 1, b"x" * 1000)
 
 
+def test_frames_of_successive_reads_stay_whole_though_every_read_reuses_one_buffer(wire):
+    # Given more frames than one read takes (each read fills the reader's one buffer), each different
+    transport, reader, peer = wire
+    frames = [frame(3, 1, bytes([i % 251]) * 60_000) for i in range(12)]  # 720 KB: several reads
+    inbound = Inbound()
+    # When they arrive a piece at a time and are read as they come
+    data = b"".join(frames)
+    for start in range(0, len(data), 100_000):
+        peer.sendall(data[start:start + 100_000])
+        reader.dispatch_ready(inbound)
+    for _ in range(100):  # whatever the socket still holds
+        if len(inbound.frames) == len(frames):
+            break
+        reader.dispatch_ready(inbound)
+    # Then each frame is the one sent, not overwritten by a later read
+    assert inbound.frames == [(3, 1, bytes([i % 251]) * 60_000) for i in range(12)]
+
+
 def test_py_amqp_reads_through_the_same_buffer(wire):
     transport, reader, peer = wire
     peer.sendall(frame(1, 0, b"a") + frame(8, 0, b"") + frame(1, 2, b"b"))
