@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from eda.errors import ConfigError
 from eda.runtime.children import Child, die_with_parent
 from eda.systemd import Notifier, watchdog_interval
 from eda.wakeup import WakeUp
@@ -71,7 +72,8 @@ class Parent:
         folder = tempfile.mkdtemp(prefix="eda-processes-")  # mode 0700: the notify sockets and metrics files
         try:
             env = self._child_env(folder)
-            self.children = [Child(n, folder, self._child_args(), env) for n in range(1, self.count + 1)]
+            for number in range(1, self.count + 1):  # one by one: what was made is closed below, whatever fails
+                self.children.append(self._child(number, folder, env))
             log.info("starting worker processes", extra={"processes": self.count, "workers": self.names})
             for child in self.children:
                 child.start(self._preexec)
@@ -89,6 +91,13 @@ class Parent:
             signal.set_wakeup_fd(-1)
             self._wakeup.close()
             self.notifier.close()
+
+    def _child(self, number: int, folder: str, env: dict) -> Child:
+        try:
+            return Child(number, folder, self._child_args(), env)
+        except OSError as exc:  # "AF_UNIX path too long": a UNIX socket's path holds at most 107 bytes
+            raise ConfigError(f"--processes: cannot make the worker processes' notify socket in {folder}: "
+                              f"{exc.strerror or exc} (TMPDIR names where; a shorter one is needed)") from None
 
     def _child_args(self) -> list[str]:
         """The worker command's arguments with ``--processes 1`` (the last value given wins), before a ``--``."""

@@ -332,6 +332,18 @@ def test_a_busy_metrics_port_is_a_one_line_error_before_any_process_starts(eda):
         len(output.splitlines()) == 1, output
 
 
+def test_a_temporary_folder_too_deep_for_a_unix_socket_is_a_one_line_error_before_any_process_starts(eda, tmp_path):
+    # Given a TMPDIR whose path leaves no room for a notify socket's (107 bytes at most)
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    # When a parent of two processes is started, then it says so in one line and exits 2, having started none
+    code, output = eda.run("worker", "shipping", "--processes=2", TMPDIR=deep, timeout=60)
+    assert code == 2, output
+    assert output.startswith("error: --processes: cannot make the worker processes' notify socket in ") and \
+        "path too long" in output and len(output.splitlines()) == 1, output
+    assert list(deep.iterdir()) == []  # its folder removed
+
+
 def test_processes_auto_is_the_cores_this_process_may_use(eda):
     # Given a machine with two cores or more, and no CPU quota below two cores (this project's machines)
     cpus = sorted(os.sched_getaffinity(0))
