@@ -3,7 +3,6 @@ answers, failure replies, and a reply validated against its contract where the h
 
 import asyncio
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from eda.publishing.pending import Pending
 from eda.publishing.requester import timeout_message
 from eda.testing import TestBus
 from eda.worker import Context, dispatch, dispatch_async
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -105,20 +105,13 @@ def test_concurrent_callers_each_get_their_own_reply():
 
     with ThreadPoolExecutor(16) as pool:
         callers = [pool.submit(ask, requests[i::16]) for i in range(16)]
-        wait_until(lambda: len(pending) == 200)
+        wait_until(lambda: len(pending) == 200, interval=0.001, message="the 200 requests in flight")
         # When the replies come in another order than the requests went out
         for request in reversed(requests):
             assert pending.settle(request.id, reply=f"answer to {request.id}")
         answers = [answer for caller in callers for answer in caller.result(5)]
     # Then each caller got the reply to its own request
     assert len(answers) == 200 and all(answer == f"answer to {rid}" for rid, answer in answers)
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
 
 
 def request_of(request_id):
