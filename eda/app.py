@@ -28,7 +28,7 @@ WORKERS, CONTRACTS = "eda.workers", "eda.contracts"
 
 
 @dataclass(frozen=True)
-class Loaded:
+class App:
     """What loading the app imported: the app's modules (packages' submodules included), or, where no
     module is named, the objects the ``eda.workers`` entry points name, each with its entry point
     (``name (module:attribute)``)."""
@@ -38,7 +38,7 @@ class Loaded:
 
 
 _app: str | None = None  # set by --app; None: EDA_APP
-_loaded: Loaded | None = None
+_loaded: App | None = None
 
 
 def use_app(app: str | None) -> None:
@@ -70,13 +70,13 @@ def _with_submodules(module: ModuleType) -> list[ModuleType]:
                        if not info.name.startswith("_")]
 
 
-def load() -> Loaded:
+def load() -> App:
     """Import the app modules (or, with none named, the workers' entry points) and the contracts' entry
     points, once; a broken entry point is a warning, not an end."""
     global _loaded
     if _loaded is not None:
         return _loaded
-    _loaded = Loaded()  # a module imported below may look a contract up: that must not load again
+    _loaded = App()  # a module imported below may look a contract up: that must not load again
     try:
         _loaded = _load()
     except BaseException:
@@ -85,7 +85,7 @@ def load() -> Loaded:
     return _loaded
 
 
-def _load() -> Loaded:
+def _load() -> App:
     """What ``load`` imports, each time it is called until it succeeds."""
     names = app_modules()
     if names and os.getcwd() not in sys.path:
@@ -107,4 +107,4 @@ def _load() -> Loaded:
                 raise  # a worker defined wrongly (two handlers of one type): said at once, as for contracts
             except Exception as exc:  # e.g. a project's own `workers` package shadows the plug-in's
                 log.warning("cannot load worker entry point %s (%s): %s", ep.name, ep.value, exc)
-    return Loaded(tuple(modules), tuple(loaded))
+    return App(tuple(modules), tuple(loaded))

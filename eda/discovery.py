@@ -17,7 +17,7 @@ from eda.worker_checks import nameless_with_handlers
 log = logging.getLogger("eda.discovery")
 
 _workers: dict[str, type[Worker]] = {}
-_from: app.Loaded | None = None  # the load the catalogue was made from
+_from: app.App | None = None  # the load the catalogue was made from
 
 
 def _add(cls, where: str) -> None:

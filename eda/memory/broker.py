@@ -39,7 +39,7 @@ class Clock:
         self.now = max(self.now, moment)
 
 
-class Stored:
+class StoredMessage:
     """A message as a queue holds it: body, encoded properties, where it was published, its history."""
 
     __slots__ = ("body", "header", "exchange", "routing_key", "redelivered", "expires", "position", "returns",
@@ -54,8 +54,8 @@ class Stored:
         self.returns = 0  # deliveries that ended in a requeue (a quorum queue's x-delivery-count)
         self.serial = serial  # order of arrival across the broker
 
-    def copy(self, serial: int) -> "Stored":
-        return Stored(self.body, self.header, self.exchange, self.routing_key, serial)
+    def copy(self, serial: int) -> "StoredMessage":
+        return StoredMessage(self.body, self.header, self.exchange, self.routing_key, serial)
 
     @property
     def properties(self) -> dict:
@@ -86,7 +86,7 @@ class ChannelState:
         self.confirming = False
         self.published = 0  # confirm sequence numbers given so far
         self.next_tag = 0
-        self.unacked: dict[int, tuple[Stored, Queue, Consumer | None]] = {}
+        self.unacked: dict[int, tuple[StoredMessage, Queue, Consumer | None]] = {}
         self.consumers: dict[str, Consumer] = {}
         self.reply_consumer = None  # the tag consuming direct reply-to on this channel
         self.reply_address = None  # what ``reply_to: amq.rabbitmq.reply-to`` becomes on this channel
@@ -291,7 +291,7 @@ class Broker(Declarations):
         if exchange == "" and routing_key.startswith(DIRECT_REPLY_TO + "."):
             self._reply(state, routing_key, mandatory, body, header)
             return
-        message = Stored(body, header, exchange, routing_key, next(self._serial))
+        message = StoredMessage(body, header, exchange, routing_key, next(self._serial))
         queues = route(self, target, routing_key, lambda: wire.decode_properties(header)[0])
         for tap in self.taps:
             tap(Published(state.connection, exchange, routing_key, message, [q.name for q in queues]))
@@ -317,7 +317,7 @@ class Broker(Declarations):
 
     # Queue contents: enqueue, expire, requeue, dead-letter, deliver
 
-    def _enqueue(self, queue: Queue, message: Stored) -> None:
+    def _enqueue(self, queue: Queue, message: StoredMessage) -> None:
         ttl = queue.ttl_ms
         expiration = wire.expiration_ms(message.header)
         if expiration is not None:
@@ -326,7 +326,7 @@ class Broker(Declarations):
         message.position = next(self._serial)
         queue.messages.append(message)
 
-    def _requeue(self, queue: Queue, message: Stored, redelivered: bool = True) -> None:
+    def _requeue(self, queue: Queue, message: StoredMessage, redelivered: bool = True) -> None:
         if queue.name not in self.queues:
             return  # the queue was deleted meanwhile: the message goes with it
         message.redelivered = redelivered
@@ -339,7 +339,7 @@ class Broker(Declarations):
         index = next((i for i, m in enumerate(queue.messages) if m.position > message.position), len(queue.messages))
         queue.messages.insert(index, message)
 
-    def _dead_letter(self, queue: Queue, message: Stored, reason: str) -> None:
+    def _dead_letter(self, queue: Queue, message: StoredMessage, reason: str) -> None:
         """Republish to the queue's dead-letter exchange with an ``x-death`` entry, or drop it."""
         dlx = queue.arguments.get("x-dead-letter-exchange")
         exchange = self.exchanges.get(dlx) if isinstance(dlx, str) else None
@@ -349,7 +349,7 @@ class Broker(Declarations):
         key = key if isinstance(key, str) else message.routing_key
         header = wire.dead_lettered(message.header, queue=queue.name, reason=reason, exchange=message.exchange,
                                     routing_key=message.routing_key, time=datetime.now(timezone.utc))
-        moved = Stored(message.body, header, exchange.name, key, next(self._serial))
+        moved = StoredMessage(message.body, header, exchange.name, key, next(self._serial))
         for target in route(self, exchange, key, lambda: wire.decode_properties(header)[0]):
             self._enqueue(target, moved.copy(next(self._serial)))
 
@@ -382,7 +382,7 @@ class Broker(Declarations):
                     break
                 self._deliver(queue, queue.messages.pop(0), consumer)
 
-    def _deliver(self, queue: Queue, message: Stored, consumer: Consumer) -> None:
+    def _deliver(self, queue: Queue, message: StoredMessage, consumer: Consumer) -> None:
         state = consumer.state
         state.next_tag += 1
         if not consumer.no_ack:
@@ -392,7 +392,7 @@ class Broker(Declarations):
                    message.routing_key, message.body, self._delivered_header(queue, message))
 
     @staticmethod
-    def _delivered_header(queue: Queue, message: Stored) -> bytes:
+    def _delivered_header(queue: Queue, message: StoredMessage) -> bytes:
         if queue.quorum and message.returns:
             return wire.with_headers(message.header, {"x-delivery-count": message.returns})
         return message.header

@@ -13,7 +13,7 @@ from eda.contracts.envelope import Event
 from eda.errors import ContractError
 
 
-class Waiting:
+class PendingRequest:
     """One request in flight: the request, the type its reply must have, and the caller's future."""
 
     __slots__ = ("request", "reply_type", "future")
@@ -22,15 +22,15 @@ class Waiting:
         self.request, self.reply_type, self.future = request, reply_type, Future()
 
 
-class Pending:
+class PendingRequests:
     """The requests in flight by id; each future is completed once: by its reply, a refusal, or a loss."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._waiting: dict[str, Waiting] = {}
+        self._waiting: dict[str, PendingRequest] = {}
 
     def add(self, request: Event, reply_type: str) -> Future:
-        waiting = Waiting(request, reply_type)
+        waiting = PendingRequest(request, reply_type)
         with self._lock:
             if request.id in self._waiting:
                 raise ContractError(f"{request.type}: a request with id {request.id} is in flight already")
@@ -43,7 +43,7 @@ class Pending:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def get(self, request_id: str) -> Waiting | None:
+    def get(self, request_id: str) -> PendingRequest | None:
         return self._waiting.get(request_id)
 
     def discard(self, request_id: str) -> None:

@@ -25,7 +25,7 @@ from eda.contracts.binary import decode_message
 from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable, ConfigError, ContractError, EdaError, RequestTimeout, Unroutable
 from eda.publishing.partitioning import partition_headers
-from eda.publishing.pending import Pending
+from eda.publishing.pending import PendingRequests
 from eda.publishing.publisher import Publisher, event_properties
 from eda.settings import Settings
 from eda.topology import Topology
@@ -45,7 +45,7 @@ class Requester:
     def __init__(self, settings: Settings, middleware=None):
         self.exchange = Topology(settings.namespace).events.name
         self.middleware = middleware  # the publish chain each request goes through (its producer's)
-        self.pending = Pending()
+        self.pending = PendingRequests()
         self._outbox = deque()  # (event, body) handed over by callers, not yet published
         self._wakeup = WakeUp()  # callers wake the I/O thread; closed when the Requester is collected
         self._closing = False

@@ -18,7 +18,7 @@ from eda.contracts.export import asyncapi_document, event_schema
 from eda.contracts.registry import get
 from eda.errors import ConfigError, DefinitionError, RequestFailed, RequestTimeout, UnknownEvent
 from eda.fields import Id, Money
-from eda.publishing.pending import Pending
+from eda.publishing.pending import PendingRequests
 from eda.publishing.requester import timeout_message
 from eda.testing import TestBus
 from eda.worker import Context, dispatch, dispatch_async
@@ -48,7 +48,7 @@ def estimate_request(**data):
 
 
 def test_a_reply_completes_the_future_of_its_request_only():
-    pending = Pending()
+    pending = PendingRequests()
     first, second = request_of("r-1"), request_of("r-2")
     f1, f2 = pending.add(first, "estimate.given"), pending.add(second, "estimate.given")
     assert pending.settle("r-2", reply="the reply to r-2")
@@ -57,7 +57,7 @@ def test_a_reply_completes_the_future_of_its_request_only():
 
 
 def test_a_reply_after_the_caller_stopped_waiting_finds_no_one():
-    pending = Pending()
+    pending = PendingRequests()
     future = pending.add(request_of("r-1"), "estimate.given")
     pending.discard("r-1")  # the caller's timeout
     assert not pending.settle("r-1", reply="late")
@@ -65,7 +65,7 @@ def test_a_reply_after_the_caller_stopped_waiting_finds_no_one():
 
 
 def test_a_request_is_settled_once():
-    pending = Pending()
+    pending = PendingRequests()
     future = pending.add(request_of("r-1"), "estimate.given")
     assert pending.settle("r-1", error=RequestFailed("failed"))
     assert not pending.settle("r-1", reply="the reply after the failure")
@@ -74,21 +74,21 @@ def test_a_request_is_settled_once():
 
 
 def test_a_cancelled_future_is_not_completed_and_does_not_raise():
-    pending = Pending()
+    pending = PendingRequests()
     future = pending.add(request_of("r-1"), "estimate.given")
     future.cancel()  # what an asyncio caller's timeout does to the future it waited on
     assert not pending.settle("r-1", reply="late")
 
 
 def test_two_requests_with_one_id_are_refused():
-    pending = Pending()
+    pending = PendingRequests()
     pending.add(request_of("r-1"), "estimate.given")
     with pytest.raises(ContractError, match="in flight already"):
         pending.add(request_of("r-1"), "estimate.given")
 
 
 def test_a_lost_connection_fails_every_request_in_flight():
-    pending = Pending()
+    pending = PendingRequests()
     futures = [pending.add(request_of(f"r-{i}"), "estimate.given") for i in range(3)]
     pending.fail_all(ConnectionError("lost"))
     assert all(isinstance(f.exception(0), ConnectionError) for f in futures) and len(pending) == 0
@@ -96,7 +96,7 @@ def test_a_lost_connection_fails_every_request_in_flight():
 
 def test_concurrent_callers_each_get_their_own_reply():
     # Given 16 threads with 200 requests in flight between them
-    pending = Pending()
+    pending = PendingRequests()
     requests = [request_of(f"r-{i}") for i in range(200)]
 
     def ask(share):
