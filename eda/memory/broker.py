@@ -1,11 +1,12 @@
 """An AMQP 0-9-1 broker in memory: the part of RabbitMQ's model eda's runtime relies on, for tests.
 
 Exchanges (the default exchange, direct, topic, fanout, headers, and the consistent-hash plugin's
-``x-consistent-hash`` with ``hash-header``), exchange-to-exchange bindings, queues with their
-arguments (``x-message-ttl``, ``x-dead-letter-exchange`` and ``-routing-key``, single active
+``x-consistent-hash`` with ``hash-header`` or ``hash-property``), exchange-to-exchange bindings, queues
+with their arguments (``x-message-ttl``, ``x-dead-letter-exchange`` and ``-routing-key``, single active
 consumer, quorum queues' delivery count and limit), redeclares checked as RabbitMQ checks them
 (PRECONDITION_FAILED), consumers with prefetch, acks (``multiple``), rejects and requeues with
-``redelivered``, publisher confirms and ``basic.return`` of a mandatory message no queue took.
+``redelivered``, publisher confirms and ``basic.return`` of a mandatory message no queue took, and
+direct reply-to (``amq.rabbitmq.reply-to``).
 
 Time is a ``Clock`` that moves only when told (``Clock.advance_to``): a message expires once the
 clock passes its TTL, at the head of its queue as in RabbitMQ. Clients speak to it through
