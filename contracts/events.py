@@ -65,11 +65,19 @@ class InventoryDepleted(EventData):
     remaining = fields.Integer(required=True, strict=True)
 
 
-@contract("order.cancelled", description="An order was cancelled.", published_by=("inventory",))
+@contract("order.cancelled", description="An order was cancelled: out of stock (inventory), or its payment did not "
+                                          "come in time (the order saga).", published_by=("inventory", "order-saga"))
 class OrderCancelled(EventData):
     order_id = Id(required=True)
     reason = fields.String(required=True)
     user_id = Id(allow_none=True)  # passed on to payment.refunded, whose partition key it is
+
+
+@contract("order.payment-expired", description="An order's payment did not come within the order saga's payment "
+                                                "timeout (the saga's own timeout, published when due).",
+          published_by=("order-saga",))
+class OrderPaymentExpired(EventData):
+    order_id = Id(required=True)
 
 
 @contract("payment.refunded", description="A charged order was refunded.", published_by=("payment",), key="user_id")
@@ -88,5 +96,5 @@ class OrderShipped(EventData):
 
 
 CONTRACTS = tuple(c.eda_contract for c in (OrderPlaced, PaymentSucceeded, PaymentFailed, StockReplenished,
-                                           InventoryReserved, InventoryDepleted, OrderCancelled, PaymentRefunded,
-                                           OrderShipped))
+                                           InventoryReserved, InventoryDepleted, OrderCancelled, OrderPaymentExpired,
+                                           PaymentRefunded, OrderShipped))

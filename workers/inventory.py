@@ -12,6 +12,10 @@ instead of five (BEGIN, claim, take, decision, COMMIT). It locks the order's sto
 decides from the locked quantities, records the decision (``INSERT ... ON CONFLICT DO NOTHING``) and
 takes the stock only where that insert claimed the order; a copy finds the order claimed and reads
 the decision (a second round trip, for copies only).
+
+An order cancelled before its stock was decided (the order saga cancels one whose payment did not come
+in time; a charge landing after that is refunded by payment) is recorded as withdrawn, by the same
+claim: a ``payment.succeeded`` of it arriving later reserves nothing and publishes nothing.
 """
 
 import json
@@ -24,7 +28,7 @@ CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, quantity BIGINT NOT NULL
 CREATE TABLE IF NOT EXISTS reservations (order_id TEXT PRIMARY KEY, status TEXT NOT NULL,
     depleted TEXT NOT NULL DEFAULT '{}');
 """
-RESERVED, CANCELLED, DECIDING = "reserved", "cancelled", "deciding"
+RESERVED, CANCELLED, DECIDING, WITHDRAWN = "reserved", "cancelled", "deciding", "withdrawn"
 # PostgreSQL: the whole decision in one statement (see the module docstring). Parameters: the SKUs and
 # their quantities (arrays, each SKU once), the order id, the stock threshold. Its row: the decision
 # recorded, or none where the order was claimed before (by a copy, here or on another instance).
@@ -92,6 +96,10 @@ class Inventory(Worker):
                 else:  # decided before (a redelivery, or a copy another instance handled)
                     status, depleted = tx.execute("SELECT status, depleted FROM reservations WHERE order_id = ?",
                                                   (order_id,)).fetchone()
+        if status == WITHDRAWN:
+            self.log.info("order %s was cancelled before it was paid: nothing reserved", order_id,
+                          extra={"worker": self.name})
+            return
         depleted = json.loads(depleted)
         if status == CANCELLED:
             ctx.publish("order.cancelled", {"order_id": order_id, "reason": "out_of_stock",
@@ -100,6 +108,20 @@ class Inventory(Worker):
         ctx.publish("inventory.reserved", {"order_id": order_id, "items": items})
         for sku, remaining in sorted(depleted.items()):
             ctx.publish("inventory.depleted", {"sku": sku, "remaining": remaining})
+
+    @handles("order.cancelled")
+    def withdraw(self, event, ctx):
+        """Record an order cancelled before its stock was decided, so that it is never reserved; its own
+        out-of-stock decisions, and cancellations of orders decided already, change nothing."""
+        order_id = event.data["order_id"]
+        with self.store.transaction() as tx:
+            if tx.execute("INSERT INTO reservations (order_id, status) VALUES (?, ?) ON CONFLICT (order_id) "
+                          "DO NOTHING", (order_id, WITHDRAWN)).rowcount == 1:
+                return
+            status = tx.execute("SELECT status FROM reservations WHERE order_id = ?", (order_id,)).fetchone()[0]
+        if status == RESERVED:
+            self.log.warning("order %s was cancelled (%s) after its stock was reserved: the reservation stands",
+                             order_id, event.data["reason"], extra={"worker": self.name})
 
     def _reserve_in_one(self, order_id: str, needed: Counter) -> tuple[str, str]:
         """PostgreSQL: decide, record and take in one statement; a copy reads the recorded decision."""

@@ -3,6 +3,12 @@
 Effects happen once, reactions at least once: an order's charge is recorded (and the gateway gets the
 order id as idempotency key), so a redelivered ``order.placed`` re-publishes the recorded answer
 instead of charging again.
+
+A cancellation may come before the charge (the order saga cancels an order whose payment did not come
+in time, while its ``order.placed`` still waits here, retried): it is recorded as the order's charge,
+status ``cancelled``, so that the order is never charged afterwards (``payment.failed``, reason
+``cancelled``). A charge that raced with it (the gateway charged while another instance recorded the
+cancellation) is refunded at once, and the order still fails as cancelled.
 """
 
 import logging
@@ -19,31 +25,47 @@ CREATE TABLE IF NOT EXISTS refunds (order_id TEXT PRIMARY KEY, refund_id TEXT NO
 """
 CHARGE_FIELDS = ("status", "payment_id", "reason", "amount", "currency")
 CHARGE = ", ".join(f"charges.{f}" for f in CHARGE_FIELDS)
+SUCCEEDED, CANCELLED = "succeeded", "cancelled"
 
 
 class Charges:
     """Payment's record of charges and refunds in the worker's store: one read to find an order's
-    charge, one write transaction to record one. Both payment styles (threads, async) use it."""
+    charge (and refund), one write transaction to record one. Both payment styles (threads, async) use it."""
 
     def __init__(self, store):
         self.store = store
 
-    def charge_of(self, order_id: str) -> dict | None:
-        """The recorded charge of an order: one read, outside any write transaction."""
-        rows = self.store.read(f"SELECT {CHARGE} FROM charges WHERE order_id = ?", (order_id,))
-        return dict(zip(CHARGE_FIELDS, rows[0])) if rows else None
-
     def record_charge(self, order: dict, answer) -> dict:
-        """Record the gateway's answer, or find the one a copy of the event recorded meanwhile."""
+        """Record the gateway's answer, or find the one a copy of the event recorded meanwhile. Where a
+        cancellation was recorded meanwhile and the gateway charged all the same, the cancelled row
+        keeps the charge's payment id and amount: the charge is to be refunded (``raced``)."""
         with self.store.transaction() as tx:
             rows = tx.execute(
                 "INSERT INTO charges (order_id, status, payment_id, reason, amount, currency) "
                 f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING {CHARGE}",
                 (order["order_id"], answer.status, answer.id, answer.reason, str(order["total_amount"]),
                  order["currency"])).fetchall()
-            if not rows:  # recorded meanwhile by a copy of this event: that answer stands
+            if not rows:  # recorded meanwhile by a copy of this event, or cancelled: that answer stands
+                if answer.status == SUCCEEDED:
+                    tx.execute("UPDATE charges SET payment_id = ?, amount = ?, currency = ? WHERE order_id = ? "
+                               "AND status = ? AND payment_id IS NULL",
+                               (answer.id, str(order["total_amount"]), order["currency"], order["order_id"], CANCELLED))
                 rows = tx.execute(f"SELECT {CHARGE} FROM charges WHERE order_id = ?", (order["order_id"],)).fetchall()
         return dict(zip(CHARGE_FIELDS, rows[0]))
+
+    def record_cancellation(self, order_id: str) -> dict | None:
+        """Record that an order was cancelled before it was charged, so that it never is: None. Where a
+        charge was recorded meanwhile, that charge (to refund) instead."""
+        with self.store.transaction() as tx:
+            if tx.execute("INSERT INTO charges (order_id, status, reason, amount, currency) VALUES (?, ?, ?, '0', '') "
+                          "ON CONFLICT (order_id) DO NOTHING", (order_id, CANCELLED, CANCELLED)).rowcount == 1:
+                return None
+        return self.refund_state(order_id)
+
+    @staticmethod
+    def raced(charge: dict) -> bool:
+        """A charge the gateway made for an order cancelled meanwhile, not refunded yet."""
+        return charge["status"] == CANCELLED and charge["payment_id"] is not None and charge.get("refund_id") is None
 
     def refund_state(self, order_id: str) -> dict | None:
         """An order's charge with its refund id (None where not refunded yet), or None if not charged."""
@@ -132,27 +154,38 @@ class Payment(Worker):
 
     @handles("order.placed")
     def charge(self, event, ctx):
-        """A recorded charge is re-published as it was; otherwise the gateway charges the order (its id
-        as idempotency key) and one transaction records the answer, or finds the one recorded by a
-        copy of the event handled at the same moment (by this instance or another)."""
+        """A recorded charge is re-published as it was (an order cancelled before its charge fails as
+        cancelled); otherwise the gateway charges the order (its id as idempotency key) and one
+        transaction records the answer, or finds the one recorded by a copy of the event handled at the
+        same moment (by this instance or another), or a cancellation: then the charge is refunded."""
         order = event.data
-        charge = self.charges.charge_of(order["order_id"])
+        charge = self.charges.refund_state(order["order_id"])
         if charge is None:
             answer = self.breaker.call(self.gateway.charge, order["order_id"], order["total_amount"],
                                        order["currency"])
-            charge = self.charges.record_charge(order, answer)
+            charge = {**self.charges.record_charge(order, answer), "refund_id": None}
+        if self.charges.raced(charge):
+            self.refund_charge(order["order_id"], charge)
         publish_charge(ctx, order, charge)
+
+    def refund_charge(self, order_id: str, charge: dict) -> None:
+        """Refund a recorded charge at the gateway (the order id as idempotency key) and record it."""
+        answer = self.breaker.call(self.gateway.refund, order_id, charge["payment_id"], charge["amount"])
+        if not answer.succeeded:
+            raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
+        self.charges.record_refund(order_id, answer.id)
 
     @handles("order.cancelled")
     def refund(self, event, ctx):
         order_id = event.data["order_id"]
-        charge = self.charges.refund_state(order_id)
-        if charge is None or charge["status"] != "succeeded":
+        charge = self.charges.refund_state(order_id) or self.charges.record_cancellation(order_id)
+        if charge is None:
+            self.log.info("order %s cancelled before it was charged: it will not be", order_id,
+                          extra={"worker": self.name})
+            return
+        if charge["status"] != SUCCEEDED:
             self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
             return
         if charge["refund_id"] is None:
-            answer = self.breaker.call(self.gateway.refund, order_id, charge["payment_id"], charge["amount"])
-            if not answer.succeeded:
-                raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
-            self.charges.record_refund(order_id, answer.id)
+            self.refund_charge(order_id, charge)
         publish_refund(ctx, event.data, charge)

@@ -118,24 +118,33 @@ class AsyncPayment(payment.Payment):
         """As ``Payment.charge``: a recorded charge is re-published; else the gateway charges the order (its id
         as idempotency key) and one transaction records the answer, or finds the one a copy recorded."""
         order = event.data
-        charge = await self._stored(self.charges.charge_of, order["order_id"])
+        charge = await self._stored(self.charges.refund_state, order["order_id"])
         if charge is None:
             answer = await self.breaker.call_async(self.gateway.charge, order["order_id"], order["total_amount"],
                                                    order["currency"])
-            charge = await self._stored(self.charges.record_charge, order, answer)
+            charge = {**await self._stored(self.charges.record_charge, order, answer), "refund_id": None}
+        if self.charges.raced(charge):  # cancelled meanwhile, charged all the same: refunded
+            await self.refund_charge(order["order_id"], charge)
         payment.publish_charge(ctx, order, charge)
+
+    async def refund_charge(self, order_id: str, charge: dict) -> None:
+        answer = await self.breaker.call_async(self.gateway.refund, order_id, charge["payment_id"], charge["amount"])
+        if not answer.succeeded:
+            raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
+        await self._stored(self.charges.record_refund, order_id, answer.id)
 
     @handles("order.cancelled")
     async def refund(self, event, ctx):
         order_id = event.data["order_id"]
-        charge = await self._stored(self.charges.refund_state, order_id)
-        if charge is None or charge["status"] != "succeeded":
+        charge = await self._stored(self.charges.refund_state, order_id) or \
+            await self._stored(self.charges.record_cancellation, order_id)
+        if charge is None:
+            self.log.info("order %s cancelled before it was charged: it will not be", order_id,
+                          extra={"worker": self.name})
+            return
+        if charge["status"] != payment.SUCCEEDED:
             self.log.info("order %s was not charged: nothing to refund", order_id, extra={"worker": self.name})
             return
         if charge["refund_id"] is None:
-            answer = await self.breaker.call_async(self.gateway.refund, order_id, charge["payment_id"],
-                                                   charge["amount"])
-            if not answer.succeeded:
-                raise PermanentError(f"the gateway refused to refund order {order_id}: {answer.reason}")
-            await self._stored(self.charges.record_refund, order_id, answer.id)
+            await self.refund_charge(order_id, charge)
         payment.publish_refund(ctx, event.data, charge)

@@ -118,7 +118,7 @@ def test_replay_after_the_gateway_is_back_processes_each_event_once(eda, broker,
 
 def test_replay_of_an_id_not_in_the_dlq_or_an_unknown_worker_fails_in_one_line(eda, broker, namespace):
     code, output = eda.run("dlq", "show", "nobody")
-    assert code == 2 and output == "error: unknown worker 'nobody'; known workers: inventory, ledger, payment, shipping"
+    assert code == 2 and output == "error: unknown worker 'nobody'; known workers: inventory, ledger, order-saga, payment, shipping"
     code, output = eda.run("dlq", "replay", "payment")
     assert code != 0 and output.startswith("error: ") and f"{namespace}.payment.dlq" in output
     eda.run("topology", "declare")

@@ -23,8 +23,8 @@ def table(stdout: str) -> dict:
 
 
 def test_running_workers_with_empty_dlqs_are_healthy(eda, env, namespace):
-    # Given every reference worker consuming (ledger, ordered, through its partitions)
-    eda.worker("payment", "inventory", "shipping", "ledger")
+    # Given every reference worker consuming (ledger and the order saga, ordered, through their partitions)
+    eda.worker("payment", "inventory", "shipping", "ledger", "order-saga")
     # When the status of all workers is asked
     result = status(env)
     # Then it is 0, with each worker's queue, retry queues (EDA_RETRY_DELAYS=200ms,400ms) and DLQ

@@ -71,7 +71,7 @@ def complete(line: str) -> list[str]:
     ("eda worker pa", ["payment"]),
     ("eda status inv", ["inventory"]),
     ("eda dlq show sh", ["shipping"]),
-    ("eda publish order", ["order-placed", "order-cancelled", "order-shipped"]),
+    ("eda publish order", ["order-placed", "order-cancelled", "order-payment-expired", "order-shipped"]),
     ("eda publish payment.", ["payment.succeeded", "payment.failed", "payment.refunded"]),
     ("eda contracts show stock", ["stock-replenished"]),
 ])
@@ -83,7 +83,7 @@ def test_the_documented_bash_setup_completes_in_a_real_bash():
     # Given bash set up with the line from docs/cli.md
     script = """eval "$(_EDA_COMPLETE=bash_source eda)"
 COMPREPLY=(); COMP_WORDS=(eda worker inv); COMP_CWORD=2; _eda_completion eda; printf '%s\\n' "${COMPREPLY[@]}"
-COMPREPLY=(); COMP_WORDS=(eda publish order-p); COMP_CWORD=2; _eda_completion eda; printf '%s\\n' "${COMPREPLY[@]}"
+COMPREPLY=(); COMP_WORDS=(eda publish order-pl); COMP_CWORD=2; _eda_completion eda; printf '%s\\n' "${COMPREPLY[@]}"
 """
     # When bash completes a worker name, then an event name
     env = environment(PATH=f"{Path(eda_command()[0]).parent}:{os.environ.get('PATH', '')}")

@@ -28,6 +28,7 @@ SAMPLES = {  # Python values, snake_case, as a handler passes them to ctx.publis
     "inventory.reserved": {"order_id": "o-1", "items": ITEMS},
     "inventory.depleted": {"sku": "SKU-1", "remaining": 0},
     "order.cancelled": {"order_id": "o-1", "reason": "out_of_stock"},
+    "order.payment-expired": {"order_id": "o-1"},
     "payment.refunded": {"order_id": "o-1", "payment_id": "p-1", "amount": Decimal("20.00")},
     "order.shipped": {"order_id": "o-1", "tracking_number": "1Z999", "carrier": "UPS"},
 }
