@@ -281,11 +281,15 @@ class Runner:
                 and (self.publisher is None or self.publisher.in_flight == 0))
 
     def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` (a reconnect backoff), or less when a signal asks the worker to stop."""
+        """Wait ``seconds`` (a reconnect backoff), or less when a signal asks the worker to stop. The
+        worker is alive meanwhile: observers are ticked each second as by the I/O loop (systemd's
+        watchdog must not take a worker waiting to reconnect for a hung one)."""
         deadline = time.monotonic() + seconds
         while not self._stopping and (left := deadline - time.monotonic()) > 0:
-            select.select([self._wakeup.read_fd], [], [], left)
+            select.select([self._wakeup.read_fd], [], [], min(left, 1.0))
             self._wakeup.clear()  # handler threads finishing: keep waiting
+            for m in self.observers:
+                m.on_tick(self)
 
     # Outcomes: ack, publish reactions, or move the event
 
