@@ -4,8 +4,9 @@ The baseline is what ``eda contracts export --format jsonschema`` wrote (every v
 kept in the repository. Compared version by version:
 
 - a version already in the baseline must not change in place: a removed field, a field newly required
-  (a new required field, or an optional one made required) and a field whose type changed are breaking
-  (adding an optional field is not);
+  (a new required field, or an optional one made required), a field whose type changed (a field made
+  nullable included: an older consumer refuses the null) and a field taking fewer values (an ``enum``
+  narrowed) are breaking (adding an optional field, or a value to an ``enum``, is not);
 - a version the baseline has and today does not register must still be readable: a chain of upcasters
   from it to today's newest version (``@upcaster``), or its events in the queues can no longer be read;
 - an event type the baseline has and today does not is breaking.
@@ -67,6 +68,10 @@ def data_changes(old: dict, new: dict, name: str = "") -> list[str]:
     empty for the data itself): fields removed, newly required, or of another type."""
     if _kind(old) != _kind(new):
         return [f"field {name or 'data'!r} changed type: {_shown(old)} -> {_shown(new)}"]
+    narrowed = _values(old) - _values(new) if "enum" in new or "const" in new else set()
+    if narrowed or (("enum" in new or "const" in new) and not ("enum" in old or "const" in old)):
+        shown = ", ".join(sorted(narrowed)) if narrowed else "any value but the listed ones"
+        return [f"field {name or 'data'!r} no longer takes {shown}"]
     if "properties" in old or "properties" in new:
         return _object_changes(old, new, name)
     if isinstance(old.get("items"), dict) and isinstance(new.get("items"), dict):
@@ -91,6 +96,12 @@ def _object_changes(old: dict, new: dict, name: str) -> list[str]:
         if prop in new_props:
             found += data_changes(old_props[prop], new_props[prop], field(prop))
     return found
+
+
+def _values(schema: dict) -> set:
+    """The values an ``enum`` (or ``const``) allows, as JSON text (any JSON value compares)."""
+    listed = schema.get("enum", [schema["const"]] if "const" in schema else [])
+    return {json.dumps(v, sort_keys=True) for v in listed}
 
 
 def _kind(schema: dict) -> tuple:

@@ -218,7 +218,7 @@ def decode(body: bytes, accepted_types=None) -> Event:
     if dataschema is None and contract.version == 1:
         data = contract.load(wire["data"])  # the common case: one version, nothing to upcast
     else:
-        data = _load_version(contract, wire["data"], versions.version_in(dataschema, type_))
+        data = _load_version(contract, wire["data"], versions.version_in(dataschema, type_, contract.version))
     return Event(
         type=type_,
         data=data,

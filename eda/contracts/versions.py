@@ -31,17 +31,21 @@ def schema_id(event_type: str, version: int) -> str:
     return f"urn:eda:events:{event_type}:v{version}"
 
 
-def version_in(dataschema, event_type: str) -> int:
-    """The version a CloudEvent's ``dataschema`` names: 1 where it has none; a ContractError where it
-    is not an eda schema id of this very type (it decides how the data is read: never guessed)."""
+def version_in(dataschema, event_type: str, newest: int) -> int:
+    """The version a CloudEvent's ``dataschema`` names: 1 where it has none. Another producer's own
+    schema URI says nothing eda can use: with one version of the type registered it is ignored (the
+    event is read as that version, as before versions existed); with several it decides how the data is
+    read, which is never guessed: a ContractError. eda's id of another type is a ContractError too."""
     if dataschema is None:
         return 1
     found = _SCHEMA_ID.fullmatch(dataschema) if isinstance(dataschema, str) else None
-    if found is None or found["type"] != event_type:
-        shown = repr(dataschema) if len(repr(dataschema)) <= 120 else f"{repr(dataschema)[:120]}..."
-        raise ContractError(f"{event_type}: dataschema {shown} is not {schema_id(event_type, 'N')} "
-                            f"(eda's schema id of this event type)")
-    return int(found["version"])
+    if found is not None and found["type"] == event_type:
+        return int(found["version"])
+    if found is None and newest == 1 and len(_VERSIONS.get(event_type, ())) <= 1:
+        return 1
+    shown = repr(dataschema) if len(repr(dataschema)) <= 120 else f"{repr(dataschema)[:120]}..."
+    raise ContractError(f"{event_type}: dataschema {shown} is not {schema_id(event_type, 'N')} (eda's schema id "
+                        f"of this event type), which names the version of its data")
 
 
 def add(contract) -> object:

@@ -104,6 +104,17 @@ def test_a_dataschema_that_is_not_an_eda_schema_id_of_the_type_is_a_contract_fai
         decode(body(dataschema=dataschema))
 
 
+def test_another_producers_own_dataschema_is_ignored_while_the_type_has_one_version(own_contracts):
+    @contract("plain.noted")
+    class PlainNoted(EventData):
+        thing = Id(required=True)
+
+    noted = {**V1_BODY, "type": "plain.noted", "data": {"thing": "t"}}
+    assert decode(orjson.dumps({**noted, "dataschema": "https://registry.example/plain.json"})).data == {"thing": "t"}
+    with pytest.raises(ContractError, match="is not urn:eda:events:plain.noted:vN"):
+        decode(orjson.dumps({**noted, "dataschema": "urn:eda:events:other.type:v1"}))
+
+
 def test_a_newer_version_than_known_is_read_by_the_newest_schema_known_here(parcels):
     newer = body(dataschema="urn:eda:events:parcel.sent:v3",
                  data={"parcelId": "p-5", "weight": 1, "carrier": "dhl", "insured": True})
@@ -209,9 +220,20 @@ STRING, INTEGER = {"type": "string"}, {"type": "integer"}
     (schema({"a": STRING, "b": INTEGER, "c": STRING}, ["a", "c"]),
      ["field 'c' is new and required (events without it are refused)"]),
     (schema({"a": INTEGER, "b": INTEGER}, ["a"]), ["field 'a' changed type: string -> integer"]),
+    (schema({"a": {"type": ["string", "null"]}, "b": INTEGER}, ["a"]),
+     ["field 'a' changed type: string -> string/null"]),
+    (schema({"a": {"type": "string", "enum": ["x"]}, "b": INTEGER}, ["a"]),
+     ["field 'a' no longer takes any value but the listed ones"]),
 ])
 def test_data_changes_name_what_breaks_a_consumer(new, expected):
     assert data_changes(schema({"a": STRING, "b": INTEGER}, ["a"]), new) == expected
+
+
+def test_an_enum_may_grow_but_not_shrink():
+    old = schema({"size": {"type": "string", "enum": ["S", "M", "L"]}})
+    assert data_changes(old, schema({"size": {"type": "string", "enum": ["S", "M", "L", "XL"]}})) == []
+    assert data_changes(old, schema({"size": {"type": "string", "enum": ["M", "L"]}})) == \
+        ["field 'size' no longer takes \"S\""]
 
 
 def test_data_changes_look_into_nested_objects_and_list_items():
