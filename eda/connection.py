@@ -23,9 +23,14 @@ def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout
     in turn, so a worker that lost its node reconnects to another of the cluster), or BrokerUnavailable
     within about ``timeout`` seconds per broker. A refused login or virtual host is AccessRefused (a
     ConfigError): retrying cannot help, so nobody retries. Heartbeats (``EDA_HEARTBEAT`` unless given)
-    find a broker that went silent without closing."""
+    find a broker that went silent without closing. A ``memory://`` URL is eda's in-memory broker of
+    this process (``eda.memory.shared``), which the runtime uses as it uses RabbitMQ."""
     url = url or settings.broker_url
     heartbeat = settings.heartbeat if heartbeat is None else heartbeat
+    if url.strip().lower().startswith("memory:"):  # eda's in-memory broker of this process
+        from eda.memory import shared
+
+        return shared.open_connection(url, heartbeat)
     failures = []
     for candidate in broker_urls(url):
         conn = kombu.Connection(candidate, heartbeat=heartbeat, connect_timeout=timeout,
@@ -35,8 +40,7 @@ def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout
                                                    "frame_handler": guarded_frame_handler})
         try:
             conn.connect()
-            if is_amqp(conn):
-                frame_reader.install(conn.connection)  # frames read in large chunks, not three recvs each
+            frame_reader.install(conn.connection)  # frames read in large chunks, not three recvs each
             return conn
         except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...
             vhost = conn.virtual_host
@@ -82,11 +86,6 @@ def describe_connection_error(exc: BaseException, vhost: str | None = None) -> s
     if isinstance(exc, TimeoutError) or "timed out" in text:
         return "timed out"
     return text.splitlines()[0][:200]
-
-
-def is_amqp(conn: kombu.Connection) -> bool:
-    """True on a real AMQP broker; False on kombu's in-memory transport (used by ``eda demo --embedded``)."""
-    return conn.transport.driver_type == "amqp"
 
 
 def connected_address(conn: kombu.Connection) -> str:

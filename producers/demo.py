@@ -4,7 +4,7 @@ The shop adds the command to the CLI through its ``eda.commands`` entry point.
 
 The three workers run in this process (``eda.running``) in a namespace of their own, so a demo
 never touches a real deployment's queues; everything it declares is deleted at the end. Without a
-broker (or with --embedded) it runs on kombu's in-memory transport.
+broker (or with --embedded) it runs on eda's in-memory broker (``memory://``), through the same runtime path.
 """
 
 import logging
@@ -53,7 +53,7 @@ def _watch_a_broker(stack: ExitStack, demo: Settings, embedded: bool):
         try:
             return stack.enter_context(watch(demo, connect_timeout=3)), demo
         except BrokerUnavailable as exc:
-            click.echo(f"{exc}\nno broker answers: running embedded on kombu's in-memory transport", err=True)
+            click.echo(f"{exc}\nno broker answers: running embedded on eda's in-memory broker", err=True)
     demo = demo.with_(broker_url="memory://")
     return stack.enter_context(watch(demo)), demo
 
@@ -98,7 +98,7 @@ def _summary(outcome: dict) -> int:
 
 
 @click.command("demo")
-@click.option("--embedded", is_flag=True, help="Run in one process on kombu's in-memory transport.")
+@click.option("--embedded", is_flag=True, help="Run in one process on eda's in-memory broker.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the flow to finish.")
 @settings_options(*COMMON)
 def command(embedded, timeout, settings):

@@ -1,13 +1,14 @@
 """py-amqp's connection and channel, and a kombu transport, on the in-memory broker (``eda.memory.broker``).
 
-eda's runtime talks to RabbitMQ through kombu connections whose transport is py-amqp
-(``eda.connection.is_amqp``), and to py-amqp's channels directly. These classes answer that same
+eda's runtime talks to RabbitMQ through kombu connections whose transport is py-amqp, and to
+py-amqp's channels directly. These classes answer that same
 API from the in-memory broker, so that the runtime runs unchanged on it: the transport is of driver
 type ``amqp``, a publish goes through ``send_method`` as ``Publisher`` sends it, and what the broker
 sends back (deliveries, confirms, returns, a channel closed by an error) waits as frames that
 ``drain_events`` hands out one at a time, with a socket that is readable while any wait, for the
 I/O loop's ``select``. A channel error closes the channel on the broker and reopens it here, as
-py-amqp does. Everything runs on the thread that drains the connection.
+py-amqp does. Everything runs on the thread that drains the connection (``eda.memory.shared``
+locks them for a broker that several threads use).
 """
 
 import select
@@ -63,6 +64,10 @@ class Channel:
 
     def prepare_queue_arguments(self, arguments, **kwargs):
         return to_rabbitmq_queue_arguments(arguments, **kwargs)
+
+    def message_to_python(self, raw_message):
+        """A delivery as kombu's Message, as kombu's py-amqp channel gives it (kombu's Consumer, Queue.get)."""
+        return pyamqp.Message(raw_message, channel=self)
 
     # Exchanges and queues
 
@@ -267,7 +272,7 @@ class Connection:
         if channel_id in self.channels:
             return self.channels[channel_id]
         channel_id = channel_id or next(i for i in range(1, self.channel_max + 1) if i not in self.channels)
-        channel = self.channels[channel_id] = Channel(self, channel_id)
+        channel = self.channels[channel_id] = self.Channel(self, channel_id)
         return channel
 
     def receive(self, frame) -> None:

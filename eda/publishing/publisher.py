@@ -15,10 +15,8 @@ from typing import TypeVar
 from amqp import spec
 from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import RecoverableConnectionError
-from kombu import Producer
 
 from eda.contracts.envelope import CONTENT_TYPE, Event, encode
-from eda.connection import is_amqp
 from eda.errors import BrokerUnavailable
 from eda.publishing.confirms import Confirms, Settled
 from eda.middleware import Outgoing, publish_through
@@ -53,16 +51,12 @@ class Publisher:
         self.connection = connection
         self.window = window
         self.channel = connection.channel()
-        self._amqp = is_amqp(connection)
         self.confirms = Confirms()
-        if self._amqp:
-            self.channel.confirm_select()
-            # Broker answers, called from drain_events on the I/O thread.
-            self.channel.events["basic_ack"].add(self.confirms.ack)
-            self.channel.events["basic_nack"].add(self.confirms.nack)
-            self.channel.events["basic_return"].add(self._on_return)
-        else:
-            self._producer = Producer(self.channel)
+        self.channel.confirm_select()
+        # Broker answers, called from drain_events on the I/O thread.
+        self.channel.events["basic_ack"].add(self.confirms.ack)
+        self.channel.events["basic_nack"].add(self.confirms.nack)
+        self.channel.events["basic_return"].add(self._on_return)
 
     @property
     def in_flight(self) -> int:
@@ -80,12 +74,6 @@ class Publisher:
             publish_through(middleware, Outgoing(event, exchange, routing_key, body, dict(headers or {}), props,
                                                  mandatory=mandatory, callback=callback, send=self._send_outgoing))
             return
-        if not self._amqp:  # in-memory transport: delivery is synchronous, nothing to confirm
-            self._producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers or {},
-                                   **properties)
-            if callback:
-                callback(None)
-            return
         props = dict(properties)
         props.pop("content_encoding", None)
         self._publish(exchange, routing_key, body, props, headers, mandatory, label, callback,
@@ -101,9 +89,6 @@ class Publisher:
             publish_through(middleware, Outgoing(event, exchange, event.type, body, headers or {},
                                                  _amqp_properties(event), mandatory=mandatory, callback=callback,
                                                  send=self._send_outgoing))
-        elif not self._amqp:
-            self.send(exchange, event.type, body, event_properties(event), headers=headers, mandatory=mandatory,
-                      callback=callback)
         else:  # the label is the event itself, made into text only if the broker refuses it
             self._publish(exchange, event.type, body, _amqp_properties(event), headers, mandatory, event, callback,
                           event.id)
@@ -112,14 +97,9 @@ class Publisher:
         """The end of a publish middleware chain: send the message as the middleware left it."""
         message.sent = True
         try:
-            if not self._amqp:
-                self.send(message.exchange, message.routing_key, message.body,
-                          {"content_encoding": "utf-8", **message.properties}, headers=message.headers or None,
-                          mandatory=message.mandatory, callback=message.settle)
-            else:
-                self._publish(message.exchange, message.routing_key, message.body, message.properties,
-                              message.headers, message.mandatory, message.event, message.settle,
-                              message.properties.get("message_id"))
+            self._publish(message.exchange, message.routing_key, message.body, message.properties,
+                          message.headers, message.mandatory, message.event, message.settle,
+                          message.properties.get("message_id"))
         except BaseException:
             message.send_failed = True
             raise

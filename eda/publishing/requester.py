@@ -20,10 +20,10 @@ from collections import deque
 from concurrent.futures import Future
 
 from eda import names, replies, wakeup
-from eda.connection import describe_connection_error, is_amqp, open_connection
+from eda.connection import describe_connection_error, open_connection
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import Event
-from eda.errors import BrokerUnavailable, ConfigError, ContractError, EdaError, RequestTimeout, Unroutable
+from eda.errors import BrokerUnavailable, ContractError, EdaError, RequestTimeout, Unroutable
 from eda.publishing.partitioning import partition_headers
 from eda.publishing.pending import PendingRequests
 from eda.publishing.publisher import Publisher, event_properties
@@ -52,8 +52,6 @@ class Requester:
         self.alive = True
         self._conn = open_connection(settings)
         try:
-            if not is_amqp(self._conn):
-                raise ConfigError("request-reply needs RabbitMQ (direct reply-to): the in-memory transport has none")
             self._publisher = Publisher(self._conn)
             channel = self._publisher.channel
             channel.auto_decode = False  # bodies stay bytes: eda decodes UTF-8 JSON itself

@@ -10,9 +10,6 @@ import threading
 import time
 from collections import deque
 
-from kombu import Consumer
-
-from eda.connection import is_amqp
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import clip
 from eda.errors import ContractError, StoreUnavailable
@@ -114,12 +111,9 @@ class WorkerConsumer:
         queue = topology.declare_worker(channel, self.worker.name, self.accepted)
         self.queue_name = queue.name
         prefetch, tag_prefix = self.worker.settings.effective_prefetch, f"eda-{self.worker.name}-"
-        if is_amqp(connection):  # py-amqp directly: no kombu Message per delivery, acks batched
-            self.consumer = AmqpConsumer(channel, queue.name, prefetch, tag_prefix, self.on_message,
-                                         before_ack=self.flush_records)
-        else:  # kombu's in-memory transport (`eda demo --embedded`)
-            self.consumer = Consumer(channel, queues=[queue], on_message=self.on_message,
-                                     prefetch_count=prefetch, tag_prefix=tag_prefix)
+        # py-amqp directly: no kombu Message per delivery, acks batched
+        self.consumer = AmqpConsumer(channel, queue.name, prefetch, tag_prefix, self.on_message,
+                                     before_ack=self.flush_records)
         self.consumer.consume()
         self.backlog.clear()
         if self.duplicates is not None:

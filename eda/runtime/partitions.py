@@ -15,9 +15,8 @@ import logging
 from collections import deque
 
 from eda import names
-from eda.connection import is_amqp
 from eda.contracts import registry
-from eda.errors import ConfigError, DefinitionError
+from eda.errors import DefinitionError
 from eda.runtime.amqp_consumer import AmqpConsumer
 from eda.runtime.consumer import Delivery, WorkerConsumer
 
@@ -82,9 +81,6 @@ class PartitionedConsumer(WorkerConsumer):
 
     def start(self, connection, topology, session) -> None:
         """Declare the partitions and consume each on a channel of its own (acks sent at once)."""
-        if not is_amqp(connection):
-            raise ConfigError(f"worker {self.worker.name!r} is ordered (ordered_by) and needs RabbitMQ: the "
-                              f"in-memory transport has no consistent-hash exchange")
         self.session = session
         self.in_flight = 0
         self.paused_until = None

@@ -12,12 +12,11 @@ import os
 import queue
 import select
 import signal
-import socket
 import threading
 import time
 
 from eda import wakeup
-from eda.connection import connected_address, describe_connection_error, is_amqp, open_connection
+from eda.connection import connected_address, describe_connection_error, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.middleware import checked, from_settings, unique
 from eda.topology import Topology
@@ -61,7 +60,6 @@ class Runner:
         self._outcomes = queue.SimpleQueue()
         # Handler threads and signals wake the I/O thread; closed when the Runner is collected, or by ``release``.
         self._wakeup = WakeUp()
-        self._amqp = False
         self._stopping = False
         self._deadline = None
         self._signals = 0
@@ -167,7 +165,6 @@ class Runner:
 
     def _open_session(self) -> None:
         self.connection = self.connect(self.settings)
-        self._amqp = is_amqp(self.connection)
         self.session = object()
         self.session_errors = (*self.connection.connection_errors, *self.connection.channel_errors)
         self.publisher = Publisher(self.connection)
@@ -242,7 +239,7 @@ class Runner:
         second, less when a consumer has something due sooner, or ``timeout``), settle it, start what
         may start, keep the heartbeat."""
         wait = self._wait_timeout()
-        self._wait(self._amqp, timeout=wait if timeout is None else min(wait, timeout))
+        self._wait(timeout=wait if timeout is None else min(wait, timeout))
         self._settle_outcomes()
         for c in self.consumers:
             if not self._stopping:
@@ -264,16 +261,9 @@ class Runner:
         due = [t for c in self.consumers if (t := c.wake_in()) is not None]
         return min(1.0, *due) if due else 1.0
 
-    def _wait(self, amqp: bool, timeout: float) -> None:
+    def _wait(self, timeout: float) -> None:
         """Block until the broker or a handler thread has something, then take all of it."""
-        if amqp:
-            wakeup.wait(self.connection.connection, self._wakeup, timeout)
-        else:
-            try:
-                self.connection.drain_events(timeout=0.02)
-            except socket.timeout:
-                pass
-            self._wakeup.clear()
+        wakeup.wait(self.connection.connection, self._wakeup, timeout)
 
     def drained(self) -> bool:
         """Nothing running, nothing handed back unsettled, no publish awaiting its confirm."""

@@ -7,6 +7,7 @@ import kombu
 import pytest
 
 from eda import EventData, Producer, Settings, Worker, contract, handles
+from eda.connection import open_connection
 from eda.contracts import registry
 from eda.contracts.envelope import new_event
 from eda.errors import UnknownEvent
@@ -103,7 +104,7 @@ def test_testbus_publish_and_published_take_classes(events, billing):
 def test_producer_publish_takes_the_class(events):
     requested, _ = events
     settings = Settings(broker_url="memory://", namespace="classes")
-    with kombu.Connection("memory://") as conn:  # kombu's in-memory transport: one per process
+    with open_connection(Settings(broker_url="memory://")) as conn:  # eda's in-memory broker of the process
         queue = kombu.Queue("classes.spy", kombu.Exchange("classes.events", "topic"), "invoice.#")
         queue(conn.channel()).declare()
         with Producer(settings, source="tests") as producer:

@@ -1,7 +1,7 @@
 """A worker process hides what its start-up made from the garbage collector (gc.freeze): a full collection
 then walks only what events made since, not the ~30,000 objects of modules, contracts and workers (10-15 ms
 of CPU each time, every event in flight waiting). A Runner on a thread of another program leaves that
-program's objects alone. Each case runs in a process of its own, on kombu's in-memory transport."""
+program's objects alone. Each case runs in a process of its own, on eda's in-memory broker."""
 
 import subprocess
 import sys

@@ -1,15 +1,19 @@
 """Workers in a program of one's own (``eda.running``), a live view of the bus (``eda.watch``) and the
-Producer, together on kombu's in-memory transport: no broker."""
+Producer, together on eda's in-memory broker (``memory://``): no RabbitMQ, the runtime's same path."""
 
+import json
 import threading
 import time
 import uuid
 
 import pytest
+from marshmallow import fields
 
 from eda import EventData, Producer, Settings, Worker, contract, handles, running, watch
-from eda.errors import BrokerUnavailable, ConfigError
+from eda.connection import open_connection
+from eda.errors import BrokerUnavailable, ConfigError, Unroutable
 from eda.fields import Id
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -95,3 +99,106 @@ def test_middleware_given_to_running_wraps_the_workers_handling(settings, billin
         sent = next(tail.events(timeout=10), None)
     assert sent is not None and sent["type"] == "bill.sent"
     assert Seen.types == ["bill.requested"]
+
+
+# On eda's in-memory broker the runtime takes its RabbitMQ path: what RabbitMQ gives, memory:// gives too
+
+def test_a_failed_event_comes_back_from_its_retry_queue_after_the_delay_and_a_lost_cause_ends_in_the_dlq(
+        settings, own_contracts):
+    @contract("bill.due")
+    class BillDue(EventData):
+        bill_id = Id(required=True)
+
+    class Dunning(Worker):
+        name = "dunning"
+        attempts = []
+
+        @handles(BillDue)
+        def remind(self, event, ctx):
+            self.attempts.append((event.data["bill_id"], time.monotonic()))
+            if event.data["bill_id"] == "lost" or len(self.attempts) == 1:
+                raise TimeoutError("mail server busy")
+
+    # Given a worker retrying once after 300 ms, run in this process on memory://
+    retrying = settings.with_(retry_delays="300ms")
+    with running(Dunning, settings=retrying), open_connection(retrying) as conn:
+        channel = conn.channel()
+        # When it fails the first event once, and the second every time
+        with Producer(retrying, source="tests") as producer:
+            producer.publish(BillDue, {"bill_id": "b-1"})
+            producer.publish(BillDue, {"bill_id": "lost"})
+        dlq = f"{retrying.namespace}.dunning.dlq"
+        wait_until(lambda: channel.queue_declare(dlq, passive=True).message_count == 1, message="the dead letter")
+        dead = channel.basic_get(dlq, no_ack=True)
+    # Then the first came back from the retry queue after the delay, and was handled
+    times = [t for bill, t in Dunning.attempts if bill == "b-1"]
+    assert len(times) == 2 and times[1] - times[0] >= 0.3
+    # And the second, failed again after its retry, waits in the DLQ with its reason
+    assert [bill for bill, _ in Dunning.attempts].count("lost") == 2
+    assert json.loads(dead.body)["data"]["billId"] == "lost"
+    assert "mail server busy" in dead.headers["eda-exception-message"]
+
+
+def test_an_ordered_worker_runs_in_memory_each_key_s_events_in_order(settings, own_contracts):
+    @contract("account.changed", key="account_id")
+    class AccountChanged(EventData):
+        account_id = Id(required=True)
+        seq = fields.Integer(required=True)
+
+    class Ledger(Worker):
+        name = "ledger"
+        ordered_by = "account_id"
+        applied = []
+
+        @handles(AccountChanged)
+        def apply(self, event, ctx):
+            if event.data["seq"] == 0 and not any(a == event.data["account_id"] for a, _ in self.applied):
+                self.applied.append((event.data["account_id"], "failed"))
+                raise TimeoutError("the first one of each account fails once")
+            self.applied.append((event.data["account_id"], event.data["seq"]))
+
+    # Given an ordered worker (its partitions behind a consistent-hash exchange) run on memory://
+    with running(Ledger, settings=settings.with_(retry_delays="100ms")):
+        # When each of three accounts changes five times, the first change failing once
+        with Producer(settings, source="tests") as producer:
+            for seq in range(5):
+                for account in ("a", "b", "c"):
+                    producer.publish(AccountChanged, {"account_id": account, "seq": seq})
+        wait_until(lambda: len(Ledger.applied) == 18, message="every change applied")
+    # Then each account's changes were applied in order, its failed first one retried before the rest
+    for account in ("a", "b", "c"):
+        assert [seq for a, seq in Ledger.applied if a == account] == ["failed", 0, 1, 2, 3, 4]
+
+
+def test_a_request_gets_its_reply_from_a_worker_run_in_memory(settings, own_contracts):
+    @contract("quote.given")
+    class QuoteGiven(EventData):
+        price = fields.Integer(required=True)
+
+    @contract("quote.requested", reply=QuoteGiven)
+    class QuoteRequested(EventData):
+        quantity = fields.Integer(required=True)
+
+    class Quotes(Worker):
+        name = "quotes"
+
+        @handles(QuoteRequested)
+        def quote(self, event, ctx):
+            return {"price": 3 * event.data["quantity"]}
+
+    with running(Quotes, settings=settings), Producer(settings, source="tests") as producer:
+        reply = producer.request(QuoteRequested, {"quantity": 4}, timeout=10)
+    assert reply.type == "quote.given" and reply.data == {"price": 12}
+
+
+def test_memory_brokers_are_one_per_name_and_an_event_no_queue_takes_is_unroutable_there_too(settings, billing):
+    worker_class, requested = billing
+    elsewhere = settings.with_(broker_url="memory://elsewhere")
+    # Given the billing worker running on memory://
+    with running(worker_class, settings=settings):
+        # When a producer publishes on another in-memory broker, where no worker's queue is
+        with Producer(elsewhere, source="tests") as producer:
+            # Then the event is refused as on RabbitMQ (mandatory, returned), not dropped
+            with pytest.raises(Unroutable):
+                producer.publish(requested, {"bill_id": "b-3"})
+    assert worker_class.sent == []

@@ -1,6 +1,6 @@
 """Middleware: chains composed once, in order (process-wide outside, a worker's own inside), plain and
 async handlers, the start error for a middleware of the other style, and the publish chain (headers,
-confirms, a refused publish). No broker: the Producer runs on kombu's in-memory transport."""
+confirms, a refused publish). No broker: the Producer runs on eda's in-memory broker (memory://)."""
 
 import asyncio
 import json
@@ -11,6 +11,7 @@ import pytest
 
 import eda
 from eda import Middleware, Outgoing, Producer, Worker, handles
+from eda.connection import open_connection
 from eda.contracts.envelope import new_event
 from eda.errors import DefinitionError, PublishError
 from eda.middleware import Chains, checked, from_settings, handling, load, publish_through, publishing
@@ -257,7 +258,7 @@ def test_a_producer_s_middleware_adds_a_header_to_what_it_publishes(invoices):
             message.headers["tenant"] = "acme"
             return call_next(message)
 
-    with kombu.Connection("memory://") as conn:
+    with open_connection(Settings(broker_url="memory://")) as conn:
         queue = kombu.Queue(f"{namespace}.spy", kombu.Exchange(f"{namespace}.events", "topic"), "invoice.#")
         queue(conn.channel()).declare()
         with Producer(Settings(broker_url="memory://", namespace=namespace), middleware=[Tenant()]) as producer:

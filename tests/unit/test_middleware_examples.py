@@ -16,6 +16,7 @@ import pytest
 from docs.examples.rate_limit import RateLimit
 from docs.examples.tenant_header import TenantHeader
 from eda import Producer, Worker, handles
+from eda.connection import open_connection
 from eda.settings import Settings
 from eda.testing import TestBus
 
@@ -71,7 +72,7 @@ def test_the_rate_limit_lets_its_limit_through_per_window_and_keeps_only_the_cur
 def test_the_tenant_header_comes_from_the_environment_and_goes_on_every_publish(invoices, monkeypatch):
     monkeypatch.setenv("APP_TENANT", "acme")
     namespace = f"ex{uuid.uuid4().hex[:6]}"
-    with kombu.Connection("memory://") as conn:
+    with open_connection(Settings(broker_url="memory://")) as conn:
         queue = kombu.Queue(f"{namespace}.spy", kombu.Exchange(f"{namespace}.events", "topic"), "invoice.#")
         queue(conn.channel()).declare()
         with Producer(Settings(broker_url="memory://", namespace=namespace), middleware=[TenantHeader()]) as producer:
