@@ -11,6 +11,7 @@ from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerComm
                              complete_events, complete_workers, own_options, settings_options)
 from eda.commands.schedule import schedule
 from eda.commands.request import request
+from eda.commands.saga import saga
 from eda.errors import ConfigError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -379,6 +380,7 @@ def tail(pattern, as_json, count, timeout, correlation_id, settings):
 
 main.add_command(schedule)
 main.add_command(request)
+main.add_command(saga)
 
 if __name__ == "__main__":
     main()

@@ -175,8 +175,9 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
     for worker, cls in workers.items():
         queue, channel = names.work_queue(namespace, worker), f"queue.{worker}"
         types = sorted(cls.handlers)
+        ordering = "the flow (correlation id)" if cls.ordered_by == names.FLOW else cls.ordered_by
         where = f"Worker {worker}'s queue, bound to {', '.join(types)}" if not cls.ordered_by else (
-            f"Worker {worker} is ordered by {cls.ordered_by}: its partition queues {queue}.p0, {queue}.p1, ... "
+            f"Worker {worker} is ordered by {ordering}: its partition queues {queue}.p0, {queue}.p1, ... "
             f"(one active consumer each) get its events ({', '.join(types)}) from the consistent-hash exchange "
             f"{names.partitions_exchange(namespace, worker, cls.ordered_by == names.FLOW)}, by the "
             + (f"{names.FLOW_PROPERTY} property (the flow)" if cls.ordered_by == names.FLOW
@@ -188,6 +189,7 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
                          for t in types for v in versions.of(t)},
             "bindings": {"amqp": {"is": "queue", "queue": {"name": queue, "durable": True, "exclusive": False,
                                                            "autoDelete": False}, "bindingVersion": AMQP_BINDING}},
+            **_saga(cls),
         }
         for t in types:
             operations[f"{worker}.receive.{t}"] = {
@@ -208,6 +210,20 @@ def asyncapi_document(namespace: str, workers: dict[str, type]) -> dict:
         "operations": operations,
         "components": {"messages": messages},
     }
+
+
+def _saga(cls) -> dict:
+    """A saga's queue channel says so (``x-eda-saga``): its correlation field and the JSON Schema of an
+    instance's state, as its table ``saga_instances`` keeps it (snake_case keys, as declared)."""
+    state = getattr(cls, "_eda_state_schema", None)
+    if state is None:
+        return {}
+    return {"x-eda-saga": {"correlation": cls.correlation,
+                           "state": {"title": f"{cls.__name__} state",
+                                     "description": f"The state of one instance of saga {cls.name}, kept in the "
+                                                    f"worker's store (table saga_instances, saga = {cls.name!r}).",
+                                     **{k: v for k, v in _converter().schema2jsonschema(state).items()
+                                        if k != "additionalProperties"}}}}  # a field no longer declared stays
 
 
 FAILURE_REPLY = {  # eda.request.failed: what a worker answers a request it dead-lettered (eda.replies)

@@ -130,6 +130,14 @@ def test_duplicates_and_reordered_events_end_the_order_shipped_each_applied_once
     ignored = [r for s in sagas for r in s.records if str(r.get("message", "")).startswith("ignored: completed")]
     assert len(repeated) + len(ignored) == 4, [r.get("message") for s in sagas for r in s.records]
     assert broker.depth(f"{namespace}.order-saga.dlq") == 0
+    # and eda saga reads it from PostgreSQL: no live instance, the completed one with its four events
+    code, output = eda.run("saga", "list", "order-saga")
+    assert code == 0 and output.startswith("no live instances of saga order-saga in 127.0.0.1:5432/"), output
+    code, output = eda.run("saga", "show", "order-saga", order_id, "--json")
+    shown = json.loads(output)
+    assert shown["state"]["status"] == "shipped" and shown["version"] == 4
+    assert [a["event_type"] for a in shown["applied"]] == ["order.placed", "inventory.reserved", "payment.succeeded",
+                                                           "order.shipped"]
 
 
 def test_a_timeout_falling_due_while_the_saga_is_down_cancels_and_refunds_the_order(eda, broker, namespace, database,

@@ -194,3 +194,16 @@ def test_resolving_every_reference_of_the_asyncapi_document(asyncapi):
         for part in ref[2:].split("/"):
             target = target[part.replace("~1", "/").replace("~0", "~")]
         assert target, ref
+
+
+def test_a_saga_s_queue_says_what_it_correlates_by_and_the_schema_of_its_state(asyncapi):
+    saga = asyncapi["channels"]["queue.order-saga"]
+    assert saga["x-eda-saga"]["correlation"] == "order_id"
+    state = saga["x-eda-saga"]["state"]
+    assert state["type"] == "object" and state["properties"]["status"] == {"type": "string"}
+    assert state["properties"]["paid"] == {"type": "boolean", "default": False}
+    assert "ordered by the flow (correlation id)" in saga["description"]
+    assert "x-eda-saga" not in asyncapi["channels"]["queue.payment"]
+    # and what the state schema says, a stored state of an order satisfies
+    stored = {"status": "refunded", "user_id": "u-1", "total_amount": "5.00", "paid": True, "cancel_reason": "x"}
+    assert errors(state, stored) == [] and errors(state, {"paid": "yes"}) != []
