@@ -109,13 +109,13 @@ def plot(history: History, verdict: Verdict, faults: list[dict], t0: float, path
     colours = {"partition-node": "tab:red", "cut-clients-from-node": "tab:orange", "restart-node": "tab:purple",
                "cut-worker-from-postgres": "tab:green", "pause-worker": "tab:gray"}
     top = max([*confirmed.values(), *done.values(), 1])
-    for f in faults:
+    for i, f in enumerate(faults):  # labels on two alternating rows, so that neighbours do not overlap
         start, end = f["start"] - t0, f["end"] - t0
         ax.axvspan(start, end, color=colours.get(f["kind"], "tab:blue"), alpha=0.18)
-        ax.text(start, top * 1.02, f"{f['kind']}\n{f['target']}", fontsize=7, va="bottom")
+        ax.text(start, top * (1.02 + 0.2 * (i % 2)), f"{f['kind']}\n{f['target']}", fontsize=7, va="bottom")
     ax.set_xlabel("seconds since the first order")
     ax.set_ylabel("orders per second")
-    ax.set_ylim(0, top * 1.35)
+    ax.set_ylim(0, top * 1.5)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     ax.set_title("Throughput through the faults (shaded)")
     fig.tight_layout()
