@@ -234,19 +234,13 @@ def test_an_event_that_breaks_its_contract_is_refused_by_add_and_never_written(p
     assert pg_app.outbox.pending() == (0, None)
 
 
-def test_the_relay_tells_systemd_it_is_ready_feeds_the_watchdog_and_stops_gracefully(eda, pg_app):
-    from tests.integration.test_systemd_notify import NotifySocket
-
-    sock = NotifySocket()
-    try:
-        proc = eda.start("outbox", "relay", NOTIFY_SOCKET=sock.name, WATCHDOG_USEC=1_000_000, **pg_app.env)
-        assert sock.wait_for("READY")["READY"] == "1"
-        assert sock.wait_for("WATCHDOG")["WATCHDOG"] == "1"
-        proc.send(signal.SIGTERM)
-        assert sock.wait_for("STOPPING")["STOPPING"] == "1"
-        assert proc.wait() == 0
-    finally:
-        sock.close()
+def test_the_relay_tells_systemd_it_is_ready_feeds_the_watchdog_and_stops_gracefully(eda, pg_app, notify_socket):
+    proc = eda.start("outbox", "relay", NOTIFY_SOCKET=notify_socket.name, WATCHDOG_USEC=1_000_000, **pg_app.env)
+    assert notify_socket.wait_for("READY")["READY"] == "1"
+    assert notify_socket.wait_for("WATCHDOG")["WATCHDOG"] == "1"
+    proc.send(signal.SIGTERM)
+    assert notify_socket.wait_for("STOPPING")["STOPPING"] == "1"
+    assert proc.wait() == 0
 
 
 def test_status_json(eda, pg_app):
