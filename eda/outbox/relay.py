@@ -4,13 +4,15 @@ Rows go out in the order they were added, a batch at a time with pipelined confi
 sent only after the broker acked its event, so a relay killed between the two publishes it again later
 with the same event id (consumers' idempotency absorbs it), never loses it. A broker that is down or
 refuses an event leaves its rows pending and is retried with backoff; a database that goes away is
-reconnected. SIGTERM/SIGINT finish the batch under way; systemd hears READY, WATCHDOG and STOPPING.
+reconnected. SIGTERM/SIGINT finish the batch under way, and end any wait at once; systemd hears
+READY, WATCHDOG and STOPPING.
 
 Scheduled rows are published once due, earliest first, ahead of rows added for at once; between
 batches the relay sleeps until the next due time, a NOTIFY of new rows, or a tick, whichever is first.
 """
 
 import logging
+import select
 import signal
 import socket
 import time
@@ -26,6 +28,7 @@ from eda.outbox.sessions import open_session
 from eda.publishing.publisher import Publisher
 from eda.systemd import Notifier
 from eda.topology import Topology
+from eda.wakeup import WakeUp
 
 log = logging.getLogger("eda.outbox")
 
@@ -67,6 +70,7 @@ class Relay:
         self.conn = self.publisher = None
         self.stopping = False
         self._signals = 0
+        self._wakeup = WakeUp()  # written by a stop: every wait of the relay's returns at once
         self._backoff = 0.0
         self._next_prune = time.monotonic() + PRUNE_EVERY
         self._next_metrics = 0.0
@@ -132,7 +136,7 @@ class Relay:
         try:
             wait = self._until_due(published=full is not None)
             if wait > 0:
-                self.session.wait(wait)
+                self.session.wait(wait, self._wakeup.read_fd)
         except self.session.errors as exc:
             self._reopen_session(exc)
 
@@ -258,7 +262,7 @@ class Relay:
         """Wait, still answering the watchdog and heartbeats, until ``seconds`` passed or a stop is asked."""
         deadline = time.monotonic() + seconds
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, TICK))
+            select.select([self._wakeup.read_fd], [], [], min(left, TICK))
             self._tick()
 
     def _chores(self) -> None:
@@ -294,5 +298,6 @@ class Relay:
             log.warning("second signal: exiting now; rows published but not yet marked are published again")
             raise SystemExit(1)
         self.stopping = True
+        self._wakeup.wake()  # a wait under way (select retries after the handler) returns now
         log.info("%s received: finishing the batch under way", signal.Signals(signum).name)
         self.notifier.notify(STOPPING=1, STATUS="stopping: finishing the batch under way")

@@ -15,6 +15,7 @@ the relay how long it may sleep.
 """
 
 import fcntl
+import select
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -57,12 +58,19 @@ class PostgresSession:
             for event, body, due in scheduled:
                 self.table.add(self.conn, row_of(event, body), due)
 
-    def wait(self, timeout: float) -> None:
-        """Return on a NOTIFY of new rows (those queued already included) or after ``timeout``."""
-        for _ in self.listener.notifies(timeout=timeout, stop_after=1):
-            pass
-        for _ in self.listener.notifies(timeout=0):
-            pass
+    def wait(self, timeout: float, wake_fd: int) -> None:
+        """Return on a NOTIFY of new rows (those queued already included), once ``wake_fd`` is readable
+        (the relay's stop), or after ``timeout``."""
+        if self._take_notifies():
+            return
+        socket = self.listener.fileno()
+        ready, _, _ = select.select([socket, wake_fd], [], [], max(0.0, timeout))
+        if socket in ready:
+            self._take_notifies()
+
+    def _take_notifies(self) -> bool:
+        """Take the NOTIFYs received (without waiting): whether there were any."""
+        return sum(1 for _ in self.listener.notifies(timeout=0)) > 0
 
     def pending(self) -> tuple[int, float | None]:
         with self.conn.transaction():
@@ -136,8 +144,9 @@ class SqliteSession:
             raise
         self.conn.execute("COMMIT")
 
-    def wait(self, timeout: float) -> None:
-        time.sleep(max(0.0, min(timeout, self.poll)))
+    def wait(self, timeout: float, wake_fd: int) -> None:
+        """Return after ``timeout`` (the poll interval at most), or once ``wake_fd`` is readable."""
+        select.select([wake_fd], [], [], max(0.0, min(timeout, self.poll)))
 
     def pending(self) -> tuple[int, float | None]:
         return self.table.pending(self.conn, time.time())

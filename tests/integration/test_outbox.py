@@ -8,6 +8,7 @@ the relay's mark (an UPDATE) must wait for, sees the batch arrive on the wire, t
 import contextlib
 import json
 import signal
+import sys
 from collections import Counter
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from tests.integration.test_metrics import free_port, sample, scrape
 from tests.integration.test_supervisor import supervisord  # noqa: F401 (a fixture)
 from tests.integration.test_tracing import spans_dir, traced  # noqa: F401 (fixtures)
 from tests.proxy import TcpProxy
-from tests.support import wait_until
+from tests.support import EdaProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -402,3 +403,57 @@ def test_with_tracing_on_the_relays_publish_joins_the_trace_of_the_transaction_t
     [publish] = wait_for_spans(spans_dir, named("publish stock.replenished"), what="the relay's publish span")
     assert publish["trace_id"] == checkout["trace_id"] and publish["service"] == "eda-outbox-relay"
     assert {s["trace_id"] for s in spans(spans_dir)} == {checkout["trace_id"]}
+
+
+# A relay whose every wait would last a minute: the ticks and the SQLite poll made long, so that only the
+# stop itself can end a wait in time.
+LONG_WAITS = '''
+import sys
+from eda import logs
+from eda.outbox import relay
+from eda.settings import Settings
+
+relay.TICK = 60.0
+settings = Settings.from_env()
+logs.configure(settings.log_format, settings.log_level)
+sys.exit(relay.Relay(settings, poll=60.0).run())
+'''
+
+
+def long_waiting_relay(app) -> EdaProcess:
+    proc = EdaProcess(("relay with long waits",), {k: str(v) for k, v in app.env.items()},
+                      command=[sys.executable, "-c", LONG_WAITS])
+    proc.wait_for_log(lambda r: r.get("message", "").startswith("connected to the broker"), what="the relay connected")
+    return proc
+
+
+def test_sigterm_ends_a_relays_wait_at_once(broker, app):
+    # Given an idle relay, waiting for new rows (a NOTIFY on PostgreSQL, its poll on SQLite) for a minute
+    proc = long_waiting_relay(app)
+    try:
+        proc.wait_for_log(lambda r: r.get("message", "").startswith("relaying the outbox"), what="relaying")
+        # When it gets SIGTERM
+        proc.send(signal.SIGTERM)
+        # Then it stops gracefully now, not when the wait would have ended
+        assert proc.wait(timeout=20) == 0, proc.output
+        assert "stopped: every published row of the last batch is marked sent" in proc.output
+    finally:
+        proc.stop()
+
+
+def test_sigterm_ends_a_standing_by_relays_wait_at_once(broker, env):
+    # Given a second relay standing by beside the one holding a SQLite outbox, its naps a minute long
+    app = App(env, None)
+    holder = long_waiting_relay(app)
+    standby = EdaProcess(("standby relay with long waits",), {k: str(v) for k, v in app.env.items()},
+                         command=[sys.executable, "-c", LONG_WAITS])
+    try:
+        standby.wait_for_log(lambda r: "standing by" in r.get("message", ""), timeout=30, what="standing by")
+        # When both get SIGTERM, both stop now
+        for proc in (standby, holder):
+            proc.send(signal.SIGTERM)
+        for proc in (standby, holder):
+            assert proc.wait(timeout=20) == 0, proc.output
+    finally:
+        holder.stop()
+        standby.stop()
