@@ -24,6 +24,7 @@ from eda.wakeup import WakeUp
 from eda.publishing.publisher import Publisher
 from eda.runtime.consumer import Outcome, WorkerConsumer
 from eda.runtime.partitions import PartitionedConsumer
+from eda.runtime.observing import tell
 from eda.runtime.settlement import Settlement
 from eda.worker_checks import check as check_workers
 
@@ -119,8 +120,7 @@ class Runner:
         if not self._stopping:
             self._stopping = True
             self._deadline = time.monotonic() + self.settings.shutdown_timeout
-            for m in self.observers:
-                m.on_stopping(self)
+            tell([m.on_stopping for m in self.observers], self)
         self._wakeup.wake()
 
     def _on_signal(self, signum, frame):
@@ -158,8 +158,7 @@ class Runner:
                     raise BrokerUnavailable(f"the broker stayed unreachable for over "
                                             f"{self.settings.reconnect_window:.0f}s: {self._reason(exc)}") from None
                 log.warning("broker connection lost (%s); reconnecting in %.1fs", self._reason(exc), backoff)
-                for m in self.observers:
-                    m.on_connection_lost(self, self._reason(exc))
+                tell([m.on_connection_lost for m in self.observers], self, self._reason(exc))
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -182,8 +181,7 @@ class Runner:
                                          "inline": c.worker.inline and not c.asynchronous,
                                          "handlers": c.style})
         self.ready.set()
-        for m in self.observers:
-            m.on_ready(self)
+        tell([m.on_ready for m in self.observers], self)
 
     def _drop_session(self) -> None:
         self.ready.clear()
@@ -253,8 +251,7 @@ class Runner:
         if now >= self._next_heartbeat:
             self.connection.heartbeat_check()
             self._next_heartbeat = now + 1.0
-            for m in self.observers:
-                m.on_tick(self)
+            tell([m.on_tick for m in self.observers], self)
 
     def _wait_timeout(self) -> float:
         """At most a second, less when a consumer has something due sooner (an ordered worker's retry)."""

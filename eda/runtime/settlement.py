@@ -13,6 +13,7 @@ import logging
 from eda import names, tracing
 from eda.middleware import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
 from eda.runtime import answers, failures
+from eda.runtime.observing import tell
 from eda.runtime.consumer import Delivery, Outcome
 
 log = logging.getLogger("eda.worker")
@@ -72,9 +73,9 @@ class Settlement:
                     self.fail(d, errors[0])
                 else:
                     self._processed(d, outcome.seconds)
-                    for hook in chains.on_published:
+                    if chains.on_published:
                         for event, _ in outcome.reactions:
-                            hook(d.consumer.worker.name, event.type)
+                            tell(chains.on_published, d.consumer.worker.name, event.type)
 
         exchange = self.runner.topology.events.name
         for event, body in outcome.reactions:
@@ -201,10 +202,10 @@ class Settlement:
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
         chains = d.consumer.chains
-        for hook in chains.on_settled:  # tracing's handling span ends here, with the outcome
-            hook(d, outcome)
-        for hook in chains.on_outcome:
-            hook(d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
+        if chains.on_settled:
+            tell(chains.on_settled, d, outcome)  # tracing's handling span ends here, with the outcome
+        if chains.on_outcome:
+            tell(chains.on_outcome, d.consumer.worker.name, d.event.type if d.event else None, outcome, seconds)
 
     @staticmethod
     def _event_fields(d: Delivery, **extra) -> dict:

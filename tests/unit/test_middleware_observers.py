@@ -1,0 +1,62 @@
+"""Middleware that observes (``on_*``) only watches: an observer that raises is logged, and the event it
+watched is settled once, as without it; the worker's session goes on. On eda's runtime, through TestBus."""
+
+import logging
+
+from eda import Middleware, Worker, handles
+from eda.testing import TestBus
+
+
+class Failing(Middleware):
+    """Every observer raises, as a metrics client whose server is away might."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _fail(self, name):
+        self.calls.append(name)
+        raise RuntimeError(f"{name}: the statsd server is away")
+
+    def on_ready(self, runner):
+        self._fail("on_ready")
+
+    def on_tick(self, runner):
+        self._fail("on_tick")
+
+    def on_settled(self, delivery, outcome):
+        self._fail("on_settled")
+
+    def on_outcome(self, worker, event_type, outcome, seconds):
+        self._fail("on_outcome")
+
+    def on_published(self, worker, event_type):
+        self._fail("on_published")
+
+
+def billing(handled):
+    class Billing(Worker):
+        name = "billing"
+
+        @handles("invoice.requested")
+        def send(self, event, ctx):
+            handled.append(event.id)
+            ctx.publish("invoice.sent", {"invoice_id": event.data["invoice_id"]})
+
+    return Billing
+
+
+def test_an_observer_that_raises_is_logged_and_the_event_is_handled_and_acked_once(invoices, caplog):
+    # Given a worker watched by middleware whose every observer raises
+    handled, failing = [], Failing()
+    with caplog.at_level(logging.ERROR, logger="eda.middleware"):
+        with TestBus(billing(handled), middleware=[failing]) as bus:
+            # When an event is handled, its reaction confirmed and the event acked
+            event = bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
+            # Then it was handled once, its reaction published once, nothing retried nor dead-lettered
+            assert handled == [event.id]
+            assert [e.data["invoice_id"] for e in bus.published("invoice.sent")] == ["i-1"]
+            assert bus.retrying() == [] and bus.dead_letters() == []
+    # and each observer was called, and its failure logged with its name
+    assert {"on_ready", "on_settled", "on_outcome", "on_published"} <= set(failing.calls)
+    logged = [r.getMessage() for r in caplog.records if r.name == "eda.middleware"]
+    assert any("Failing.on_outcome failed; the worker goes on" in line for line in logged), logged
