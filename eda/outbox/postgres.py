@@ -10,6 +10,7 @@ import hashlib
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+from eda.errors import StoreUnavailable
 from eda.outbox.connect import quoted
 
 COLUMNS = "position, event_id, event_type, source, correlation_id, body, due_at"  # due_at: None for at once
@@ -199,11 +200,19 @@ class PostgresTable:
 
     def cancel(self, conn, event_id: str) -> bool:
         """Cancel a scheduled row not yet published (True). A relay publishing it at this moment holds its
-        row lock: the UPDATE waits for that transaction and, once the row is marked sent, matches nothing."""
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = '{CANCEL_LOCK_TIMEOUT}'")
-            return conn.execute(f"UPDATE {self.table} SET cancelled_at = now() WHERE event_id = %s AND {PENDING}",
-                                (event_id,)).rowcount == 1
+        row lock: the UPDATE waits for that transaction and, once the row is marked sent, matches nothing.
+        A lock held past CANCEL_LOCK_TIMEOUT is StoreUnavailable (nothing cancelled: try again)."""
+        import psycopg
+
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = '{CANCEL_LOCK_TIMEOUT}'")
+                return conn.execute(f"UPDATE {self.table} SET cancelled_at = now() WHERE event_id = %s AND "
+                                    f"{PENDING}", (event_id,)).rowcount == 1
+        except psycopg.errors.LockNotAvailable:
+            raise StoreUnavailable(f"cannot cancel {event_id} now: its row stayed locked for "
+                                   f"{CANCEL_LOCK_TIMEOUT} (a relay publishing it?); nothing was cancelled, "
+                                   f"try again") from None
 
     def where(self) -> str:
         parts = urlsplit(self.url)

@@ -12,6 +12,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from eda.errors import StoreUnavailable
+
 COLUMNS = "position, event_id, event_type, source, correlation_id, body, due_at"  # due_at: None for at once
 LISTED = "event_id, event_type, correlation_id, source, due_at, added_at, sent_at, cancelled_at"
 PENDING = "sent_at IS NULL AND cancelled_at IS NULL AND due_at IS NOT NULL"  # the predicate of outbox_due
@@ -134,13 +136,21 @@ class SqliteTable:
                             (event_id,)).fetchone()
 
     def cancel(self, conn, event_id: str) -> bool:
-        with self.batch_lock():
-            return conn.execute(f"UPDATE outbox SET cancelled_at = ? WHERE event_id = ? AND {PENDING}",
-                                (time.time(), event_id)).rowcount == 1
+        """Cancel a scheduled row not yet published (True), under the batch lock: a relay publishing it
+        at this moment holds that lock until its row is marked sent. A lock held past BATCH_LOCK_SECONDS
+        (or the database's) is StoreUnavailable: nothing was cancelled, try again."""
+        try:
+            with self.batch_lock():
+                return conn.execute(f"UPDATE outbox SET cancelled_at = ? WHERE event_id = ? AND {PENDING}",
+                                    (time.time(), event_id)).rowcount == 1
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"cannot cancel {event_id} now: {exc}; nothing was cancelled, try again") from None
 
     @contextmanager
-    def batch_lock(self, timeout: float = BATCH_LOCK_SECONDS):
-        """Hold the batch lock (an exclusive ``flock``, released by the kernel if the process dies)."""
+    def batch_lock(self, timeout: float | None = None):
+        """Hold the batch lock (an exclusive ``flock``, released by the kernel if the process dies);
+        sqlite3.OperationalError once it was held elsewhere for ``timeout`` (BATCH_LOCK_SECONDS)."""
+        timeout = BATCH_LOCK_SECONDS if timeout is None else timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.batch_lock_path, "a") as lock:
             deadline = time.monotonic() + timeout

@@ -311,6 +311,26 @@ def test_a_cancel_while_a_relay_publishes_the_event_waits_for_it_and_says_it_was
     assert [e["id"] for e in spy.events] == [event.id]
 
 
+def test_a_cancel_that_waits_too_long_for_a_relays_row_lock_is_an_error_and_cancels_nothing(pg_app, monkeypatch):
+    from eda.errors import StoreUnavailable
+    from eda.outbox import postgres
+
+    with pg_app.connect() as conn:
+        event = pg_app.outbox.add(conn, STOCK, {"sku": "SKU-1", "quantity": 1}, delay=60)
+    # Given a relay holding the event's row (claimed, being published), past the time a cancel waits for it
+    monkeypatch.setattr(postgres, "CANCEL_LOCK_TIMEOUT", "200ms")
+    with pg_app.connect() as relay_conn:
+        relay_conn.execute(f"SELECT 1 FROM {pg_app.outbox.table.table} WHERE event_id = %s FOR UPDATE", (event.id,))
+        # When it is cancelled, then the cancel says it could not, and to try again
+        with pytest.raises(StoreUnavailable, match=f"cannot cancel {event.id} now: its row stayed locked for 200ms "
+                                                   f".*nothing was cancelled, try again"):
+            pg_app.outbox.cancel(event.id)
+        relay_conn.rollback()
+    # and the event still waits, to be cancelled once the row is free
+    assert pg_app.outbox.find(event.id).state == "waiting"
+    assert pg_app.outbox.cancel(event.id) is True
+
+
 def test_a_postgresql_outbox_of_an_earlier_eda_is_upgraded_in_place(eda, broker, env, database):
     import psycopg
 

@@ -132,6 +132,23 @@ def test_a_cancelled_event_is_never_claimed_and_cancelling_again_or_after_the_pu
     assert [s.id for s in outbox.scheduled()] == []
 
 
+def test_a_cancel_that_waits_too_long_for_a_relay_is_a_one_line_error_and_cancels_nothing(outbox, monkeypatch):
+    from eda.errors import StoreUnavailable
+    from eda.outbox import sqlite
+
+    event = add(outbox, delay=0)
+    # Given a relay holding the batch lock (publishing a batch), past the time a cancel waits for it
+    monkeypatch.setattr(sqlite, "BATCH_LOCK_SECONDS", 0.2)
+    with outbox.table.batch_lock():
+        # When the event is cancelled, then the cancel says it could not, and to try again
+        with pytest.raises(StoreUnavailable, match=f"cannot cancel {event.id} now: .*batch lock.*held for 0s; "
+                                                   f"nothing was cancelled, try again"):
+            outbox.cancel(event.id)
+    # and the event still waits, to be cancelled once the lock is free
+    assert outbox.find(event.id).state == "waiting"
+    assert outbox.cancel(event.id) is True
+
+
 def test_only_scheduled_events_are_cancellable(outbox):
     event = add(outbox)
     assert outbox.cancel(event.id) is False and outbox.find(event.id) is None
