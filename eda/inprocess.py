@@ -48,7 +48,8 @@ def running(*worker_classes: type[Worker], settings: Settings, middleware: Seque
     broker answers within ``ready_timeout``, the ``ConfigError`` of a wrong setting. ``middleware``
     wraps every worker's handling and publishing, as process-wide middleware does under ``eda worker``.
     Leaving the block stops them as SIGTERM stops ``eda worker``: running handlers finish within
-    ``shutdown_timeout`` and what was not settled returns to the broker."""
+    ``shutdown_timeout`` and what was not settled returns to the broker; past it, the block ends with
+    those handlers left running on their threads (``eda worker`` would exit: this process is not eda's)."""
     runner = Runner(list(worker_classes), settings, middleware=middleware)
     failure: list[BaseException] = []
 

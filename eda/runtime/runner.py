@@ -64,6 +64,7 @@ class Runner:
         self._stopping = False
         self._deadline = None
         self._signals = 0
+        self._owns_process = False  # run on the main thread: the process is the Runner's (signals, exit)
         self._next_heartbeat = 0.0
         self.ready = threading.Event()  # set once consuming; for systemd notify and in-process use
 
@@ -71,7 +72,7 @@ class Runner:
 
     def run(self) -> int:
         """Consume until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
-        owns_process = threading.current_thread() is threading.main_thread()
+        self._owns_process = owns_process = threading.current_thread() is threading.main_thread()
         if owns_process:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -227,6 +228,10 @@ class Runner:
                     log.info("stopped: every running handler finished and was acked")
                     return EXIT_OK
                 if time.monotonic() > self._deadline:
+                    if not self._owns_process:  # on a thread of another program (eda.running): not ours to end
+                        log.warning("shutdown timeout: stopping with handlers unfinished; their events return "
+                                    "to the broker")
+                        return EXIT_FORCED
                     log.warning("shutdown timeout: exiting with handlers unfinished; they will be redelivered")
                     logging.shutdown()
                     os._exit(EXIT_FORCED)  # pool threads still run user code: do not wait for them

@@ -202,3 +202,44 @@ def test_memory_brokers_are_one_per_name_and_an_event_no_queue_takes_is_unroutab
             with pytest.raises(Unroutable):
                 producer.publish(requested, {"bill_id": "b-3"})
     assert worker_class.sent == []
+
+
+SLOW_PROGRAM = '''
+import sys, tempfile, threading, uuid
+from eda import EventData, Producer, Settings, Worker, contract, handles, running
+from eda.fields import Id
+
+@contract("slow.requested")
+class SlowRequested(EventData):
+    slow_id = Id(required=True)
+
+started = threading.Event()
+
+class Slow(Worker):
+    name = "slow"
+
+    @handles(SlowRequested)
+    def work(self, event, ctx):
+        started.set()
+        threading.Event().wait(120)  # far past the shutdown timeout
+
+settings = Settings(broker_url="memory://", namespace="slow-" + uuid.uuid4().hex[:6], state_dir=tempfile.mkdtemp(),
+                    shutdown_timeout=1)
+with running(Slow, settings=settings):
+    with Producer(settings, source="tests") as producer:
+        producer.publish(SlowRequested, {"slow_id": "s-1"})
+    assert started.wait(30)
+print("the program goes on")
+'''
+
+
+def test_a_handler_past_the_shutdown_timeout_ends_the_block_not_the_program():
+    import subprocess
+    import sys
+
+    # Given a program whose worker's handler runs far past the shutdown timeout when the block ends
+    done = subprocess.run([sys.executable, "-c", SLOW_PROGRAM], capture_output=True, text=True, timeout=60)
+    # Then the block ends once the timeout is past, and the program goes on (eda worker would exit 1)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("the program goes on")
+    assert "shutdown timeout: stopping with handlers unfinished" in done.stderr
