@@ -8,7 +8,7 @@ import click
 
 from eda import tracing
 from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, check_event_options,
-                             complete_events, complete_workers, own_options, settings_options)
+                             columns, complete_events, complete_workers, own_options, settings_options)
 from eda.commands.schedule import schedule
 from eda.commands.request import request
 from eda.commands.saga import saga
@@ -213,9 +213,8 @@ def events():
         fields = ", ".join(f"{name}{'*' if required else ''}" for name, required in c.fields)
         fields += f"; key {wire_key(c)}" if c.key else ""  # the eda-partition-key header's value
         rows.append((c.name, c.type, ",".join(discovery.consumers_of(c.type)) or "-", fields))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[3])
+    for line in columns(rows):
+        click.echo(line)
 
 
 @main.command(short_help="Queues, their depths and consumers; non-zero if unhealthy.")

@@ -63,6 +63,13 @@ def settings_options(*names: str) -> Callable[[Callable[..., Any]], Callable[...
     return decorate
 
 
+def columns(rows) -> list[str]:
+    """Rows of text cells as lines of aligned columns, two spaces apart; the last cell is not padded (it
+    may be long: fields, a description)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
+
+
 def check_event_options(correlation_id: str | None, source: str) -> None:
     """``--correlation-id`` and ``--source`` of a command that builds events, checked as the CloudEvents
     attributes they become: a one-line ConfigError naming the option."""

@@ -13,6 +13,7 @@ from datetime import datetime
 import click
 
 from eda import names
+from eda.cli_support import columns
 from eda.connection import open_connection
 from eda.errors import NotFound, PublishError
 from eda.publishing.publisher import Publisher
@@ -257,6 +258,4 @@ def open_dead_letters(settings, tracing=None):
 
 def depth_table(rows) -> list[str]:
     """``eda dlq list`` for people: worker, DLQ and depth in aligned columns."""
-    cells = [("WORKER", "QUEUE", "DEPTH")] + [(w, q, "not declared" if d is None else str(d)) for w, q, d in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(2)]
-    return ["  ".join((r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2])) for r in cells]
+    return columns([("WORKER", "QUEUE", "DEPTH")] + [(w, q, "not declared" if d is None else str(d)) for w, q, d in rows])

@@ -11,8 +11,9 @@ from datetime import datetime
 
 import click
 
-from eda.cli_support import OUTBOX, Duration, app_option, complete_events, settings_options
-from eda.errors import ConfigError, ContractError, NotScheduled
+from eda.cli_support import (OUTBOX, Duration, app_option, check_event_options, columns, complete_events,
+                             settings_options)
+from eda.errors import ConfigError, NotScheduled
 
 WHERE = ("namespace", "log_format", "log_level", *OUTBOX)  # where the outbox is; no broker needed
 
@@ -43,9 +44,8 @@ def schedule_list(as_json, limit, settings):
     now = time.time()
     rows = [("ID", "TYPE", "DUE (UTC)", "IN", "CORRELATION ID", "SOURCE")] + [
         (e.id, e.type, e.as_json()["due"], _until(e.due - now), e.correlation_id, e.source) for e in waiting]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for line in columns(rows):
+        click.echo(line)
 
 
 @schedule.command("recurring")
@@ -70,9 +70,8 @@ def schedule_recurring(as_json, settings):
         return
     rows = [("NAME", "CRON", "TIME ZONE", "EVENT", "NEXT (UTC)", "WHEN")] + [
         (s.name, s.cron, s.timezone, s.event, rfc3339(s.next_after(now)), s.explain()) for s in schedules]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for line in columns(rows):
+        click.echo(line)
 
 
 @schedule.command("cancel")
@@ -112,7 +111,7 @@ def schedule_cancel(event_id, settings):
 def schedule_add(event, data, at, delay, correlation_id, source, settings):
     """Validate EVENT (e.g. reminder-due) and write it to the outbox, due --at a time or after --delay;
     print its id (what `eda schedule cancel` takes)."""
-    from eda.contracts.envelope import check_attribute, encode
+    from eda.contracts.envelope import encode
     from eda.outbox import Outbox
     from eda.outbox.due import due_time, rfc3339
     from eda.publishing.batch import parse_json
@@ -120,11 +119,7 @@ def schedule_add(event, data, at, delay, correlation_id, source, settings):
 
     if (at is None) == (delay is None):
         raise ConfigError("give the due time with exactly one of --at TIME or --delay DURATION")
-    for option, name, value in (("--correlation-id", "correlationid", correlation_id), ("--source", "source", source)):
-        try:
-            check_attribute(name, value, required=option == "--source")
-        except ContractError as exc:
-            raise ConfigError(f"{option}: {exc}") from None
+    check_event_options(correlation_id, source)
     due = due_time(at=_aware(at), delay=delay)
     built = build_event(event, parse_json(data, "--data"), source, correlation_id)
     built.time = rfc3339(due)

@@ -381,3 +381,28 @@ def test_a_scheduled_event_no_queue_takes_is_due_again_later_and_holds_up_no_oth
     # and the other goes out on time
     assert_on_time(spy, stock.id, app.outbox.find(stock.id).due)
     assert not any("retrying in" in r.get("message", "") for r in proc.records)
+
+
+@pytest.mark.parametrize("option", ["--correlation-id", "--source"])
+def test_eda_schedule_add_refuses_an_attribute_longer_than_amqp_carries_and_writes_nothing(eda, app, option):
+    code, output = eda.run("schedule", "add", STOCK, "--data", '{"sku": "SKU-1", "quantity": 1}', "--delay", "1h",
+                           option, "é" * 150, **app.env)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and lines[-1].startswith(f"error: {option}: ") and "255" in lines[-1], output
+    assert app.outbox.scheduled() == []
+
+
+def test_eda_schedule_list_shows_the_waiting_events_in_aligned_columns(eda, app, producer):
+    # Given two events scheduled an hour and a half and three days from now
+    soon = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=timedelta(minutes=90))
+    later = producer.publish(STOCK, {"sku": "SKU-2", "quantity": 1}, delay=timedelta(days=3))
+    # When they are listed for a person
+    code, output = eda.run("schedule", "list", **app.env)
+    # Then a header and a line each, earliest due first, each column starting where its header does
+    assert code == 0, output
+    header, *rows = [line for line in output.splitlines() if line.strip() and not line.startswith("{")]
+    assert [row.split()[0] for row in rows] == [soon.id, later.id]
+    starts = [header.index(title) for title in ("TYPE", "DUE (UTC)", "IN", "CORRELATION ID", "SOURCE")]
+    for row, event in zip(rows, (soon, later)):
+        assert [row[start:].split()[0] for start in starts] == \
+            ["stock.replenished", event.time, "1.5h" if event is soon else "3.0d", event.correlation_id, "shop/web"]
