@@ -7,7 +7,15 @@ takes the transport's ``read_frame`` over with one served from a buffer, so py-a
 (``drain_events``, a synchronous method waiting for its reply) and the worker's I/O loop
 (``dispatch_ready``) share one buffer and never read past each other. Plain TCP only: a TLS socket
 keeps bytes inside its SSL object where ``select`` does not see them, so TLS keeps py-amqp's reads.
+
+Writes can be held the same way (``batched_writes``): while the I/O loop settles a turn's outcomes, the
+publishes and acks it makes go out in one ``sendall`` at the end instead of one each. Each ``sendall``
+lets go of the GIL, and a handler thread or event loop waiting for it took it every time, so that the
+I/O thread waited to get it back between two publishes (issue 20). Anything that waits for the broker
+meanwhile (a synchronous method's reply) sends what is held first.
 """
+
+from contextlib import contextmanager
 
 import socket
 import struct
@@ -32,13 +40,45 @@ class FrameReader:
         # C library maps and unmaps (mmap, mremap, munmap: three system calls a read, and fresh pages).
         self._chunk = bytearray(CHUNK)
         self._view = memoryview(self._chunk)
+        self._held = None  # bytes written while writes are batched, sent at the batch's end
         transport._read_buffer = b""
         transport.read_frame = self.read_frame
         transport.frame_reader = self
 
+    @contextmanager
+    def batched_writes(self):
+        """Hold what is written to the socket until the block ends (or a read must wait for the
+        broker), then send it in one ``sendall``. Re-entrant: an inner block leaves it to the outer one."""
+        if self._held is not None:
+            yield
+            return
+        transport = self.transport
+        sendall = transport._write
+        self._held = held = []
+
+        def hold(data):
+            held.append(bytes(data))  # py-amqp may hand a view of a buffer it reuses: copied
+
+        transport._write = hold
+        try:
+            yield
+        finally:
+            transport._write = sendall
+            self._held = None
+            if held:
+                sendall(b"".join(held))
+
+    def _send_held(self) -> None:
+        held = self._held
+        if held:
+            data = b"".join(held)
+            held.clear()
+            self.sock.sendall(data)
+
     def read_frame(self, unpack=None):
         """py-amqp's ``read_frame``: the next frame, waiting on the socket (with the timeout py-amqp set)."""
         while (frame := self._next()) is None:
+            self._send_held()  # a reply waited for must not wait behind the request held here
             self._fill(0)
         return frame
 

@@ -6,6 +6,7 @@ thread-safe): they put their outcome on a queue and wake the I/O thread through 
 acked only after its reactions, or its copy in a retry or dead-letter queue, are confirmed.
 """
 
+import contextlib
 import gc
 import logging
 import os
@@ -15,7 +16,7 @@ import signal
 import threading
 import time
 
-from eda import wakeup
+from eda import frame_reader, wakeup
 from eda.connection import connected_address, describe_connection_error, open_connection
 from eda.errors import BrokerUnavailable, ConfigError, EdaError
 from eda.middleware import checked, from_settings, unique
@@ -243,13 +244,14 @@ class Runner:
         may start, keep the heartbeat."""
         wait = self._wait_timeout()
         self._wait(timeout=wait if timeout is None else min(wait, timeout))
-        self._settle_outcomes()
-        for c in self.consumers:
-            if not self._stopping:
-                c.resume_if_due()
-            c.pump()
-            c.flush_records()
-            c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
+        with self._batched_writes():  # the reactions and acks of the outcomes settled here: one write
+            self._settle_outcomes()
+            for c in self.consumers:
+                if not self._stopping:
+                    c.resume_if_due()
+                c.pump()
+                c.flush_records()
+                c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
         for c in self.consumers:
             c.hand_over()  # last: the handlers run while this thread waits for the next turn
         now = time.monotonic()
@@ -257,6 +259,11 @@ class Runner:
             self.connection.heartbeat_check()
             self._next_heartbeat = now + 1.0
             tell([m.on_tick for m in self.observers], self)
+
+    def _batched_writes(self):
+        """Writes held until the block ends, on a plain TCP connection (eda.frame_reader)."""
+        reader = frame_reader.reader_of(self.connection.connection)
+        return reader.batched_writes() if reader is not None else contextlib.nullcontext()
 
     def _wait_timeout(self) -> float:
         """At most a second, less when a consumer has something due sooner (an ordered worker's retry)."""

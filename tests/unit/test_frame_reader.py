@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import threading
 
 import pytest
 from amqp.exceptions import UnexpectedFrame
@@ -128,3 +129,43 @@ def test_frames_read_ahead_are_handled_before_a_closed_socket_is_noticed(wire):
     with pytest.raises(OSError, match="closed"):
         reader.dispatch_ready(inbound)
     assert inbound.frames == [(1, 0, b"close")]
+
+
+def test_batched_writes_go_out_in_one_piece_when_the_block_ends(wire):
+    # Given writes made through the transport inside a batch
+    transport, reader, peer = wire
+    peer.setblocking(False)
+    with reader.batched_writes():
+        transport.write(frame(1, 1, b"publish one"))
+        transport.write(memoryview(bytearray(frame(1, 1, b"publish two"))))  # a view, as py-amqp hands over
+        with reader.batched_writes():  # an inner batch leaves the sending to the outer one
+            transport.write(frame(1, 1, b"ack"))
+        # Then nothing is sent while the block runs
+        with pytest.raises(BlockingIOError):
+            peer.recv(4096)
+    # and everything, in order, once it ends
+    assert peer.recv(4096) == frame(1, 1, b"publish one") + frame(1, 1, b"publish two") + frame(1, 1, b"ack")
+    # and writes after it go out at once again
+    transport.write(frame(1, 1, b"later"))
+    assert peer.recv(4096) == frame(1, 1, b"later")
+
+
+def test_a_read_waiting_for_the_broker_inside_a_batch_sends_what_is_held_first(wire):
+    # Given a broker that answers a request only once it has received it
+    transport, reader, peer = wire
+    request, reply = frame(1, 1, b"queue.declare"), frame(1, 1, b"queue.declare-ok")
+
+    def broker():
+        if peer.recv(4096) == request:
+            peer.sendall(reply)
+
+    answering = threading.Thread(target=broker, daemon=True)
+    answering.start()
+    transport.sock.settimeout(5)
+    # When a synchronous method writes its request and waits for the reply inside a batch
+    with reader.batched_writes():
+        transport.write(request)
+        got = transport.read_frame()
+    # Then the request went out before the wait, and the reply came back (no wait until the timeout)
+    assert got == (1, 1, b"queue.declare-ok")
+    answering.join(5)
