@@ -203,7 +203,8 @@ def dlq_purge(worker, yes, settings):
 @main.command()
 @app_option
 def events():
-    """List the event contracts: name, routing key, fields (* required), the partition key and consumers."""
+    """List the event contracts: name, routing key, fields (* required), the partition key, a request's
+    reply and consumers."""
     from eda import discovery
     from eda.contracts.registry import all_contracts
     from eda.publishing.partitioning import wire_key
@@ -212,9 +213,20 @@ def events():
     for c in all_contracts():
         fields = ", ".join(f"{name}{'*' if required else ''}" for name, required in c.fields)
         fields += f"; key {wire_key(c)}" if c.key else ""  # the eda-partition-key header's value
+        fields += f"; reply {_reply_type(c)}" if c.reply else ""  # a request: the type of its reply
         rows.append((c.name, c.type, ",".join(discovery.consumers_of(c.type)) or "-", fields))
     for line in columns(rows):
         click.echo(line)
+
+
+def _reply_type(contract) -> str:
+    """The type of a request's reply; the name it gives, marked, where no contract has it."""
+    from eda.errors import EdaError
+
+    try:
+        return contract.reply_contract().type
+    except EdaError:
+        return f"{contract.reply} (no such contract)"
 
 
 @main.command(short_help="Queues, their depths and consumers; non-zero if unhealthy.")

@@ -9,8 +9,10 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from click.testing import CliRunner
 from marshmallow import fields
 
+from cli import main
 from eda import ContractError, EventData, Producer, Settings, Worker, contract, handles
 from eda import replies
 from eda.contracts.envelope import Event, decode, new_event
@@ -356,3 +358,16 @@ def test_the_asyncapi_document_shows_a_request_and_its_reply(estimates):
     # and the JSON Schema of the request names its reply
     assert event_schema(get("estimate.requested"))["x-reply"] == "estimate.given"
     assert "x-reply" not in event_schema(get("estimate.given"))
+
+
+def test_eda_events_notes_a_requests_reply_beside_its_fields(estimates, own_contracts):
+    @contract("refund.requested", reply="refund.decided")  # its reply's contract is not registered
+    class RefundRequested(EventData):
+        order_id = Id(required=True)
+
+    result = CliRunner().invoke(main, ["events"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert lines["estimate-requested"].endswith("sku*, quantity*; reply estimate.given")
+    assert lines["estimate-given"].endswith("sku*, price*")  # a reply is no request
+    assert lines["refund-requested"].endswith("orderId*; reply refund.decided (no such contract)")
