@@ -84,6 +84,7 @@ def dead_event(message) -> dict:
         "correlation_id": message.properties.get("correlation_id"),
         "exception_type": exception_type,
         "exception_message": exception_message,
+        "category": headers.get(failures.CATEGORY),  # contract, permanent, programming or transient
         "failed_at": failed_at,
         "retry_count": failures.retry_count(headers),
         "worker": headers.get("eda-worker"),
@@ -94,9 +95,11 @@ def dead_event(message) -> dict:
 
 
 def describe(dead: dict) -> str:
-    """Two lines for people: the event, then the reason it is dead."""
+    """Two lines for people: the event, then the reason it is dead (after its failure's category)."""
     when = f"failed at {dead['failed_at']}" if dead["failed_at"] else "failed"
     reason = ": ".join(str(x) for x in (dead["exception_type"], dead["exception_message"]) if x) or "unknown"
+    if dead.get("category"):
+        reason = f"[{dead['category']}] {reason}"
     return (f"{dead['id'] or '-'}  {dead['type'] or '-'}  {when} after {dead['retry_count']} retries\n"
             f"    {reason}")
 

@@ -44,10 +44,11 @@ def test_a_poison_event_is_listed_shown_in_place_and_purged_only_with_yes(eda, b
     code, output = eda.run("dlq", "show", "payment")
     assert code == 0, output
     assert lines_with(output, "poison-1")[0].startswith("poison-1  ")
-    assert "ContractError: body is not UTF-8 JSON" in output
+    assert lines_with(output, "ContractError")[0].startswith("    [contract] ContractError: body is not UTF-8 JSON")
     code, output = eda.run("dlq", "show", "payment", "--json")
     [shown] = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert shown["id"] == "poison-1" and shown["exception_type"] == "ContractError"
+    assert shown["category"] == "contract"
     assert shown["correlation_id"] == "corr-poison" and shown["retry_count"] == 0
     assert shown["failed_at"] and shown["body"] == "{not json"
     assert broker.depth(dlq) == 1

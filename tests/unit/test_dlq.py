@@ -9,7 +9,8 @@ from eda.dlq import as_json, dead_event, depth_table, describe, replay_headers
 
 REASON = {"eda-exception-type": "GatewayError", "eda-exception-message": "gateway answered 503",
           "eda-exception-stacktrace": "Traceback ...", "eda-failed-at": "2026-01-02T03:04:05.678Z",
-          "eda-retry-count": 3, "eda-worker": "payment", "eda-original-routing-key": "order.placed"}
+          "eda-retry-count": 3, "eda-worker": "payment", "eda-original-routing-key": "order.placed",
+          "eda-failure-category": "transient"}
 
 
 def test_a_dead_copy_by_eda_says_which_event_died_why_when_and_after_how_many_retries():
@@ -17,13 +18,23 @@ def test_a_dead_copy_by_eda_says_which_event_died_why_when_and_after_how_many_re
                       correlation_id="c1")
     dead = dead_event(message)
     assert {k: dead[k] for k in ("id", "type", "correlation_id", "exception_type", "exception_message",
-                                 "failed_at", "retry_count", "worker", "original_routing_key")} == {
+                                 "category", "failed_at", "retry_count", "worker", "original_routing_key")} == {
         "id": "e1", "type": "order.placed", "correlation_id": "c1", "exception_type": "GatewayError",
-        "exception_message": "gateway answered 503", "failed_at": "2026-01-02T03:04:05.678Z", "retry_count": 3,
-        "worker": "payment", "original_routing_key": "order.placed"}
+        "exception_message": "gateway answered 503", "category": "transient",
+        "failed_at": "2026-01-02T03:04:05.678Z", "retry_count": 3, "worker": "payment",
+        "original_routing_key": "order.placed"}
     assert describe(dead) == ("e1  order.placed  failed at 2026-01-02T03:04:05.678Z after 3 retries\n"
-                              "    GatewayError: gateway answered 503")
+                              "    [transient] GatewayError: gateway answered 503")
     assert json.loads(as_json(dead))["body"] == '{"id": "e1"}'
+    assert json.loads(as_json(dead))["category"] == "transient"
+
+
+def test_a_dead_copy_without_a_category_shows_its_reason_alone():
+    # Dead-lettered by an eda that wrote no category yet
+    headers = {k: v for k, v in REASON.items() if k != "eda-failure-category"}
+    dead = dead_event(Message(b"{}", application_headers=headers, message_id="e3", type="order.placed"))
+    assert dead["category"] is None
+    assert describe(dead).splitlines()[1] == "    GatewayError: gateway answered 503"
 
 
 def test_id_and_type_come_from_a_cloudevent_body_when_the_properties_lack_them():
