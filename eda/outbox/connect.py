@@ -1,10 +1,12 @@
 """Connections to the outbox's database, with one-line errors that never show a password."""
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from eda.errors import ConfigError
+from eda.store.liveness import limit_idle_transactions, tcp_options
 
 SQLITE_BUSY_SECONDS = 30.0  # an application's write transaction holds SQLite's one write lock meanwhile
 
@@ -13,10 +15,14 @@ def quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def connect_postgres(url: str, *, autocommit: bool = False, application_name: str | None = None):
+def connect_postgres(url: str, *, autocommit: bool = False, application_name: str | None = None,
+                     relay: bool = False):
     """A psycopg connection, or a one-line ConfigError that never shows the password. eda's own
-    connections name themselves (``eda-outbox-relay``) in pg_stat_activity."""
+    connections name themselves (``eda-outbox-relay``) in pg_stat_activity and notice a silent peer in
+    seconds; a relay's also end a transaction its client left silent, so that rows it claimed (locked)
+    are not held for hours by a relay cut off from the database (eda.store.liveness)."""
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     parts = urlsplit(url)
     try:
@@ -28,7 +34,12 @@ def connect_postgres(url: str, *, autocommit: bool = False, application_name: st
                           "postgresql://user:password@host:5432/database")
     try:
         named = {"application_name": application_name} if application_name else {}
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **named)
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **named,
+                               **tcp_options(conninfo_to_dict(url)))
+        if relay:
+            with conn.transaction() if not autocommit else contextlib.nullcontext():
+                limit_idle_transactions(conn)
+        return conn
     except psycopg.Error as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__

@@ -29,9 +29,10 @@ class PostgresSession:
 
         self.errors = (psycopg.OperationalError, psycopg.InterfaceError)
         self.table = outbox.table
-        self.conn = connect_postgres(self.table.url, application_name="eda-outbox-relay")
+        self.conn = connect_postgres(self.table.url, application_name="eda-outbox-relay", relay=True)
         self.conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # SKIP LOCKED re-checks rows committed meanwhile
-        self.listener = connect_postgres(self.table.url, autocommit=True, application_name="eda-outbox-relay")
+        self.listener = connect_postgres(self.table.url, autocommit=True, application_name="eda-outbox-relay",
+                                         relay=True)
         self.listener.execute(f"LISTEN {quoted(self.table.channel)}")
 
     def acquire(self) -> bool:

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from eda.errors import ConfigError, StoreUnavailable
 from eda.names import schema_name
+from eda.store.liveness import limit_idle_transactions, tcp_options
 from eda.store.sqlite import PROCESSED_MAX_ROWS, PROCESSED_RETENTION_SECONDS, PRUNE_EVERY
 
 log = logging.getLogger("eda.store")
@@ -30,17 +31,6 @@ FAIL_FAST = 1.0  # after a lost database, the runtime's record lookups fail at o
 # The pool retries a lost connection with a doubling delay; giving up after this long lets the next
 # handler that asks start a fresh attempt, so a worker is back within seconds of its database.
 RECONNECT_TIMEOUT = 10.0
-# A connection whose packets vanish (a partition, a host gone without a reset) fails in seconds instead of
-# after TCP's retransmissions (~15 minutes; and after a heal up to two more of backed-off retransmits):
-# data sent and not acknowledged for 10 s fails the query, and an idle connection is probed after 10 s.
-# libpq parameters: a URL that sets one of them keeps its own.
-TCP_LIVENESS = {"tcp_user_timeout": 10_000, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-                "keepalives_count": 3}
-# An instance cut off in the middle of a transaction leaves it open on the server, its row locks held,
-# until the server's TCP keepalives give up (two hours by default): other instances wait on those rows
-# (inventory's stock of a SKU) for as long. PostgreSQL ends a transaction that waited this long for its
-# client's next statement, and its locks go; eda's transactions are a few statements, done in milliseconds.
-IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 PROCESSED = """
 CREATE TABLE IF NOT EXISTS processed (store TEXT NOT NULL, event_id TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, event_id));
@@ -106,7 +96,7 @@ class PostgresStore:
             extra["connect_timeout"] = CONNECT_TIMEOUT
         if "application_name" not in params:
             extra["application_name"] = f"eda-{name}"
-        extra.update({key: value for key, value in TCP_LIVENESS.items() if key not in params})
+        extra.update(tcp_options(params))  # a silent peer fails in seconds (eda.store.liveness)
         self._setup(url, extra, schema)
         self._failed_at = None
         self._writes = 0
@@ -134,10 +124,7 @@ class PostgresStore:
 
     def _configure(self, conn) -> None:
         conn.execute(pgsql.SQL("SET search_path TO {}, public").format(pgsql.Identifier(self.schema)))
-        # Unless the server, database, role or URL set one of their own
-        conn.execute("SELECT CASE WHEN current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms') "
-                     "THEN set_config('idle_in_transaction_session_timeout', %s, false) END",
-                     (IDLE_IN_TRANSACTION_TIMEOUT,))
+        limit_idle_transactions(conn)
 
     @contextmanager
     def _connection(self, quick: bool = False):
