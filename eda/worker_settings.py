@@ -19,6 +19,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from typing import Any, Generic, TypeVar, overload
 
 from eda.errors import ConfigError, DefinitionError
 from eda.settings import SPECS
@@ -26,6 +27,7 @@ from eda.settings import SPECS
 METAVARS = {int: "INTEGER", float: "NUMBER", bool: "BOOLEAN", str: "TEXT"}
 EXPECTED = {int: "an integer", float: "a number", bool: "true or false"}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+T = TypeVar("T")
 
 # eda's own options and variables (those of eda/settings.py, and the CLI's --app, --help, --version):
 # a worker's setting may take none of them.
@@ -48,15 +50,35 @@ def prefixed_option(worker: str, setting: str) -> str:
     return "--" + re.sub(r"[^A-Za-z0-9]", "-", f"{worker}-{setting}").lower()
 
 
-class Setting:
+class Setting(Generic[T]):
     """One setting of a worker: a default, a help line, a type (that of the default unless given).
+
+    Typed for a type checker by what it gives (``Setting[int]``): the default's type (``Setting(5)``),
+    or ``type`` (``Setting(30, type=float)``); a setting without a default gives None when unset
+    (``Setting(None)`` is a ``Setting[str | None]``, ``Setting(None, type=int)`` a ``Setting[int | None]``).
 
     ``env`` names a variable outside eda's ``EDA_*`` names to read instead of ``EDA_<WORKER>_<SETTING>``:
     for a value a platform or another tool already provides under a name of its own (a vendor's API
     URL, a variable every service of a host reads). Workers naming one ``env`` share it on purpose."""
 
-    def __init__(self, default=None, help: str = "", *, type: type | None = None, env: str | None = None,
-                 low=None, high=None):
+    @overload
+    def __init__(self: "Setting[T | None]", default: None = None, help: str = "", *, type: "builtins.type[T]",
+                 env: str | None = None, low: Any = None, high: Any = None) -> None: ...
+
+    @overload
+    def __init__(self: "Setting[T]", default: T, help: str = "", *, type: "builtins.type[T]",
+                 env: str | None = None, low: Any = None, high: Any = None) -> None: ...
+
+    @overload
+    def __init__(self: "Setting[str | None]", default: None = None, help: str = "", *, type: None = None,
+                 env: str | None = None, low: Any = None, high: Any = None) -> None: ...
+
+    @overload
+    def __init__(self: "Setting[T]", default: T, help: str = "", *, type: None = None, env: str | None = None,
+                 low: Any = None, high: Any = None) -> None: ...
+
+    def __init__(self, default: Any = None, help: str = "", *, type: "builtins.type[Any] | None" = None,
+                 env: str | None = None, low: Any = None, high: Any = None) -> None:
         if env is not None and (not env or env.upper().startswith("EDA_")):
             raise DefinitionError(f"Setting(env={env!r}): EDA_* variables are eda's; leave env unset to read "
                                   f"EDA_<WORKER>_<SETTING>, or name a variable of your own")
@@ -114,7 +136,14 @@ class Setting:
             raise ConfigError(f"{where}: must be at most {self.high}, not {value}")
         return value
 
-    def __get__(self, worker, cls):
+    @overload
+    def __get__(self, worker: None, cls: "builtins.type[Any] | None" = None) -> "Setting[T]": ...
+
+    @overload
+    def __get__(self, worker: object, cls: "builtins.type[Any] | None" = None) -> T: ...
+
+    def __get__(self, worker: Any, cls: "builtins.type[Any] | None" = None) -> Any:
+        """The worker's value (see the module docstring), read once; on the class, the setting itself."""
         if worker is None:
             return self
         values = worker.__dict__.setdefault("_eda_setting_values", {})
@@ -127,7 +156,7 @@ class Setting:
         return values[self.name]
 
 
-def declared(worker_class) -> list[Setting]:
+def declared(worker_class) -> "list[Setting[Any]]":
     """The settings a worker class declares (its bases' too), in the order they were declared."""
     found = {}
     for klass in reversed(worker_class.__mro__):

@@ -77,10 +77,22 @@ def main() -> None:
 class Mailer(Worker):
     name = "mailer"
     mail_host = Setting("localhost", "SMTP host.")
+    mail_port = Setting(25, "SMTP port.", low=1, high=65535)
+    send_timeout = Setting(30, "Seconds a mail may take to send.", type=float)
+    relay = Setting(None, "A relay host; unset, none.")
+    max_recipients = Setting(None, "Recipients per mail; unset, no limit.", type=int)
+    signed: Setting[bool] = Setting(False, "Sign each mail.")
 
     @handles(InvoiceSent)
     def mail(self, event: Event, ctx: Context) -> None:
-        self.log.info("mailing through %s", self.mail_host)
+        assert_type(self.mail_host, str)
+        assert_type(self.mail_port, int)
+        assert_type(self.send_timeout, float)
+        assert_type(self.relay, str | None)
+        assert_type(self.max_recipients, int | None)
+        assert_type(self.signed, bool)
+        assert_type(Mailer.mail_port, Setting[int])
+        self.log.info("mailing through %s:%d", self.mail_host, self.mail_port + 0)
 
 
 @settings_options(*COMMON)
