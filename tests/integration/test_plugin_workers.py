@@ -43,7 +43,7 @@ def test_a_worker_from_another_package_is_listed_and_runs(eda, broker, namespace
         code, output = eda.run("events", PYTHONPATH=plugin_path)
         assert code == 0
         assert [line for line in output.splitlines() if line.startswith("order-placed")][0].split()[2] \
-            == "billing,payment"
+            == "billing,order-saga,payment"
         worker = eda.worker("billing", PYTHONPATH=plugin_path)
         order = make_order()
         assert eda.run("publish", "order-placed", "--data", json.dumps(order))[0] == 0
