@@ -17,7 +17,7 @@ from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import RecoverableConnectionError
 
 from eda.contracts.envelope import CONTENT_TYPE, Event, encode
-from eda.errors import BrokerUnavailable
+from eda.errors import BrokerUnavailable, PublishError
 from eda.publishing.confirms import Confirms, Settled
 from eda.middleware import Outgoing, publish_through
 from eda.publishing.partitioning import partition_headers
@@ -94,7 +94,11 @@ class Publisher:
                           event.id)
 
     def _send_outgoing(self, message: Outgoing) -> None:
-        """The end of a publish middleware chain: send the message as the middleware left it."""
+        """The end of a publish middleware chain: send the message as the middleware left it, once (a
+        second ``call_next`` of one publish raises, after the first send: its confirm settles it)."""
+        if message.sent:
+            raise PublishError(f"{message.event.type} {message.event.id}: a publish middleware called call_next "
+                               f"twice; the event was sent once")
         message.sent = True
         try:
             self._publish(message.exchange, message.routing_key, message.body, message.properties,

@@ -1,5 +1,6 @@
-"""Middleware that observes (``on_*``) only watches: an observer that raises is logged, and the event it
-watched is settled once, as without it; the worker's session goes on. On eda's runtime, through TestBus."""
+"""Middleware that misbehaves cannot double an event: an observer (``on_*``) that raises is logged, and
+the event it watched is settled once, as without it, the worker's session going on; a publish middleware
+that calls ``call_next`` twice sends the event once. On eda's runtime, through TestBus."""
 
 import logging
 
@@ -60,3 +61,23 @@ def test_an_observer_that_raises_is_logged_and_the_event_is_handled_and_acked_on
     assert {"on_ready", "on_settled", "on_outcome", "on_published"} <= set(failing.calls)
     logged = [r.getMessage() for r in caplog.records if r.name == "eda.middleware"]
     assert any("Failing.on_outcome failed; the worker goes on" in line for line in logged), logged
+
+
+class Twice(Middleware):
+    def publish(self, message, call_next):
+        call_next(message)
+        return call_next(message)  # a mistake: call_next runs once
+
+
+def test_a_publish_middleware_that_calls_next_twice_sends_the_event_once(invoices, caplog):
+    handled = []
+    with caplog.at_level(logging.ERROR, logger="eda.middleware"):
+        with TestBus(billing(handled), middleware=[Twice()]) as bus:
+            # When an event and its reaction are published through it
+            bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"})
+            # Then each went to the broker once, the event was handled once, nothing failed
+            assert len(bus.published("invoice.requested")) == 1 and len(handled) == 1
+            assert len(bus.published("invoice.sent")) == 1
+            assert bus.retrying() == [] and bus.dead_letters() == []
+    # and the second call was refused, logged as the middleware's failure
+    assert "call_next twice" in caplog.text, caplog.text
