@@ -2,6 +2,7 @@
 
 import contextlib
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +49,23 @@ def connect_postgres(url: str, *, autocommit: bool = False, application_name: st
         host = parts.hostname or "localhost"
         raise ConfigError(f"cannot use the database at {host}:{parts.port or 5432}{parts.path} "
                           f"(EDA_DATABASE_URL): {reason[:300]}") from None
+
+
+@contextmanager
+def sqlite_transaction(conn: sqlite3.Connection):
+    """One write transaction on an autocommit sqlite3 connection: SQLite's write lock taken at once
+    (``BEGIN IMMEDIATE``), committed on success, rolled back on error (the error kept, should the
+    rollback fail too: a broken connection)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
+    conn.execute("COMMIT")
 
 
 def connect_sqlite(path: Path) -> sqlite3.Connection:

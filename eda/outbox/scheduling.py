@@ -13,6 +13,7 @@ from eda.contracts.envelope import Event, encode
 from eda.errors import StoreUnavailable
 from eda.outbox.due import due_time, rfc3339
 from eda.outbox.outbox import Outbox
+from eda.outbox.tables import sqlite_transaction
 from eda.contracts.building import python_event
 
 
@@ -48,7 +49,7 @@ class Scheduling:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                with _transaction(conn):
+                with sqlite_transaction(conn) if isinstance(conn, sqlite3.Connection) else conn.transaction():
                     for event, body, due in scheduled:
                         self.outbox.write(conn, event, body, due)
                 return
@@ -79,29 +80,6 @@ class Scheduling:
             opened, self._opened = self._opened, []
         for conn in opened:
             _close(conn)
-
-
-class _transaction:
-    """One transaction on an autocommit connection of either engine."""
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.pg = None if isinstance(conn, sqlite3.Connection) else conn.transaction()
-
-    def __enter__(self):
-        if self.pg is not None:
-            return self.pg.__enter__()
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind, exc, tb):
-        if self.pg is not None:
-            return self.pg.__exit__(kind, exc, tb)
-        try:
-            self.conn.execute("ROLLBACK" if kind else "COMMIT")
-        except sqlite3.Error:
-            if kind is None:
-                raise
-        return False
 
 
 def _close(conn) -> None:

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 
-from eda.outbox.tables import connect_postgres, connect_sqlite, quoted
+from eda.outbox.tables import connect_postgres, connect_sqlite, quoted, sqlite_transaction
 
 
 class PostgresSession:
@@ -112,13 +112,8 @@ class SqliteSession:
     @contextmanager
     def claimed(self, limit: int, now: float):
         def mark(positions):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlite_transaction(self.conn):
                 self.table.mark_sent(self.conn, positions)
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
 
         with self.table.batch_lock():
             yield self.table.claim(self.conn, limit, now), mark
@@ -127,23 +122,13 @@ class SqliteSession:
         return self.table.next_due(self.conn)
 
     def postpone(self, positions, until: float) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_transaction(self.conn):
             self.table.postpone(self.conn, positions, until)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
 
     def schedule(self, scheduled) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_transaction(self.conn):
             for event, body, due in scheduled:
                 self.table.add(self.conn, row_of(event, body), due)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
 
     def wait(self, timeout: float, wake_fd: int) -> None:
         """Return after ``timeout`` (the poll interval at most), or once ``wake_fd`` is readable."""

@@ -5,8 +5,9 @@ time), claim the rows to publish, mark rows sent, tell when the next scheduled r
 sent rows past a retention, count what is pending, list, look up and cancel scheduled rows.
 """
 
-from eda.outbox.connect import SQLITE_BUSY_SECONDS, connect_postgres, connect_sqlite, quoted
+from eda.outbox.connect import SQLITE_BUSY_SECONDS, connect_postgres, connect_sqlite, quoted, sqlite_transaction
 from eda.outbox.postgres import PostgresTable
 from eda.outbox.sqlite import SqliteTable
 
-__all__ = ["PostgresTable", "SqliteTable", "connect_postgres", "connect_sqlite", "quoted", "SQLITE_BUSY_SECONDS"]
+__all__ = ["PostgresTable", "SqliteTable", "connect_postgres", "connect_sqlite", "quoted", "sqlite_transaction",
+           "SQLITE_BUSY_SECONDS"]
