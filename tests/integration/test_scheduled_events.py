@@ -17,27 +17,14 @@ import pytest
 
 from eda import Producer
 from eda.outbox.due import derived_id
-from eda.settings import Settings
-from tests.integration.test_outbox import App, relay
+from tests.outboxes import STOCK, App, app, pg_app, relay  # noqa: F401 (fixtures: app, pg_app)
 from tests.proxy import TcpProxy
 from tests.support import cloud_event, handled, wait_until
 
 pytestmark = pytest.mark.integration
 
-STOCK = "stock-replenished"
 PRECISION = 1.0  # seconds: a due event is published within this of its due time
 APP = {"EDA_APP": "tests.integration.scheduling_app"}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def app(request, env):
-    url = request.getfixturevalue("database") if request.param == "postgresql" else None
-    return App(env, url)
-
-
-@pytest.fixture
-def pg_app(env, database):
-    return App(env, database)
 
 
 @pytest.fixture
