@@ -287,8 +287,7 @@ class Runner:
         while not self._stopping and (left := deadline - time.monotonic()) > 0:
             select.select([self._wakeup.read_fd], [], [], min(left, 1.0))
             self._wakeup.clear()  # handler threads finishing: keep waiting
-            for m in self.observers:
-                m.on_tick(self)
+            tell([m.on_tick for m in self.observers], self)
 
     # Outcomes: ack, publish reactions, or move the event
 

@@ -4,6 +4,8 @@ that calls ``call_next`` twice sends the event once. On eda's runtime, through T
 
 import logging
 
+import pytest
+
 from eda import Middleware, Worker, handles
 from eda.testing import TestBus
 
@@ -81,3 +83,19 @@ def test_a_publish_middleware_that_calls_next_twice_sends_the_event_once(invoice
             assert bus.retrying() == [] and bus.dead_letters() == []
     # and the second call was refused, logged as the middleware's failure
     assert "call_next twice" in caplog.text, caplog.text
+
+
+def test_an_observer_that_raises_while_the_worker_waits_to_reconnect_does_not_stop_it(invoices, tmp_path):
+    from eda import running
+    from eda.errors import BrokerUnavailable
+    from eda.settings import Settings
+
+    # Given workers run with no broker to reach, watched by middleware whose observers raise
+    unreachable = Settings(broker_url="amqp://guest:guest@127.0.0.1:1//", namespace="misbehaving", state_dir=tmp_path)
+    failing = Failing()
+    # When they wait between attempts to connect, their observers ticked meanwhile
+    with pytest.raises(BrokerUnavailable, match="did not start consuming within 3s"):
+        with running(billing([]), settings=unreachable, middleware=[failing], ready_timeout=3):
+            pass
+    # Then they went on trying until the caller gave up (a tick's error did not end them)
+    assert "on_tick" in failing.calls
