@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from eda import tracing
+from eda.tracing import export
 from tests.unit.compose import eda_services, environment, load_compose, mounted, published, running, worker_services
 from tests.unit.test_compose_monitoring import grafana_files
 
@@ -33,7 +34,7 @@ def test_every_worker_exports_its_traces_over_otlp_http_to_the_collector(service
         if "EDA_BROKER_URL" not in env:
             continue  # the gateway: not an eda worker
         assert tracing.exporter_names(env) == ["otlp"], name
-        assert type(tracing._exporter("otlp", env)).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+        assert type(export.exporter("otlp", env)).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
         endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
         assert (endpoint.scheme, endpoint.hostname, endpoint.port) == ("http", "otel-collector", http), name
         assert "OTEL_SERVICE_NAME" not in env  # each worker is eda-<worker>

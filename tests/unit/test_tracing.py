@@ -13,6 +13,8 @@ import pytest
 
 import eda_shop.contracts  # noqa: F401 - the shop's contracts, registered
 from eda import logs, tracing
+from eda.tracing import export
+from eda.tracing.wire import with_trace_context
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import decode, encode, new_event, trace_context
 from eda.errors import ConfigError
@@ -73,9 +75,9 @@ def test_a_pre_encoded_body_gets_the_trace_context_spliced_in():
     event = stock_event()
     body = encode(event)
     event.traceparent, event.tracestate = TRACEPARENT, 'v="q"'
-    spliced = tracing._with_trace_context(body, event)
+    spliced = with_trace_context(body, event)
     assert orjson.loads(spliced) == {**orjson.loads(body), "traceparent": TRACEPARENT, "tracestate": 'v="q"'}
-    assert tracing._with_trace_context(spliced, event) == spliced  # a body with its context keeps it
+    assert with_trace_context(spliced, event) == spliced  # a body with its context keeps it
 
 
 # Turning it on
@@ -89,11 +91,11 @@ def test_tracing_is_on_only_when_otel_traces_exporter_names_an_exporter(value, n
 
 def test_an_exporter_that_is_not_installed_or_a_wrong_protocol_is_a_config_error():
     with pytest.raises(ConfigError, match="no span exporter 'zipkin'"):
-        tracing._exporter("zipkin", {})
+        export.exporter("zipkin", {})
     with pytest.raises(ConfigError, match="http/protobuf or grpc"):
-        tracing._exporter("otlp", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
-    assert type(tracing._exporter("otlp", {})).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
-    assert type(tracing._exporter("console", {})).__name__ == "ConsoleSpanExporter"
+        export.exporter("otlp", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert type(export.exporter("otlp", {})).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+    assert type(export.exporter("console", {})).__name__ == "ConsoleSpanExporter"
 
 
 def test_with_tracing_off_the_runtime_imports_nothing_of_opentelemetry():

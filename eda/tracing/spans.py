@@ -1,154 +1,23 @@
-"""OpenTelemetry traces of events, opt in: a span per publish and per handling, context on the wire.
-
-Tracing is on when ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp``, ``console``, or any installed
-``opentelemetry_traces_exporter`` entry point); unset or ``none`` it is off, and nothing of
-OpenTelemetry is imported. ``setup`` decides once per process, in this one place: on, ``Tracing`` is a
-middleware that the process's entry points (``eda worker``, ``eda publish``, the Producer, the outbox
-relay) put first in their middleware list; off, there is none, and the runtime runs nothing for it.
-
-The context travels in the event, as the CloudEvents Distributed Tracing extension says: the
-``traceparent`` and ``tracestate`` attributes (W3C Trace Context). Spans follow OpenTelemetry's
-messaging conventions: ``publish <type>`` (PRODUCER, ended when the broker confirms), ``process
-<type>`` (CONSUMER, ended when the event is settled, with its outcome) and inside it the handler's
-own span, current while it runs, so that spans the handler makes (an instrumented HTTP call) nest
-under it. A reaction's publish span is a child of the handler's span.
-"""
+"""``Tracing``, the middleware tracing is once on: a span per handling and per publish, their context
+written into what is published (see eda.tracing for when it is on, and the conventions its spans follow)."""
 
 import os
-import threading
 from contextlib import contextmanager
-from importlib.metadata import entry_points
 
-import orjson
-
-from eda.contracts.envelope import Event, trace_context
+from eda.contracts.envelope import Event
 from eda.errors import ConfigError
 from eda.middleware import Middleware
+from eda.tracing.export import INSTALL, sdk_provider
+from eda.tracing.wire import read_context, replace_trace_context, with_trace_context
 
-active = None  # the Tracing of this process once ``setup`` turned it on (for ``stamp``), else None
-_lock = threading.Lock()
-OFF = ("", "none")
-EXPORTER_GROUP = "opentelemetry_traces_exporter"
-OTLP_PROTOCOLS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
 OUTCOMES = {"requeued": "given-back"}  # the runtime's outcome names, as a span says them
 SYSTEM = "rabbitmq"
-INSTALL = "pip install 'eda[otel]'"
-
-
-def exporter_names(environ=os.environ) -> list[str]:
-    """The exporters ``OTEL_TRACES_EXPORTER`` asks for (a comma-separated list); none: tracing is off."""
-    names = [n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "").split(",")]
-    return [n for n in names if n not in OFF]
-
-
-_decided = False
-
-
-def setup(service: str, environ=os.environ):
-    """Turn tracing on for this process if ``OTEL_TRACES_EXPORTER`` asks for it, with ``service`` as
-    the service name unless ``OTEL_SERVICE_NAME`` says otherwise; the first call decides, later ones
-    return its choice. Returns ``active``. A missing SDK or exporter is a ConfigError (one line, exit 2)."""
-    global active, _decided
-    if not _decided:
-        with _lock:
-            if not _decided:
-                if exporter_names(environ):
-                    active = Tracing(service, environ)
-                    from eda import logs
-
-                    logs.trace_ids = active.current_ids
-                _decided = True
-    return active
-
-
-def middleware(service: str, environ=os.environ) -> list:
-    """``[Tracing]`` where tracing is on (see ``setup``), else ``[]``: the head of a middleware list."""
-    tracer = setup(service, environ)
-    return [tracer] if tracer is not None else []
-
-
-def stamp(event, service: str = "eda-outbox"):
-    """Write the current trace context into ``event`` (a ``create`` span, ended at once) for an event
-    that another process publishes later, as the outbox does: call it before encoding the event, in
-    the caller's context (its request's span becomes the parent). The process that publishes the
-    body later makes its publish span in that trace. Nothing happens when tracing is off; returns
-    the event."""
-    if not _decided:
-        setup(service)
-    if active is not None:
-        active.create(event)
-    return event
 
 
 def span_ids(span) -> dict:
     """``trace_id`` and ``span_id`` of a span as log fields (hex, as trace backends show them)."""
     ctx = span.get_span_context()
     return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")} if ctx.is_valid else {}
-
-
-def _with_trace_context(body: bytes, event) -> bytes:
-    """An encoded CloudEvent with the event's trace attributes added (eda's bodies are JSON objects)."""
-    if body[:1] != b"{" or b'"traceparent"' in body:
-        return body
-    extra = b'"traceparent":"%s",' % event.traceparent.encode()
-    if event.tracestate:
-        extra += b'"tracestate":"%s",' % event.tracestate.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-    return b"{" + extra + body[1:]
-
-
-def _replace_trace_context(body: bytes, event) -> bytes:
-    """An encoded CloudEvent with the event's trace attributes in place of those it was encoded with
-    (a reaction carries its cause's until its own publish span exists)."""
-    if b'"traceparent"' not in body:
-        return _with_trace_context(body, event)
-    import orjson
-
-    wire = orjson.loads(body)
-    wire["traceparent"] = event.traceparent
-    if event.tracestate:
-        wire["tracestate"] = event.tracestate
-    else:
-        wire.pop("tracestate", None)
-    return orjson.dumps(wire)
-
-
-def _read_context(event, body: bytes) -> None:
-    """The trace context an encoded CloudEvent carries, onto ``event`` (valid W3C context only)."""
-    try:
-        wire = orjson.loads(body)
-    except (ValueError, TypeError):
-        return
-    if isinstance(wire, dict):
-        event.traceparent, event.tracestate = trace_context(wire.get("traceparent"), wire.get("tracestate"))
-
-
-def _provider(service: str, environ):
-    """An SDK TracerProvider configured by the standard OTEL_* variables, with a batch processor per exporter."""
-    try:
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError:
-        raise ConfigError(f"OTEL_TRACES_EXPORTER is set: tracing needs the OpenTelemetry SDK ({INSTALL})") from None
-    named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    provider = TracerProvider(resource=Resource.create({} if named else {SERVICE_NAME: service}))
-    for name in exporter_names(environ):
-        provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
-    return provider
-
-
-def _exporter(name: str, environ):
-    if name == "otlp":  # OTLP over http/protobuf unless OTEL_EXPORTER_OTLP_PROTOCOL says grpc
-        protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                    or "http/protobuf").strip()
-        if protocol not in OTLP_PROTOCOLS:
-            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: traces go over http/protobuf or grpc")
-        name = OTLP_PROTOCOLS[protocol]
-    found = list(entry_points(group=EXPORTER_GROUP, name=name))
-    if not found:
-        raise ConfigError(f"OTEL_TRACES_EXPORTER: no span exporter {name!r} is installed ({INSTALL} brings otlp "
-                          f"over http/protobuf and console)")
-    return found[0].load()()
 
 
 class Tracing(Middleware):
@@ -169,7 +38,7 @@ class Tracing(Middleware):
         self._propagator = TraceContextTextMapPropagator()  # the wire contract is W3C, whatever OTEL_PROPAGATORS says
         provider = trace.get_tracer_provider()
         if isinstance(provider, trace.ProxyTracerProvider):  # none set by the application: eda sets the SDK's
-            provider = _provider(service, environ)
+            provider = sdk_provider(service, environ)
             trace.set_tracer_provider(provider)
         self.provider = provider
         self.tracer = provider.get_tracer("eda", __version__)
@@ -225,11 +94,11 @@ class Tracing(Middleware):
             event.span = None  # sent before (a publish retried by the caller): a new span, in the same trace
         if event.span is None:
             if event.traceparent is None and body is not None and b'"traceparent"' in body:
-                _read_context(event, body)  # stamped when it was encoded (the outbox): join that trace
+                read_context(event, body)  # stamped when it was encoded (the outbox): join that trace
             if event.traceparent is None:  # a new publish: its span's context goes on the wire
                 self.publishing(event)
                 if body is not None:  # encoded before (eda publish validates everything first)
-                    body = _with_trace_context(body, event)
+                    body = with_trace_context(body, event)
             else:  # the event carries a context already (stamped): the publish span joins it
                 event.span = self.tracer.start_span(f"publish {event.type}", context=self._parent(event),
                                                     kind=self._kind.PRODUCER,
@@ -259,14 +128,14 @@ class Tracing(Middleware):
         for i, (reaction, body) in enumerate(ctx.reactions):
             if reaction.span is None:
                 self.publishing(reaction)
-                ctx.reactions[i] = (reaction, _replace_trace_context(body, reaction))
+                ctx.reactions[i] = (reaction, replace_trace_context(body, reaction))
         for i, (reaction, body, due) in enumerate(ctx.scheduled):
             self.create(reaction)
-            ctx.scheduled[i] = (reaction, _replace_trace_context(body, reaction), due)
+            ctx.scheduled[i] = (reaction, replace_trace_context(body, reaction), due)
         if ctx.answer is not None and ctx.answer[0].span is None:  # a request's reply: published like a reaction
             answer, body = ctx.answer
             self.publishing(answer)
-            ctx.answer = (answer, _replace_trace_context(body, answer))
+            ctx.answer = (answer, replace_trace_context(body, answer))
 
     def publish(self, message, call_next):
         message.body, ended = self.sending(message.event, message.body, message.exchange, None)
@@ -331,7 +200,7 @@ class Tracing(Middleware):
         props = message.properties
         carrier = Event(type=str(props.get("type")), data={}, source=str(props.get("app_id")),
                         id=str(props.get("message_id")), correlation_id=props.get("correlation_id"))
-        _read_context(carrier, message.body)
+        read_context(carrier, message.body)
         span = self.tracer.start_span(f"replay {carrier.type}", context=self._parent(carrier),
                                       kind=self._kind.PRODUCER, attributes={
                                           **self._attributes(carrier, "publish", "send"),
