@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _API = {
     # Declaring events and workers
     "contract": "eda.contracts.registry", "EventData": "eda.contracts.data", "upcaster": "eda.contracts.versions",
-    "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.worker", "Event": "eda.contracts.envelope",
+    "Worker": "eda.worker", "handles": "eda.worker", "Context": "eda.context", "Event": "eda.contracts.envelope",
     "FLOW": "eda.names", "Saga": "eda.sagas", "starts": "eda.sagas",
     "Setting": "eda.worker_settings", "Settings": "eda.settings",
     # Around handling and publishing
@@ -61,7 +61,8 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time
     from eda.store import open_store as open_store
     from eda.tail import watch as watch
     from eda.topology import delete_topology as delete_topology
-    from eda.worker import Context as Context, Worker as Worker, handles as handles
+    from eda.context import Context as Context
+    from eda.worker import Worker as Worker, handles as handles
     from eda.worker_settings import Setting as Setting
 
 
