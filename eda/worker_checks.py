@@ -1,6 +1,7 @@
-"""What is checked about worker classes before they consume: a start error (``DefinitionError``: one
-line and exit 2 under ``eda worker``, raised by ``Runner`` and by ``TestBus`` on enter) rather than
-events failing one by one later.
+"""What is checked about worker classes before they consume: a start error (a ``ConfigError``:
+``UnknownEvent`` for an event name no contract knows, else ``DefinitionError``; one line and exit 2
+under ``eda worker``, raised by ``Runner`` and by ``TestBus`` on enter) rather than events failing one
+by one later.
 
 Checked when the class is created (``eda.worker``): a reserved handler name, two ``@handles`` on one
 method, two handlers of one event type as written. Checked here, at start: a name, every handler's
@@ -19,8 +20,8 @@ from eda.worker import Worker
 def check(worker_classes, settings: Settings | None = None) -> None:
     """Refuse what can be known wrong about workers started together: a worker without a name, a
     handler whose signature cannot take ``(event, ctx)``, an event name no contract knows, two handlers
-    of one type, a setting taking an option of eda's. Raises DefinitionError (or ConfigError, e.g.
-    ``settings.worker_options`` naming what is not there)."""
+    of one type, a setting taking an option of eda's. Raises DefinitionError, UnknownEvent for an event
+    name, or another ConfigError (``settings.worker_options`` naming what is not there)."""
     classes = list(worker_classes)
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, Worker)):

@@ -133,3 +133,47 @@ def test_a_worker_may_be_defined_before_the_contracts_it_handles(own_contracts):
     assert Billing.handlers == {"invoice.requested": "send"}
     ctx = dispatch(Billing(settings=None), new_event("invoice.requested", {"invoice_id": "i-1"}, "tests"))
     assert [r.type for r, _ in ctx.reactions] == ["invoice.sent"]
+
+
+def test_start_errors_are_config_errors_unknown_event_for_a_name_definition_error_for_the_rest(invoices, tmp_path):
+    from pathlib import Path
+
+    from eda.errors import ConfigError
+    from eda.runtime.runner import Runner
+    from eda.settings import Settings
+    from eda.testing import TestBus
+
+    class Misspelt(Worker):
+        name = "misspelt"
+
+        @handles("invoice.requestd")
+        def send(self, event, ctx):
+            pass
+
+    class Nameless(Worker):
+        @handles("invoice.requested")
+        def send(self, event, ctx):
+            pass
+
+    def on_the_bus(cls):
+        with TestBus(cls, settings=Settings(state_dir=tmp_path)):
+            pass
+
+    def by_a_runner(cls):
+        Runner([cls], Settings(state_dir=tmp_path))
+
+    # Given a worker handling an event name no contract knows, and one without a name
+    for start in (on_the_bus, by_a_runner):
+        # When each is started by a Runner or a TestBus
+        # Then the unknown name is an UnknownEvent: a ConfigError, not a DefinitionError
+        with pytest.raises(UnknownEvent) as unknown:
+            start(Misspelt)
+        assert isinstance(unknown.value, ConfigError) and not isinstance(unknown.value, DefinitionError)
+        # And the nameless worker a DefinitionError
+        with pytest.raises(DefinitionError):
+            start(Nameless)
+    # And the docs say which is raised when
+    api = " ".join((Path(__file__).parents[2] / "docs" / "api.md").read_text().split())
+    assert ("is a `ConfigError` (`eda worker` prints one line `error: ...` and exits 2; `Runner(...)` raises it; "
+            "`TestBus` raises it on enter): `UnknownEvent` for a handled event name no contract knows, "
+            "`DefinitionError` for the rest") in api
