@@ -18,6 +18,7 @@ writer's checkpoint is skipped while the thread's runs, and tried again at its n
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,8 +42,9 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:  # mode=rw: never makes a database where the store's file is gone (a state folder removed)
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                 check_same_thread=False)
         except sqlite3.Error:
             return  # the writer checkpoints past WRITER_CHECKPOINT_PAGES anyway
         try:
@@ -66,6 +68,10 @@ class Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+    def stop_soon(self) -> None:
+        """End the thread after its current checkpoint, without waiting for it."""
+        self._stop.set()
 
 
 class SqliteTransaction:
@@ -113,6 +119,8 @@ class Store:
         self._lock = threading.Lock()
         self._writes = 0
         self._checkpointer = Checkpointer(self.path, checkpoint_interval)
+        # A store dropped without close: its checkpoint thread ends too (the callback holds no store).
+        weakref.finalize(self, self._checkpointer.stop_soon)
 
     @property
     def location(self) -> str:

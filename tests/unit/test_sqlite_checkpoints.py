@@ -1,7 +1,9 @@
 """The SQLite store's checkpoints run on a thread of their own: a commit never copies the write-ahead log
 into the database file (the fsyncs that made an inline worker's I/O thread wait for the disk)."""
 
+import gc
 import sqlite3
+import threading
 import time
 
 from eda.store.sqlite import WRITER_CHECKPOINT_PAGES, Store
@@ -55,3 +57,21 @@ def test_the_checkpoint_thread_copies_the_log_while_commits_go_on_and_the_log_st
     db = sqlite3.connect(store.path)
     assert db.execute("SELECT count(*) FROM t").fetchone() == (n,)
     db.close()
+
+
+def test_a_store_dropped_without_close_ends_its_checkpoint_thread(tmp_path):
+    def checkpoint_threads():
+        return [t for t in threading.enumerate() if t.name == "eda-checkpoint-dropped"]
+
+    store = Store(tmp_path, "dropped", SCHEMA, checkpoint_interval=0.05)
+    # Given a store that has committed, its checkpoint thread running
+    commit_rows(store, 10)
+    assert len(checkpoint_threads()) == 1
+    # When the store is dropped without close
+    del store
+    gc.collect()
+    # Then its checkpoint thread ends
+    deadline = time.monotonic() + 5
+    while checkpoint_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert checkpoint_threads() == []
