@@ -278,7 +278,7 @@ def outbox_relay(batch, retention, settings):
     sent; runs until SIGTERM or SIGINT. Several relays may run at once on PostgreSQL."""
     from eda.outbox.relay import Relay
 
-    tracing.setup("eda-outbox-relay")  # a publish span per row, in the trace eda.tracing.stamp wrote into it
+    tracing.setup("eda-outbox-relay")  # a publish span per row, in the trace eda.stamp wrote into it
     sys.exit(Relay(settings, batch=batch, retention=retention).run())
 
 

@@ -3,17 +3,16 @@
     from eda import Worker, handles, contract, EventData, Setting, Settings, PermanentError, ContractError
     from eda import Saga, starts                    # flows over many events and time (process managers)
     from eda import Producer, Outbox, schedule      # publishing from an application, now, later or by cron
+    from eda import partition_headers, stamp        # for events published another way: key header, trace context
     from eda import Breaker, open_store             # what handlers often need
     from eda import Middleware, Outgoing            # around handling and publishing
     from eda import running, watch, delete_topology # workers in this process, a live view, clean-up
     from eda.fields import Money, Id, Currency
     from eda.testing import TestBus
 
-The public API is these names, the modules ``eda.fields``, ``eda.testing``, ``eda.errors`` and
-``eda.commands``, and two functions by their path (``eda.tracing.stamp``,
-``eda.publishing.partitioning.partition_headers``); every other module under ``eda`` is the
-framework's machinery and may change. The names load on first use, so ``import eda.settings`` stays
-cheap.
+The public API is these names and the modules ``eda.fields``, ``eda.testing``, ``eda.errors``,
+``eda.commands`` and ``eda.memory`` (a test bus's broker); every other module under ``eda`` is the framework's machinery and may change. The
+names load on first use, so ``import eda.settings`` stays cheap.
 """
 
 import importlib
@@ -33,6 +32,9 @@ _API = {
     "Breaker": "eda.breaker", "open_store": "eda.store",
     # Publishing from an application
     "Producer": "eda.publishing.producer", "Outbox": "eda.outbox", "schedule": "eda.outbox.recurring",
+    "Scheduled": "eda.outbox.outbox",
+    # For events published another way (an application's own client, its own outbox)
+    "partition_headers": "eda.publishing.partitioning", "stamp": "eda.tracing",
     # Running and watching in a program of one's own
     "running": "eda.inprocess", "watch": "eda.tail", "delete_topology": "eda.topology",
     # Errors (the whole tree: eda.errors)
@@ -54,7 +56,9 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time
     from eda.middleware import Middleware as Middleware, Outgoing as Outgoing
     from eda.names import FLOW as FLOW
     from eda.outbox import Outbox as Outbox
+    from eda.outbox.outbox import Scheduled as Scheduled
     from eda.outbox.recurring import schedule as schedule
+    from eda.publishing.partitioning import partition_headers as partition_headers
     from eda.publishing.producer import Producer as Producer
     from eda.sagas import Saga as Saga, starts as starts
     from eda.settings import Settings as Settings
@@ -62,6 +66,7 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time
     from eda.tail import watch as watch
     from eda.topology import delete_topology as delete_topology
     from eda.context import Context as Context
+    from eda.tracing import stamp as stamp
     from eda.worker import Worker as Worker, handles as handles
     from eda.worker_settings import Setting as Setting
 

@@ -82,7 +82,7 @@ def partition_key(event: Event, body: bytes | None = None) -> str | None:
     return None if value is None else _text(value)
 
 
-def partition_headers(event: Event, body: bytes | None = None) -> dict:
+def partition_headers(event: Event, body: bytes | None = None) -> dict[str, str]:
     """``{"eda-partition-key": value}`` for an event whose contract names a key, else ``{}``: the
     headers to publish the event with (one dict lookup for an event without a key)."""
     key = partition_key(event, body)

@@ -17,6 +17,7 @@ under it. A reaction's publish span is a child of the handler's span.
 import os
 import threading
 
+from eda.contracts.envelope import Event
 from eda.tracing.export import exporter_names
 from eda.tracing.spans import Tracing, span_ids
 
@@ -50,7 +51,7 @@ def middleware(service: str, environ=os.environ) -> list:
     return [tracer] if tracer is not None else []
 
 
-def stamp(event, service: str = "eda-outbox"):
+def stamp(event: Event, service: str = "eda-outbox") -> Event:
     """Write the current trace context into ``event`` (a ``create`` span, ended at once) for an event
     that another process publishes later, as the outbox does: call it before encoding the event, in
     the caller's context (its request's span becomes the parent). The process that publishes the

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import assert_type
 
-from eda import (Breaker, Context, Event, EventData, Outbox, Producer, Settings, Setting, Worker, contract,
-                 delete_topology, handles, open_store, running, watch)
+from eda import (Breaker, Context, Event, EventData, Outbox, Producer, Scheduled, Settings, Setting, Worker,
+                 contract, delete_topology, handles, open_store, partition_headers, running, stamp, watch)
 from eda.commands import COMMON, settings_options
 from eda.errors import EdaError
 from eda.fields import Currency, Id, Money
@@ -64,7 +64,11 @@ def main() -> None:
         assert_type(producer.cancel(later.id), bool)
     outbox = Outbox(settings)
     with outbox.connect() as conn:
-        assert_type(outbox.add(conn, InvoiceRequested, {"invoice_id": "2", "amount": 1}), Event)
+        event = outbox.add(conn, InvoiceRequested, {"invoice_id": "2", "amount": 1})
+        assert_type(event, Event)
+    assert_type(stamp(event), Event)
+    assert_type(partition_headers(event), dict[str, str])
+    waiting: list[Scheduled] = outbox.scheduled()
     with running(Billing, settings=settings) as workers:
         assert_type(workers.worker("billing"), Worker)
     with watch(settings, "invoice.*") as tail:
