@@ -6,7 +6,8 @@ by one later.
 Checked when the class is created (``eda.worker``): a reserved handler name, two ``@handles`` on one
 method, two handlers of one event type as written. Checked here, at start: a name, every handler's
 signature, every event name resolved (two spellings of one type are two handlers), the workers' own
-settings (``eda.worker_settings.check``).
+settings (``eda.worker_settings.check``), and what a kind of worker checks of itself (``eda_check``, a
+classmethod: a saga's correlation field).
 """
 
 import inspect
@@ -34,6 +35,9 @@ def check(worker_classes, settings: Settings | None = None) -> None:
             problem = signature_problem(cls, attr)
             if problem:
                 raise DefinitionError(f"{_where(cls)}.{attr}: a handler is called with (event, ctx); {problem}")
+        own = getattr(cls, "eda_check", None)
+        if own is not None:  # what a kind of worker checks of itself (a saga: its correlation field)
+            own()
     worker_settings.check(classes, settings)
 
 

@@ -39,7 +39,8 @@ H = TypeVar("H", bound=Callable)
 WEEK = 7 * 24 * 3600.0
 # Besides what the runtime reads on any worker: what a saga instance has, which no handler or state field
 # may hide.
-SAGA_RESERVED = RESERVED | {"correlation", "key", "complete", "completed", "schedule_timeout", "retention", "state"}
+SAGA_RESERVED = RESERVED | {"correlation", "key", "complete", "completed", "schedule_timeout", "retention", "state",
+                            "eda_check"}
 
 
 def starts(event_type: registry.EventRef) -> Callable[[H], H]:
@@ -128,8 +129,12 @@ class Saga(Worker):
 
     def __init__(self, settings):
         super().__init__(settings)
-        check(type(self))
         self._eda_saga = None
+
+    @classmethod
+    def eda_check(cls) -> None:
+        """Start checks (eda.worker_checks, before any process starts): see ``check``."""
+        check(cls)
 
     def setup(self) -> None:
         """Open what the handlers need; the saga's store is open by then (a subclass's own ``setup`` runs
