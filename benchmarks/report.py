@@ -152,6 +152,9 @@ def markdown(out: list[dict], machine: dict, params: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
     about = (f"{machine['nproc']} cores ({machine['cpu']}), Python {machine['python']}, "
              f"RabbitMQ {machine['rabbitmq']} on loopback, kombu {machine['kombu']}")
+    if "load_before" in machine:  # load averages over 1, 5 and 15 minutes: a busy machine's figures are not a quiet one's
+        about += (f"; load average {' / '.join(map(str, machine['load_before']))} before the run, "
+                  f"{' / '.join(map(str, machine.get('load_after', [])))} after")
     run = ", ".join(f"{k}={v}" for k, v in params.items())
     if params.get("quick"):
         run += f".  \n{QUICK_NOTE}"

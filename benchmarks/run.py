@@ -7,6 +7,7 @@ namespace of its own that is deleted afterwards. Results go to DIR/latest.json a
 """
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -191,7 +192,9 @@ def main(argv=None) -> int:
     print(f"eda benchmarks on {bench.settings.safe_broker_url}, namespace {bench.namespace}", file=sys.stderr)
     try:
         machine = bench.machine()
+        machine["load_before"] = [round(x, 2) for x in os.getloadavg()]  # the machine's load, noted with the results
         results, failed = measure(bench, args)
+        machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         bench.reconnect()
         bench.cleanup()
