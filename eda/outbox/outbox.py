@@ -129,12 +129,18 @@ class Outbox:
 
     def pending(self) -> tuple[int, float | None]:
         """(rows to publish now, seconds since the earliest of them was added or fell due, or None);
-        scheduled rows not due yet are not pending."""
+        scheduled rows not due yet are not pending, overdue ones are (see ``overdue``)."""
         with self._own() as conn:
             return self.table.pending(conn, time.time())
 
+    def overdue(self) -> tuple[int, float | None]:
+        """(scheduled rows the broker refused when they fell due, e.g. no queue takes their type: the
+        relay tries them again every 30 s; seconds since the earliest of them fell due, or None)."""
+        with self._own() as conn:
+            return self.table.overdue(conn, time.time())
+
     def later(self) -> int:
-        """Scheduled rows not due yet."""
+        """Scheduled rows not due yet (overdue ones are not among them)."""
         with self._own() as conn:
             return self.table.later(conn, time.time())
 

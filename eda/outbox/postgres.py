@@ -2,8 +2,9 @@
 
 A row's ``position`` is the order rows were added in; ``sent_at`` is NULL until the broker confirmed
 its event. A scheduled row has a ``due_at`` (NULL: publish at once) and may be ``cancelled_at`` before
-it is sent. Times in and out of this class are Unix seconds (floats); due times are compared with the
-relay's clock, which also decides when it wakes.
+it is sent; one the broker refused is due again later, its first due time kept in ``first_due_at``
+(overdue since then: ``eda outbox status`` counts it pending). Times in and out of this class are
+Unix seconds (floats); due times are compared with the relay's clock, which also decides when it wakes.
 """
 
 import hashlib
@@ -16,6 +17,7 @@ from eda.outbox.connect import quoted
 COLUMNS = "position, event_id, event_type, source, correlation_id, body, due_at"  # due_at: None for at once
 LISTED = "event_id, event_type, correlation_id, source, due_at, added_at, sent_at, cancelled_at"
 PENDING = "sent_at IS NULL AND cancelled_at IS NULL AND due_at IS NOT NULL"  # the predicate of outbox_due
+OVERDUE = f"{PENDING} AND first_due_at IS NOT NULL"  # the predicate of outbox_overdue
 CANCEL_LOCK_TIMEOUT = "30s"  # a relay holds a row's lock for one batch's publish (CONFIRM_TIMEOUT at most)
 
 
@@ -67,11 +69,15 @@ class PostgresTable:
             self._create(conn)
 
     def _current(self, conn) -> bool | None:
-        """None: no table; False: a table without due times (eda before scheduled events); True: up to date."""
+        """None: no table; False: a table an earlier eda made (without due times, or first due times);
+        True: up to date."""
         if conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()[0] is None:
             return None
+        return self._has(conn, "first_due_at")
+
+    def _has(self, conn, column: str) -> bool:
         return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND "
-                            "table_name = 'outbox' AND column_name = 'due_at'", (self.schema,)).fetchone() is not None
+                            "table_name = 'outbox' AND column_name = %s", (self.schema, column)).fetchone() is not None
 
     def _create(self, conn) -> None:
         name = f"{self.schema}.outbox"
@@ -99,7 +105,8 @@ class PostgresTable:
                     added_at timestamptz NOT NULL DEFAULT now(),
                     sent_at timestamptz,
                     due_at timestamptz,
-                    cancelled_at timestamptz
+                    cancelled_at timestamptz,
+                    first_due_at timestamptz
                 );
                 {self._indexes()}
                 CREATE INDEX outbox_sent ON {self.table} (sent_at) WHERE sent_at IS NOT NULL;
@@ -111,19 +118,28 @@ class PostgresTable:
 
     def _indexes(self) -> str:
         # Rows to publish at once, in the order added; scheduled rows by due time (the relay claims the
-        # due ones and sleeps until the next); a scheduled id once; cancelled rows for the pruning.
+        # due ones and sleeps until the next); a scheduled id once; cancelled rows for the pruning; those
+        # the broker refused, for eda outbox status.
         return f"""
             CREATE INDEX outbox_pending ON {self.table} (position) WHERE sent_at IS NULL AND due_at IS NULL;
             CREATE INDEX outbox_due ON {self.table} (due_at, position) WHERE {PENDING};
             CREATE UNIQUE INDEX outbox_scheduled ON {self.table} (event_id) WHERE due_at IS NOT NULL;
             CREATE INDEX outbox_cancelled ON {self.table} (due_at) WHERE cancelled_at IS NOT NULL;
+            {self._overdue_index()}
         """
 
+    def _overdue_index(self) -> str:
+        return f"CREATE INDEX outbox_overdue ON {self.table} (first_due_at) WHERE {OVERDUE};"
+
     def _upgrade(self, conn) -> None:
-        """An outbox of eda before scheduled events: add the columns (no rewrite: nullable, no default)
-        and index rows to publish at once apart from scheduled ones."""
+        """An outbox of an earlier eda: add the columns it lacks (no rewrite: nullable, no default); one
+        from before scheduled events also gets rows to publish at once indexed apart from scheduled ones."""
+        if self._has(conn, "due_at"):
+            conn.execute(f"ALTER TABLE {self.table} ADD COLUMN first_due_at timestamptz; {self._overdue_index()}")
+            return
         conn.execute(f"""
-            ALTER TABLE {self.table} ADD COLUMN due_at timestamptz, ADD COLUMN cancelled_at timestamptz;
+            ALTER TABLE {self.table} ADD COLUMN due_at timestamptz, ADD COLUMN cancelled_at timestamptz,
+                ADD COLUMN first_due_at timestamptz;
             DROP INDEX {quoted(self.schema)}.outbox_pending;
             {self._indexes()}
         """)
@@ -152,9 +168,10 @@ class PostgresTable:
         return rows
 
     def postpone(self, conn, positions, until: float) -> None:
-        """Make scheduled rows the broker did not take due again at ``until`` (the others go on meanwhile)."""
-        conn.execute(f"UPDATE {self.table} SET due_at = %s WHERE position = ANY(%s) AND due_at IS NOT NULL",
-                     (moment(until), list(positions)))
+        """Make scheduled rows the broker did not take due again at ``until`` (the others go on meanwhile),
+        keeping the time each was first due."""
+        conn.execute(f"UPDATE {self.table} SET first_due_at = coalesce(first_due_at, due_at), due_at = %s "
+                     f"WHERE position = ANY(%s) AND due_at IS NOT NULL", (moment(until), list(positions)))
 
     def next_due(self, conn) -> float | None:
         """The due time of the earliest scheduled row not yet published, or None."""
@@ -172,18 +189,27 @@ class PostgresTable:
                                    f"due_at < now() - make_interval(secs => %s)", (retention,)).rowcount
 
     def pending(self, conn, now: float) -> tuple[int, float | None]:
-        """(rows to publish by ``now``, seconds since the earliest of them was due, or None)."""
+        """(rows to publish by ``now``, seconds since the earliest of them was due, or None); overdue
+        rows (refused by the broker, due again later) are pending since their first due time."""
         count, oldest = conn.execute(f"SELECT count(*), min(added_at) FROM {self.table} "
                                      f"WHERE sent_at IS NULL AND due_at IS NULL").fetchone()
         due, earliest = conn.execute(f"SELECT count(*), min(due_at) FROM {self.table} WHERE {PENDING} "
                                      f"AND due_at <= %s", (moment(now),)).fetchone()
-        times = [seconds(t) for t in (oldest, earliest) if t is not None]
-        return count + due, (max(0.0, now - min(times)) if times else None)
+        refused, first = conn.execute(f"SELECT count(*) FILTER (WHERE due_at > %s), min(first_due_at) "
+                                      f"FROM {self.table} WHERE {OVERDUE}", (moment(now),)).fetchone()
+        times = [seconds(t) for t in (oldest, earliest, first) if t is not None]
+        return count + due + refused, (max(0.0, now - min(times)) if times else None)
+
+    def overdue(self, conn, now: float) -> tuple[int, float | None]:
+        """(scheduled rows the broker refused, not published yet; seconds since the earliest was first due)."""
+        count, first = conn.execute(f"SELECT count(*), min(first_due_at) FROM {self.table} WHERE {OVERDUE}"
+                                    ).fetchone()
+        return count, (max(0.0, now - seconds(first)) if first is not None else None)
 
     def later(self, conn, now: float) -> int:
-        """Scheduled rows not due yet."""
-        return conn.execute(f"SELECT count(*) FROM {self.table} WHERE {PENDING} AND due_at > %s",
-                            (moment(now),)).fetchone()[0]
+        """Scheduled rows not due yet (those due again after a refusal are overdue, not later)."""
+        return conn.execute(f"SELECT count(*) FROM {self.table} WHERE {PENDING} AND due_at > %s "
+                            f"AND first_due_at IS NULL", (moment(now),)).fetchone()[0]
 
     # Scheduled events: list, look up, cancel.
 

@@ -17,11 +17,13 @@ from eda.errors import StoreUnavailable
 COLUMNS = "position, event_id, event_type, source, correlation_id, body, due_at"  # due_at: None for at once
 LISTED = "event_id, event_type, correlation_id, source, due_at, added_at, sent_at, cancelled_at"
 PENDING = "sent_at IS NULL AND cancelled_at IS NULL AND due_at IS NOT NULL"  # the predicate of outbox_due
+OVERDUE = f"{PENDING} AND first_due_at IS NOT NULL"  # refused by the broker, due again later: outbox_overdue
 INDEXES = f"""
     CREATE INDEX IF NOT EXISTS outbox_pending_now ON outbox (position) WHERE sent_at IS NULL AND due_at IS NULL;
     CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at, position) WHERE {PENDING};
     CREATE UNIQUE INDEX IF NOT EXISTS outbox_scheduled ON outbox (event_id) WHERE due_at IS NOT NULL;
     CREATE INDEX IF NOT EXISTS outbox_cancelled ON outbox (due_at) WHERE cancelled_at IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS outbox_overdue ON outbox (first_due_at) WHERE {OVERDUE};
 """
 BATCH_LOCK_SECONDS = 30.0  # a relay holds the batch lock for one batch's publish (CONFIRM_TIMEOUT at most)
 
@@ -59,12 +61,15 @@ class SqliteTable:
                     added_at REAL NOT NULL,
                     sent_at REAL,
                     due_at REAL,
-                    cancelled_at REAL
+                    cancelled_at REAL,
+                    first_due_at REAL
                 )""")
             columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
             if "due_at" not in columns:  # an outbox of eda before scheduled events
                 conn.execute("ALTER TABLE outbox ADD COLUMN due_at REAL")
                 conn.execute("ALTER TABLE outbox ADD COLUMN cancelled_at REAL")
+            if "first_due_at" not in columns:  # an outbox of eda before overdue rows were told apart
+                conn.execute("ALTER TABLE outbox ADD COLUMN first_due_at REAL")
             conn.execute("DROP INDEX IF EXISTS outbox_pending")  # it held scheduled rows too
             for statement in INDEXES.strip().split(";"):
                 if statement.strip():
@@ -77,8 +82,8 @@ class SqliteTable:
 
     @staticmethod
     def _current(conn) -> bool:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'outbox_due'").fetchone() \
-            is not None
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'outbox_overdue'"
+                            ).fetchone() is not None
 
     # The application's side.
 
@@ -99,8 +104,8 @@ class SqliteTable:
         return rows
 
     def postpone(self, conn, positions, until: float) -> None:
-        conn.executemany("UPDATE outbox SET due_at = ? WHERE position = ? AND due_at IS NOT NULL",
-                         [(until, p) for p in positions])
+        conn.executemany("UPDATE outbox SET first_due_at = coalesce(first_due_at, due_at), due_at = ? "
+                         "WHERE position = ? AND due_at IS NOT NULL", [(until, p) for p in positions])
 
     def next_due(self, conn) -> float | None:
         return conn.execute(f"SELECT min(due_at) FROM outbox WHERE {PENDING}").fetchone()[0]
@@ -119,11 +124,18 @@ class SqliteTable:
                                      "AND due_at IS NULL").fetchone()
         due, earliest = conn.execute(f"SELECT count(*), min(due_at) FROM outbox WHERE {PENDING} AND due_at <= ?",
                                      (now,)).fetchone()
-        times = [t for t in (oldest, earliest) if t is not None]
-        return count + due, (max(0.0, now - min(times)) if times else None)
+        refused, first = conn.execute(f"SELECT count(*) FILTER (WHERE due_at > ?), min(first_due_at) FROM outbox "
+                                      f"WHERE {OVERDUE}", (now,)).fetchone()
+        times = [t for t in (oldest, earliest, first) if t is not None]
+        return count + due + refused, (max(0.0, now - min(times)) if times else None)
+
+    def overdue(self, conn, now: float) -> tuple[int, float | None]:
+        count, first = conn.execute(f"SELECT count(*), min(first_due_at) FROM outbox WHERE {OVERDUE}").fetchone()
+        return count, (max(0.0, now - first) if first is not None else None)
 
     def later(self, conn, now: float) -> int:
-        return conn.execute(f"SELECT count(*) FROM outbox WHERE {PENDING} AND due_at > ?", (now,)).fetchone()[0]
+        return conn.execute(f"SELECT count(*) FROM outbox WHERE {PENDING} AND due_at > ? AND first_due_at IS NULL",
+                            (now,)).fetchone()[0]
 
     # Scheduled events: list, look up, cancel.
 

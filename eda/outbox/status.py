@@ -1,6 +1,7 @@
 """``eda outbox status``: pending rows and the oldest one's age; unhealthy past a threshold (a monitoring check).
 
-A scheduled row is pending once due (its age counts from its due time); those not due yet are counted apart."""
+A scheduled row is pending once due (its age counts from its due time); those not due yet are counted apart.
+One the broker refused (no queue takes its type) stays pending, overdue, until a queue takes it."""
 
 
 def age_text(seconds: float) -> str:
@@ -11,21 +12,28 @@ def age_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def describe(where: str, count: int, age: float | None, max_age: float, later: int = 0) -> tuple[str, str | None]:
-    """The status line, and the problem (None when healthy): the oldest pending row older than ``max_age``."""
+def describe(where: str, count: int, age: float | None, max_age: float, later: int = 0,
+             overdue: tuple[int, float | None] = (0, None)) -> tuple[str, str | None]:
+    """The status line, and the problem (None when healthy): the oldest pending row older than ``max_age``.
+    ``overdue``: (scheduled rows among the pending that the broker refused, seconds the oldest is late)."""
     scheduled = f"; {later} scheduled for later" if later else ""
     if not count:
         return f"outbox {where}: nothing pending{scheduled}", None
+    refused, late = overdue
+    if refused:  # a refused row stays pending: the relay tries it again every 30 s
+        scheduled = f"; {refused} scheduled overdue by up to {age_text(late or 0.0)}, refused by the broker{scheduled}"
     line = f"outbox {where}: {count} pending, the oldest waiting {age_text(age or 0.0)}{scheduled}"
     if age is not None and age > max_age:
-        return line, (f"the oldest pending row is {age_text(age)} old, more than {age_text(max_age)} "
-                      f"(is `eda outbox relay` running, and the broker reachable?)")
+        why = ("does a queue take its type? `eda topology declare` binds the workers' queues" if refused else
+               "is `eda outbox relay` running, and the broker reachable?")
+        return line, f"the oldest pending row is {age_text(age)} old, more than {age_text(max_age)} ({why})"
     return line, None
 
 
-def as_json(where: str, count: int, age: float | None, problem: str | None, later: int = 0) -> dict:
+def as_json(where: str, count: int, age: float | None, problem: str | None, later: int = 0,
+            overdue: tuple[int, float | None] = (0, None)) -> dict:
     return {"outbox": where, "pending": count, "oldest_age_seconds": age, "scheduled_later": later,
-            "healthy": problem is None, "problem": problem}
+            "overdue": overdue[0], "overdue_seconds": overdue[1], "healthy": problem is None, "problem": problem}
 
 
 def check(settings, max_age: float, json_output: bool = False) -> tuple[str, str | None]:
@@ -36,6 +44,6 @@ def check(settings, max_age: float, json_output: bool = False) -> tuple[str, str
 
     outbox = Outbox(settings)
     count, age = outbox.pending()
-    later = outbox.later()
-    line, problem = describe(outbox.where, count, age, max_age, later)
-    return (json.dumps(as_json(outbox.where, count, age, problem, later)) if json_output else line), problem
+    later, overdue = outbox.later(), outbox.overdue()
+    line, problem = describe(outbox.where, count, age, max_age, later, overdue)
+    return (json.dumps(as_json(outbox.where, count, age, problem, later, overdue)) if json_output else line), problem

@@ -344,11 +344,31 @@ def test_a_postgresql_outbox_of_an_earlier_eda_is_upgraded_in_place(eda, broker,
     # Then the columns and indexes are there, and a relay publishes the old row and the scheduled one
     indexes = {row[0] for row in pg.query(database, "SELECT indexname FROM pg_indexes WHERE schemaname = %s",
                                           (schema,))}
-    assert {"outbox_pending", "outbox_due", "outbox_scheduled", "outbox_cancelled"} <= indexes
+    assert {"outbox_pending", "outbox_due", "outbox_scheduled", "outbox_cancelled", "outbox_overdue"} <= indexes
     relay(eda, app)
     assert sorted(e["id"] for e in spy.wait_for("stock.replenished", count=2, timeout=30)) == \
         sorted(["old-1", scheduled.id])
     assert isinstance(Outbox(app.outbox.settings).find(scheduled.id).due, float)
+
+
+def test_a_postgresql_outbox_from_before_overdue_rows_were_told_apart_gets_their_column(pg_app, database):
+    import psycopg
+
+    from eda.outbox import Outbox
+    from tests import pg
+
+    # Given an outbox as the previous eda made it (due times, no first due times), with a row due
+    table = pg_app.outbox.table.table
+    with Producer(pg_app.outbox.settings) as producer:
+        waiting = producer.publish(STOCK, {"sku": "SKU-1", "quantity": 1}, delay=0)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN first_due_at")  # its index goes with it
+    # When eda opens it again
+    outbox = Outbox(pg_app.outbox.settings)
+    # Then the column and its index are back, and the row is pending, not overdue
+    assert pg.query(database, "SELECT indexname FROM pg_indexes WHERE indexname = 'outbox_overdue' AND "
+                              "schemaname = %s", (outbox.table.schema,))
+    assert outbox.pending()[0] == 1 and outbox.overdue() == (0, None) and outbox.find(waiting.id).state == "waiting"
 
 
 def test_a_scheduled_event_no_queue_takes_is_due_again_later_and_holds_up_no_other(eda, broker, app, producer):
@@ -367,6 +387,32 @@ def test_a_scheduled_event_no_queue_takes_is_due_again_later_and_holds_up_no_oth
     # and the other goes out on time
     assert_on_time(spy, stock.id, app.outbox.find(stock.id).due)
     assert not any("retrying in" in r.get("message", "") for r in proc.records)
+
+
+def test_eda_outbox_status_counts_a_scheduled_event_no_queue_takes_as_overdue_and_fails_past_max_age(
+        eda, broker, app, producer):
+    import json
+
+    # Given a relay, and no queue taking order.placed
+    proc = relay(eda, app)
+    # When a scheduled order.placed falls due and the broker refuses it
+    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
+             "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    producer.publish("order-placed", order, delay=0)
+    proc.wait_for_log(lambda r: "due again in 30s" in r.get("message", ""), timeout=30, what="the refusal")
+    time.sleep(1.5)
+    # Then eda outbox status counts it pending and overdue, healthy within --max-age
+    code, output = eda.run("outbox", "status", **app.env)
+    assert code == 0 and "1 pending" in output and "1 scheduled overdue by up to" in output, output
+    assert "nothing pending" not in output and "scheduled for later" not in output, output
+    # and exits 1 past it, saying why
+    code, output = eda.run("outbox", "status", "--max-age", "1s", **app.env)
+    assert code == 1 and "unhealthy: the oldest pending row is" in output and "does a queue take its type?" in output, \
+        output
+    code, output = eda.run("outbox", "status", "--json", "--max-age", "1s", **app.env)
+    report = json.loads(output.splitlines()[0])
+    assert code == 1 and (report["pending"], report["overdue"], report["healthy"]) == (1, 1, False)
+    assert report["overdue_seconds"] >= 1.5
 
 
 @pytest.mark.parametrize("option", ["--correlation-id", "--source"])

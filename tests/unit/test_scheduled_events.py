@@ -115,6 +115,44 @@ def test_the_relay_claims_due_rows_first_in_due_order_then_rows_for_now_and_leav
     assert count == 3 and age >= 20  # late by the earliest due one
 
 
+def test_a_scheduled_event_the_broker_refused_is_pending_overdue_since_it_fell_due_not_later(outbox):
+    from eda.outbox.status import check
+
+    # Given a scheduled event that fell due ten minutes ago, and one due in an hour
+    now = time.time()
+    refused = add(outbox, at=datetime.fromtimestamp(now - 600, timezone.utc))
+    add(outbox, delay=3600)
+    # When the relay claims it and the broker refuses it: due again in 30 s (as eda.outbox.relay does)
+    conn = outbox.open()
+    try:
+        [row] = outbox.table.claim(conn, 100, now)
+        outbox.table.postpone(conn, [row[0]], now + 30)
+        conn.commit()
+    finally:
+        conn.close()
+    assert claim(outbox, now + 1) == []  # not claimed again before then
+    # Then it is pending, overdue since its first due time, and not counted as scheduled for later
+    count, age = outbox.pending()
+    assert count == 1 and age >= 600
+    refused_count, late = outbox.overdue()
+    assert refused_count == 1 and late >= 600
+    assert outbox.later() == 1
+    # and eda outbox status says so, unhealthy past --max-age, pointing at the missing queue
+    line, problem = check(outbox.settings, max_age=300)
+    assert "1 pending, the oldest waiting 10.0m; 1 scheduled overdue by up to 10.0m, refused by the broker; " \
+        "1 scheduled for later" in line, line
+    assert "does a queue take its type?" in problem
+    assert json.loads(check(outbox.settings, max_age=900, json_output=True)[0])["overdue"] == 1
+    # and refused again later, it stays overdue since the first time it fell due
+    conn = outbox.open()
+    try:
+        outbox.table.postpone(conn, [row[0]], now + 60)
+        conn.commit()
+    finally:
+        conn.close()
+    assert outbox.overdue()[1] >= 600 and outbox.find(refused.id).state == "waiting"
+
+
 def test_a_cancelled_event_is_never_claimed_and_cancelling_again_or_after_the_publish_says_no(outbox):
     event = add(outbox, delay=0)
     gone = add(outbox, delay=0)
@@ -192,6 +230,21 @@ def test_an_outbox_of_an_earlier_eda_is_upgraded_and_keeps_its_rows(tmp_path):
     with sqlite3.connect(path) as conn:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "outbox_pending" not in indexes and {"outbox_due", "outbox_scheduled"} <= indexes
+
+
+def test_an_outbox_from_before_overdue_rows_were_told_apart_gets_their_column_and_keeps_its_rows(tmp_path):
+    # Given an outbox as the previous eda made it (due times, no first due times), with a row due
+    outbox = Outbox(Settings(state_dir=tmp_path, namespace="unit"))
+    waiting = add(outbox, delay=0)
+    with sqlite3.connect(outbox.table.path) as conn:
+        conn.executescript("DROP INDEX outbox_overdue; ALTER TABLE outbox DROP COLUMN first_due_at;")
+    # When eda opens it again
+    outbox = Outbox(Settings(state_dir=tmp_path, namespace="unit"))
+    # Then the column and its index are added, and the row is there to claim
+    assert claim(outbox) == [waiting.id] and outbox.overdue() == (0, None)
+    with sqlite3.connect(outbox.table.path) as conn:
+        assert "first_due_at" in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox_overdue'").fetchone()
 
 
 # A handler's delayed reactions.
