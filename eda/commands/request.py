@@ -23,10 +23,11 @@ def request(event, data, timeout, envelope, correlation_id, source, settings):
     """Send EVENT (a request: its contract declares a reply, e.g. quote-requested) and print the reply's
     data as JSON once a worker answered. Exit 5 when no reply came within --timeout, 6 when the worker
     failed the request (dead-lettered it), 4 at once when no queue takes it."""
+    from eda.contracts.building import build_event
     from eda.contracts.envelope import to_wire
     from eda.contracts.registry import get
     from eda.publishing.batch import parse_json
-    from eda.publishing.producer import Producer, build_event
+    from eda.publishing.producer import Producer
     from eda.publishing.requests import MAX_TIMEOUT
 
     tracing.setup("eda-request")

@@ -111,11 +111,11 @@ def schedule_cancel(event_id, settings):
 def schedule_add(event, data, at, delay, correlation_id, source, settings):
     """Validate EVENT (e.g. reminder-due) and write it to the outbox, due --at a time or after --delay;
     print its id (what `eda schedule cancel` takes)."""
+    from eda.contracts.building import build_event
     from eda.contracts.envelope import encode
     from eda.outbox import Outbox
     from eda.outbox.due import due_time, rfc3339
     from eda.publishing.batch import parse_json
-    from eda.publishing.producer import build_event
 
     if (at is None) == (delay is None):
         raise ConfigError("give the due time with exactly one of --at TIME or --delay DURATION")

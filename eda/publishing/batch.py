@@ -14,9 +14,10 @@ import click
 import orjson
 
 from eda.contracts import registry
+from eda.contracts.building import build_event
 from eda.contracts.envelope import Event, encode
 from eda.errors import ContractError, Unroutable
-from eda.publishing.producer import Producer, build_event
+from eda.publishing.producer import Producer
 
 MAX_REPORTED = 20  # invalid lines listed; the rest are counted
 MAX_PROBLEM = 300  # characters shown of one line's problem

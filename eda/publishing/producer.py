@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from eda import tracing
 from eda.connection import describe_connection_error, open_connection
 from eda.contracts import registry
-from eda.contracts.building import build_event, python_event  # noqa: F401 (build_event: eda.publishing.batch's)
+from eda.contracts.building import python_event
 from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable
 from eda.middleware import checked, from_settings, publishing
