@@ -114,7 +114,13 @@ class Outbox:
                 raise self._wrong_connection(conn)
         row = (event.id, event.type, event.source, event.correlation_id, body)
         if sqlite:
-            return self.table.add(conn, row, due)
+            try:
+                return self.table.add(conn, row, due)
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                raise ConfigError(f"outbox.add: this connection's database has no outbox table: use a connection "
+                                  f"to {self.table.path} (EDA_STATE_DIR), or one that ATTACHes it") from None
         try:
             return self.table.add(conn, row, due)
         except psycopg.errors.UndefinedTable:

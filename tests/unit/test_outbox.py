@@ -77,6 +77,19 @@ def test_an_unknown_event_or_a_connection_to_another_engine_is_refused(outbox):
         outbox.add(object(), "stock-replenished", {"sku": "SKU-1", "quantity": 1})
 
 
+def test_a_connection_to_another_sqlite_database_is_refused_in_one_line_as_on_postgresql(outbox, tmp_path):
+    # Given the application's own SQLite file, which neither holds nor ATTACHes the outbox
+    with sqlite3.connect(tmp_path / "shop.sqlite3") as conn:
+        # When an event is added through it, then the error names the file to use
+        with pytest.raises(ConfigError, match=f"this connection's database has no outbox table: use a connection "
+                                              f"to {outbox.table.path}"):
+            outbox.add(conn, "stock-replenished", {"sku": "SKU-1", "quantity": 1})
+        # and through one that ATTACHes the outbox, it is written
+        conn.execute("ATTACH DATABASE ? AS events", (str(outbox.table.path),))
+        outbox.add(conn, "stock-replenished", {"sku": "SKU-1", "quantity": 1})
+    assert len(rows(outbox)) == 1
+
+
 @pytest.mark.parametrize("count, age, healthy", [(0, None, True), (3, 10.0, True), (3, 400.0, False)])
 def test_status_is_unhealthy_only_when_the_oldest_pending_row_is_older_than_the_threshold(count, age, healthy):
     line, problem = describe("SQLite x, table outbox", count, age, max_age=300.0)
