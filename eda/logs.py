@@ -16,6 +16,9 @@ CONTEXT_KEYS = ("worker", "event_type", "event_id", "correlation_id", "routing_k
                 "attempt", "queue", "trace_id")
 # Set by eda.tracing when tracing is on: () -> the current span's trace_id and span_id, added to JSON lines.
 trace_ids = None
+# What every LogRecord has of its own (and what formatters add): the rest is the caller's ``extra=``.
+RECORD_KEYS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "context",
+                                                                              "taskName"}
 
 
 def cut(text: str) -> str:
@@ -31,10 +34,14 @@ def cut_traceback(text: str, keep: int = 2 * MAX_VALUE) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """The message, then the event's context as ``key=value`` pairs; each cut to MAX_VALUE characters."""
+    """The message, then ``key=value`` pairs, each cut to MAX_VALUE characters: the event's context
+    (CONTEXT_KEYS, in that order), then the caller's other ``extra=`` fields by name."""
 
     def format(self, record):
-        pairs = [f"{k}={cut(str(getattr(record, k)))}" for k in CONTEXT_KEYS if getattr(record, k, None) is not None]
+        values = {k: v for k, v in record.__dict__.items()
+                  if v is not None and isinstance(k, str) and k not in RECORD_KEYS and not k.startswith("_")}
+        keys = [k for k in CONTEXT_KEYS if k in values] + sorted(k for k in values if k not in CONTEXT_KEYS)
+        pairs = [f"{k}={cut(str(values[k]))}" for k in keys]
         record.context = (" " + " ".join(pairs)) if pairs else ""
         return super().format(record)
 

@@ -67,3 +67,13 @@ def test_a_lone_surrogate_from_an_amqp_property_is_logged_as_a_replacement_chara
     logging.getLogger("eda.worker").info("dead-lettered", extra={"event_id": "\ud800abc", "attempt": 1})
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert line["event_id"] == "\ufffdabc" and line["attempt"] == 1 and line["message"] == "dead-lettered"
+
+
+def test_text_lines_show_the_callers_extra_fields_by_name_after_the_events_context(captured):
+    # Given eda's text logs
+    logs.configure("text", "INFO")
+    # When a line is written with fields of eda's and of the caller's own, given in any order
+    logging.getLogger("eda.worker.reports").info("made", extra={"zeta": "z", "alpha": 1, "event_id": "e-1",
+                                                                "nothing": None, "worker": "reports"})
+    # Then each is shown: eda's context first in its order, then the others by name (None left out)
+    assert captured.getvalue().strip().endswith("eda.worker.reports: made worker=reports event_id=e-1 alpha=1 zeta=z")
