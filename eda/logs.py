@@ -4,6 +4,7 @@ import logging
 import re
 import sys
 import time
+from contextvars import ContextVar
 
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -16,9 +17,23 @@ CONTEXT_KEYS = ("worker", "event_type", "event_id", "correlation_id", "routing_k
                 "attempt", "queue", "trace_id")
 # Set by eda.tracing when tracing is on: () -> the current span's trace_id and span_id, added to JSON lines.
 trace_ids = None
+# The handler's context (eda.context.Context) of the event being handled on this thread or task, set once
+# per event by eda.worker's dispatch around the middleware and the handler. Both formatters give each
+# line written meanwhile the event's fields (EVENT_KEYS), read from it only when a line is written;
+# a field the caller set is never replaced.
+handling: ContextVar = ContextVar("eda.handling", default=None)
+EVENT_KEYS = ("worker", "event_id", "event_type", "correlation_id")
 # What every LogRecord has of its own (and what formatters add): the rest is the caller's ``extra=``.
 RECORD_KEYS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "context",
                                                                               "taskName"}
+
+
+def event_fields(ctx) -> dict:
+    """The fields of the event a handler's context holds (``worker`` where it has one)."""
+    event, worker = ctx.event, ctx.worker
+    fields = {"worker": worker.name} if worker is not None else {}
+    fields.update(event_id=event.id, event_type=event.type, correlation_id=event.correlation_id)
+    return fields
 
 
 def cut(text: str) -> str:
@@ -35,11 +50,15 @@ def cut_traceback(text: str, keep: int = 2 * MAX_VALUE) -> str:
 
 class TextFormatter(logging.Formatter):
     """The message, then ``key=value`` pairs, each cut to MAX_VALUE characters: the event's context
-    (CONTEXT_KEYS, in that order), then the caller's other ``extra=`` fields by name."""
+    (CONTEXT_KEYS, in that order; the handled event's where the caller gave none), then the caller's
+    other ``extra=`` fields by name."""
 
     def format(self, record):
         values = {k: v for k, v in record.__dict__.items()
                   if v is not None and isinstance(k, str) and k not in RECORD_KEYS and not k.startswith("_")}
+        current = handling.get()
+        if current is not None:
+            values = {**event_fields(current), **values}
         keys = [k for k in CONTEXT_KEYS if k in values] + sorted(k for k in values if k not in CONTEXT_KEYS)
         pairs = [f"{k}={cut(str(values[k]))}" for k in keys]
         record.context = (" " + " ".join(pairs)) if pairs else ""
@@ -70,6 +89,10 @@ class JsonFormatter(OrjsonFormatter):
         for key, value in record.__dict__.items():
             if key not in skip and not (isinstance(key, str) and key.startswith("_")):
                 log_data[rename.get(key, key)] = value
+        current = handling.get()
+        if current is not None:  # a line written while an event is handled (a handler's own)
+            for key, value in event_fields(current).items():
+                log_data.setdefault(key, value)
         for key, value in log_data.items():
             if type(value) is str and len(value) > MAX_VALUE or isinstance(value, (list, tuple, dict, set)):
                 log_data[key] = cut_traceback(value) if key in TRACEBACKS else _cut_value(value)

@@ -21,6 +21,7 @@ from eda.context import Context
 from eda.contracts import registry, versions
 from eda.contracts.envelope import Event
 from eda.errors import DefinitionError, UnknownEvent
+from eda.logs import handling
 from eda.runtime import failures
 from eda.settings import Settings
 from eda.worker_settings import declared
@@ -171,21 +172,31 @@ def is_async(worker) -> bool:
 
 
 async def dispatch_async(worker: Worker, event: Event, chain=None) -> Context:
-    """``dispatch`` for a worker whose handlers are coroutines: awaited on the worker's event loop."""
+    """``dispatch`` for a worker whose handlers are coroutines: awaited on the worker's event loop (each
+    event's task has its own copy of ``handling``)."""
     ctx = Context(event, worker.source, worker)
-    if chain is None:
-        ctx.returned(await getattr(worker, worker.handlers[event.type])(event, ctx))
-    else:  # the chain's end takes what the handler returned (a request's reply)
-        await chain(event, ctx)
+    token = handling.set(ctx)
+    try:
+        if chain is None:
+            ctx.returned(await getattr(worker, worker.handlers[event.type])(event, ctx))
+        else:  # the chain's end takes what the handler returned (a request's reply)
+            await chain(event, ctx)
+    finally:
+        handling.reset(token)
     return ctx
 
 
 def dispatch(worker: Worker, event: Event, chain=None) -> Context:
     """Run the worker's handler of the event's type, inside ``chain`` (its middleware, composed by
-    ``eda.middleware.handling``; None: none wraps it); return the context holding its reactions."""
+    ``eda.middleware.handling``; None: none wraps it); return the context holding its reactions.
+    Meanwhile ``eda.logs.handling`` holds the context: the lines logged carry the event's fields."""
     ctx = Context(event, worker.source, worker)
-    if chain is None:
-        ctx.returned(getattr(worker, worker.handlers[event.type])(event, ctx))
-    else:  # the chain's end takes what the handler returned (a request's reply)
-        chain(event, ctx)
+    token = handling.set(ctx)
+    try:
+        if chain is None:
+            ctx.returned(getattr(worker, worker.handlers[event.type])(event, ctx))
+        else:  # the chain's end takes what the handler returned (a request's reply)
+            chain(event, ctx)
+    finally:
+        handling.reset(token)
     return ctx

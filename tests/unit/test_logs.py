@@ -69,6 +69,82 @@ def test_a_lone_surrogate_from_an_amqp_property_is_logged_as_a_replacement_chara
     assert line["event_id"] == "\ufffdabc" and line["attempt"] == 1 and line["message"] == "dead-lettered"
 
 
+# The handled event's fields on a handler's own lines.
+
+def _workers():
+    """Three workers logging from their handlers, one of each kind: handler threads, inline (the I/O
+    thread) and ``async def`` (the event loop); one line each gives its own event_id."""
+    from eda import Worker, handles
+
+    class Threaded(Worker):
+        name = "threaded"
+
+        @handles("invoice.requested")
+        def send(self, event, ctx):
+            self.log.info("sending", extra={"step": 1})
+            self.log.info("overriding", extra={"event_id": "the caller's own"})
+
+    class Inline(Worker):
+        name = "inline"
+        inline = True
+
+        @handles("invoice.requested")
+        def send(self, event, ctx):
+            self.log.info("sending", extra={"step": 2})
+
+    class Coroutines(Worker):
+        name = "coroutines"
+
+        @handles("invoice.requested")
+        async def send(self, event, ctx):
+            self.log.info("sending", extra={"step": 3})
+
+    return Threaded, Inline, Coroutines
+
+
+def test_a_handlers_own_json_lines_carry_the_event_it_handles_on_threads_inline_and_on_the_loop(captured, invoices):
+    from eda.testing import TestBus
+
+    # Given eda's JSON logs, and three workers of each kind logging from their handlers
+    logs.configure("json", "INFO")
+    with TestBus(*_workers(), concurrency=2) as bus:
+        # When two events are handled, each in its own flow
+        first = bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"}, correlation_id="flow-1")
+        second = bus.publish("invoice.requested", {"invoice_id": "i-2", "amount": "5.00"}, correlation_id="flow-2")
+    logging.getLogger("eda.worker.threaded").info("after the bus")
+    lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.startswith("{")]
+    # Then each line a handler wrote carries its worker and its event's id, type and correlation id
+    sending = [r for r in lines if r["message"] == "sending"]
+    assert len(sending) == 6
+    for record in sending:
+        event = first if record["correlation_id"] == "flow-1" else second
+        assert record["event_id"] == event.id and record["event_type"] == "invoice.requested"
+        assert record["worker"] == {1: "threaded", 2: "inline", 3: "coroutines"}[record["step"]]
+    assert {(r["worker"], r["correlation_id"]) for r in sending} == \
+        {(w, f) for w in ("threaded", "inline", "coroutines") for f in ("flow-1", "flow-2")}
+    # And a field the handler set itself is kept
+    overriding = [r for r in lines if r["message"] == "overriding"]
+    assert [r["event_id"] for r in overriding] == ["the caller's own"] * 2
+    assert {r["correlation_id"] for r in overriding} == {"flow-1", "flow-2"}
+    # And a line written once no event is handled carries none
+    after = next(r for r in lines if r["message"] == "after the bus")
+    assert not {"event_id", "event_type", "correlation_id", "worker"} & set(after)
+
+
+def test_a_handlers_own_text_lines_carry_the_event_and_its_extra_fields(captured, invoices):
+    from eda.testing import TestBus
+
+    # Given eda's text logs
+    logs.configure("text", "INFO")
+    with TestBus(*_workers()) as bus:
+        # When an event is handled
+        event = bus.publish("invoice.requested", {"invoice_id": "i-1", "amount": "5.00"}, correlation_id="flow-1")
+    lines = captured.getvalue().splitlines()
+    # Then a handler's line names the worker and the event, then the handler's own fields
+    assert any(line.endswith(f"eda.worker.inline: sending worker=inline event_type=invoice.requested "
+                             f"event_id={event.id} correlation_id=flow-1 step=2") for line in lines), lines
+
+
 def test_text_lines_show_the_callers_extra_fields_by_name_after_the_events_context(captured):
     # Given eda's text logs
     logs.configure("text", "INFO")
