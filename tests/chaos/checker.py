@@ -137,6 +137,11 @@ def _final_state(order_id, wire, charges, refunds, entries) -> tuple[str | None,
     if wire.of(order_id, "payment.failed"):
         return "declined", []
     if wire.of(order_id, "order.cancelled"):
+        charged = [row for row in charges.get(order_id, ()) if row.get("status") == "succeeded"]
+        if not charged and not wire.of(order_id, "payment.succeeded"):
+            # Cancelled before payment charged it (the order saga's payment timeout): payment recorded the
+            # cancellation, so the order is never charged; nothing to refund.
+            return "cancelled before payment", []
         missing = [what for what, there in (
             ("payment.refunded on the wire", wire.of(order_id, "payment.refunded")),
             ("payment's refund row", refunds.get(order_id)),

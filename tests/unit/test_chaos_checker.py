@@ -185,6 +185,25 @@ def test_stock_below_zero_or_moved_other_than_by_reserved_orders_is_a_violation(
     assert "stock of A is 7, expected 8 (initial 10 less 2 reserved)" in violations
 
 
+def test_an_order_cancelled_before_payment_charged_it_is_final_without_a_refund():
+    shop = Shop()
+    shop._place("o9", "u1", [["S", 1, "5.00"]], "5.00", 0.0)  # the order saga's payment timeout cancels it
+    shop.history.tables["charges"].append({"order_id": "o9", "status": "cancelled", "payment_id": None,
+                                           "reason": "cancelled before payment", "amount": "5.00"})
+    shop.history.events.append(event("order.cancelled", "o9", 1.0))
+    verdict = check(shop.history)
+    assert verdict.final == {"cancelled before payment": 1} and verdict.lost == [] and verdict.ok
+
+
+def test_an_order_cancelled_after_a_charge_still_needs_its_refund():
+    shop = Shop()
+    shop._place("o8", "u1", [["S", 1, "5.00"]], "5.00", 0.0)
+    shop._charge("o8", "u1", "5.00", 0.0)
+    shop.history.events.append(event("order.cancelled", "o8", 1.0))
+    verdict = check(shop.history)
+    assert verdict.final == {} and verdict.lost[0]["missing"][0] == "payment.refunded on the wire"
+
+
 def test_an_order_both_reserved_and_cancelled_is_a_violation():
     shop = healthy()
     shop.history.events.append(event("order.cancelled", "o1", 1.5))
