@@ -132,7 +132,8 @@ class SettingOption(click.Option):
 
     def __init__(self, worker: str, setting, option: str, index: int):
         self.worker, self.setting = worker, setting
-        shown = f" [default: {setting.default}]" if setting.default not in (None, "") else ""
+        shown = " [required]" if setting.required else \
+            f" [default: {setting.default}]" if setting.default not in (None, "") else ""
         super().__init__([option, f"{OWN}{index}"], envvar=setting.variable(worker), show_envvar=True, default=None,
                          metavar=setting.metavar, help=f"({worker}) {setting.help}{shown}")
 

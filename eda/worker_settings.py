@@ -11,7 +11,8 @@ the variable ``EDA_INVENTORY_STOCK_THRESHOLD``, else the default. ``eda worker a
 declare a setting of one name, offers ``--a-<setting>`` and ``--b-<setting>`` instead of the bare
 option. A setting whose option or variable would be eda's own (``--concurrency``) is a start error
 (``check``); a value that is not of the setting's type fails when the worker starts, as a one-line
-error naming the option and variable.
+error naming the option and variable, and so does no value (or an empty one) for a setting declared
+``required=True``.
 """
 
 import builtins
@@ -19,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from eda.errors import ConfigError, DefinitionError
 from eda.settings import SPECS
@@ -59,7 +60,19 @@ class Setting(Generic[T]):
 
     ``env`` names a variable outside eda's ``EDA_*`` names to read instead of ``EDA_<WORKER>_<SETTING>``:
     for a value a platform or another tool already provides under a name of its own (a vendor's API
-    URL, a variable every service of a host reads). Workers naming one ``env`` share it on purpose."""
+    URL, a variable every service of a host reads). Workers naming one ``env`` share it on purpose.
+
+    ``required=True`` (no default then) makes a missing or empty value a start error naming the option
+    and variable, instead of None: ``Setting(help="Billing API URL.", required=True)`` is a
+    ``Setting[str]``, ``Setting(type=int, required=True)`` a ``Setting[int]``."""
+
+    @overload
+    def __init__(self: "Setting[T]", default: None = None, help: str = "", *, type: "builtins.type[T]",
+                 required: Literal[True], env: str | None = None, low: Any = None, high: Any = None) -> None: ...
+
+    @overload
+    def __init__(self: "Setting[str]", default: None = None, help: str = "", *, type: None = None,
+                 required: Literal[True], env: str | None = None, low: Any = None, high: Any = None) -> None: ...
 
     @overload
     def __init__(self: "Setting[T | None]", default: None = None, help: str = "", *, type: "builtins.type[T]",
@@ -78,10 +91,14 @@ class Setting(Generic[T]):
                  low: Any = None, high: Any = None) -> None: ...
 
     def __init__(self, default: Any = None, help: str = "", *, type: "builtins.type[Any] | None" = None,
-                 env: str | None = None, low: Any = None, high: Any = None) -> None:
+                 required: bool = False, env: str | None = None, low: Any = None, high: Any = None) -> None:
         if env is not None and (not env or env.upper().startswith("EDA_")):
             raise DefinitionError(f"Setting(env={env!r}): EDA_* variables are eda's; leave env unset to read "
                                   f"EDA_<WORKER>_<SETTING>, or name a variable of your own")
+        if required and default is not None:
+            raise DefinitionError(f"Setting({default!r}, required=True): a required setting has no default; "
+                                  f"drop one or the other")
+        self.required = required
         self.default = default
         self.low, self.high = low, high  # bounds of a number, checked when the worker starts
         self.help = help
@@ -148,12 +165,23 @@ class Setting(Generic[T]):
             return self
         values = worker.__dict__.setdefault("_eda_setting_values", {})
         if self.name not in values:
-            variable = self.variable(worker.name)
-            given = given_values(worker.settings, worker.name).get(self.name)
-            where = f"{self.option} ({variable})"
-            values[self.name] = self.checked(self.parse(given if given is not None else os.environ.get(variable),
-                                                        where), where)
+            where = f"{self.option} ({self.variable(worker.name)})"
+            value = self.checked(self.parse(self.raw(worker.settings, worker.name), where), where)
+            if self.required and (value is None or isinstance(value, str) and not value.strip()):
+                raise ConfigError(self.missing(worker.name, self.option))
+            values[self.name] = value
         return values[self.name]
+
+    def raw(self, settings, worker: str):
+        """What was given for this setting of the named worker: its ``worker_options`` value (the option
+        under ``eda worker``), else its variable's, else None."""
+        given = given_values(settings, worker).get(self.name)
+        return given if given is not None else os.environ.get(self.variable(worker))
+
+    def missing(self, worker: str, option: str) -> str:
+        """The error of a required setting given no value (or an empty one)."""
+        return (f"{option} ({self.variable(worker)}): worker {worker!r} requires a value for its setting "
+                f"{self.name!r}, and none was given")
 
 
 def declared(worker_class) -> "list[Setting[Any]]":
@@ -186,7 +214,8 @@ def options(worker_classes) -> dict[tuple[str, str], str]:
 def check(worker_classes, settings=None, *, framework_options=()) -> None:
     """Refuse, as a one-line DefinitionError naming both, a setting that would take an option or a
     variable of eda's (``framework_options`` adds a command's own) or share one with another worker's
-    setting; and, as a ConfigError, ``worker_options`` naming a worker or setting that is not there."""
+    setting; and, as a ConfigError, ``worker_options`` naming a worker or setting that is not there,
+    or a required setting given no value (by ``worker_options`` or its variable)."""
     classes = list({cls.name: cls for cls in worker_classes}.values())
     taken = {**{option: None for option in framework_options}, **FRAMEWORK_OPTIONS}
     for cls in classes:
@@ -217,6 +246,11 @@ def check(worker_classes, settings=None, *, framework_options=()) -> None:
                                   f"{other[1]!r} would both take {option}; rename one")
     if settings is not None:
         _check_given(classes, settings)
+        offered = options(classes)
+        for cls in classes:  # a required setting given no value: before any worker is made
+            for s in declared(cls):
+                if s.required and str(s.raw(settings, cls.name) or "").strip() == "":
+                    raise ConfigError(s.missing(cls.name, offered[(cls.name, s.name)]))
 
 
 def _variable_of(variable) -> str:

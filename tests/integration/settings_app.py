@@ -1,5 +1,6 @@
 """A test project for the worker-settings tests (``EDA_APP=tests.integration.settings_app``): two workers
-sharing a setting name (``timeout``), and one whose setting would take eda's ``--concurrency``. Each
+sharing a setting name (``timeout``), one whose setting would take eda's ``--concurrency``, and one
+with a required setting (``archives``: ``bucket``). Each
 logs the values it was given when it starts (``settings``), as a user would look at them."""
 
 from eda import EventData, Setting, Worker, contract, handles
@@ -15,7 +16,7 @@ class LogsItsSettings(Worker):
     """A team's own base class: no name, no handlers."""
 
     def setup(self):
-        values = {s: getattr(self, s) for s in ("batch", "timeout") if hasattr(type(self), s)}
+        values = {s: getattr(self, s) for s in ("batch", "timeout", "bucket") if hasattr(type(self), s)}
         self.log.info("settings", extra={"worker": self.name, "concurrency": self.settings.concurrency, **values})
 
 
@@ -47,4 +48,13 @@ class Clashing(Worker):
         pass
 
 
-WORKERS = ("reports", "audits", "clashing")
+class Archives(LogsItsSettings):
+    name = "archives"
+    bucket = Setting(help="Where reports are archived.", required=True)
+
+    @handles("report.requested")
+    def archive(self, event, ctx):
+        pass
+
+
+WORKERS = ("reports", "audits", "clashing", "archives")

@@ -14,7 +14,7 @@ CLASH = ("error: worker 'clashing': its setting 'concurrency' would take --concu
 
 @pytest.fixture
 def app(app_queues):
-    app_queues("reports", "audits", "clashing")
+    app_queues("reports", "audits", "clashing", "archives")
     return APP
 
 
@@ -67,3 +67,18 @@ def test_a_setting_taking_an_option_of_edas_is_a_start_error_naming_both(eda, ap
     code, output = eda.run("worker", *names, **app)
     assert (code, output) == (2, CLASH)
     assert not broker.exists(f"{namespace}.clashing") and not broker.exists(f"{namespace}.reports")  # nothing declared
+
+
+@pytest.mark.parametrize("given", [{}, {"EDA_ARCHIVES_BUCKET": ""}])
+def test_a_required_setting_given_no_value_is_a_one_line_start_error(eda, app, broker, namespace, given):
+    # Given a worker whose setting is required, when it is started with no value for it (or an empty one)
+    code, output = eda.run("worker", "archives", **given, **app)
+    # Then the start is refused in one line naming the option and the variable, nothing declared
+    assert (code, output) == (2, "error: --bucket (EDA_ARCHIVES_BUCKET): worker 'archives' requires a value for "
+                                 "its setting 'bucket', and none was given")
+    assert not broker.exists(f"{namespace}.archives")
+    # And --help says it is required; given, the worker has it
+    code, output = eda.run("worker", "archives", "--help", **app)
+    assert code == 0 and "Where reports are archived. [required]" in " ".join(output.split()), output
+    worker = eda.worker("archives", "--bucket=s3://reports", **app)
+    assert settings_logged(worker, "archives")["bucket"] == "s3://reports"

@@ -182,3 +182,52 @@ def test_both_payment_styles_read_the_payment_variables(clean_env):
             "http://gw:8080", 7.0, 9, 11.0), style.__name__
     check([Payment])
     check([AsyncPayment])
+
+
+class Archiving(Worker):
+    name = "archiving"
+    bucket = Setting(help="Where invoices are archived.", required=True)
+    copies = Setting(type=int, required=True, low=1)
+
+
+@pytest.mark.parametrize("given, problem", [
+    ({}, "--bucket (EDA_ARCHIVING_BUCKET): worker 'archiving' requires a value for its setting 'bucket', "
+         "and none was given"),
+    ({"EDA_ARCHIVING_BUCKET": "", "EDA_ARCHIVING_COPIES": "2"}, "--bucket (EDA_ARCHIVING_BUCKET): worker "
+                                                                "'archiving' requires a value"),
+    ({"EDA_ARCHIVING_BUCKET": "  ", "EDA_ARCHIVING_COPIES": "2"}, "--bucket (EDA_ARCHIVING_BUCKET): worker "
+                                                                  "'archiving' requires a value"),
+    ({"EDA_ARCHIVING_BUCKET": "s3://b"}, "--copies (EDA_ARCHIVING_COPIES): worker 'archiving' requires a value "
+                                         "for its setting 'copies', and none was given"),
+])
+def test_a_required_setting_given_no_value_is_a_start_error_under_runner_and_test_bus(
+        clean_env, tmp_path, given, problem):
+    # Given a worker with required settings, and only some of them set (an empty value counts as none)
+    for name in ("EDA_ARCHIVING_BUCKET", "EDA_ARCHIVING_COPIES"):
+        clean_env.delenv(name, raising=False)
+    for name, value in given.items():
+        clean_env.setenv(name, value)
+    settings = Settings(state_dir=tmp_path)
+    # When it is started by a Runner or a TestBus, or made by hand
+    # Then the start is refused with one line naming the option and the variable
+    for start in (lambda: Runner([Archiving], settings), TestBus(Archiving, settings=settings).__enter__,
+                  lambda: Archiving(settings).bucket + str(Archiving(settings).copies)):
+        with pytest.raises(ConfigError) as refused:
+            start()
+        assert str(refused.value).startswith(problem) and "\n" not in str(refused.value)
+
+
+def test_a_required_setting_given_by_options_or_its_variable_has_that_value(clean_env, tmp_path):
+    clean_env.delenv("EDA_ARCHIVING_COPIES", raising=False)
+    clean_env.setenv("EDA_ARCHIVING_BUCKET", "s3://from-the-variable")
+    with TestBus(Archiving, settings=Settings(state_dir=tmp_path), options={"archiving": {"copies": 2}}) as bus:
+        worker = bus.worker("archiving")
+        assert (worker.bucket, worker.copies) == ("s3://from-the-variable", 2)
+    with TestBus(Archiving, settings=Settings(state_dir=tmp_path),
+                 options={"archiving": {"bucket": "s3://given", "copies": 3}}) as bus:
+        assert (bus.worker("archiving").bucket, bus.worker("archiving").copies) == ("s3://given", 3)
+
+
+def test_a_required_setting_with_a_default_is_a_definition_error():
+    with pytest.raises(DefinitionError, match=r"Setting\('x', required=True\): a required setting has no default"):
+        Setting("x", required=True)

@@ -86,6 +86,8 @@ class Mailer(Worker):
     relay = Setting(None, "A relay host; unset, none.")
     max_recipients = Setting(None, "Recipients per mail; unset, no limit.", type=int)
     signed: Setting[bool] = Setting(False, "Sign each mail.")
+    api_url = Setting(help="The mail API's URL.", required=True)
+    retries = Setting(type=int, required=True)
 
     @handles(InvoiceSent)
     def mail(self, event: Event, ctx: Context) -> None:
@@ -95,6 +97,8 @@ class Mailer(Worker):
         assert_type(self.relay, str | None)
         assert_type(self.max_recipients, int | None)
         assert_type(self.signed, bool)
+        assert_type(self.api_url, str)
+        assert_type(self.retries, int)
         assert_type(Mailer.mail_port, Setting[int])
         self.log.info("mailing through %s:%d", self.mail_host, self.mail_port + 0)
 
