@@ -33,6 +33,12 @@ class PluginMissing(ConfigError):
     """A RabbitMQ plugin eda needs for what it was asked is not enabled (the consistent-hash exchange)."""
 
 
+class SetupFailed(EdaError):
+    """A worker's ``setup()`` raised: the worker cannot start (exit 1, or the code of the eda error it
+    raised; another start may succeed). A ``ConfigError`` from ``setup()`` is not wrapped: it is how a
+    worker refuses a bad setting (exit 2)."""
+
+
 class NotFound(EdaError):
     """What a command works on is not on the broker: a queue not declared, an event not in a queue."""
 

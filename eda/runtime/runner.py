@@ -18,7 +18,8 @@ import time
 
 from eda import frame_reader, wakeup
 from eda.connection import connected_address, describe_connection_error, open_connection
-from eda.errors import BrokerUnavailable, ConfigError, EdaError
+from eda.errors import BrokerUnavailable, ConfigError, EdaError, SetupFailed
+from eda.logs import cut
 from eda.middleware import checked, from_settings, unique
 from eda.topology import Topology
 from eda.wakeup import WakeUp
@@ -91,9 +92,22 @@ class Runner:
             self.close()
 
     def setup(self) -> None:
-        """Each worker's setup (on its event loop when async), once before the first session."""
+        """Each worker's setup (on its event loop when async), once before the first session. What it
+        raises stops the start: a ConfigError as it is (a worker refusing a bad setting), anything else
+        as SetupFailed naming the worker, its traceback logged at ERROR."""
         for c in self.consumers:
-            c.setup()
+            try:
+                c.setup()
+            except ConfigError:
+                raise
+            except Exception as exc:
+                name = c.worker.name
+                log.error("worker %r could not start: setup raised", name, exc_info=True, extra={"worker": name})
+                failed = SetupFailed(f"worker {name!r} could not start: setup raised {type(exc).__name__}: "
+                                     f"{cut(' '.join(str(exc).split()))}")
+                if isinstance(exc, EdaError):  # StoreUnavailable, BrokerUnavailable...: its own exit code
+                    failed.exit_code = exc.exit_code
+                raise failed from exc
 
     def start_session(self) -> None:
         """Connect, declare and consume: one session, without ``run``'s reconnecting (for callers that

@@ -86,6 +86,35 @@ def test_a_worker_defined_wrongly_does_not_start(eda, broker, namespace, app_que
     assert not broker.exists(f"{namespace}.{worker}")  # nothing declared, nothing consumed
 
 
+@pytest.mark.parametrize("worker, line", [
+    ("setup-fails", "error: worker 'setup-fails' could not start: setup raised TypeError: expected a str for the "
+                    "mail host, not an int"),
+    ("async-setup-fails", "error: worker 'async-setup-fails' could not start: setup raised ConnectionRefusedError: "
+                          "[Errno 111] Connection refused"),
+])
+def test_a_setup_that_raises_is_one_line_and_exit_1_its_traceback_in_the_log(eda, broker, namespace, app_queues,
+                                                                              worker, line):
+    # Given a worker whose setup raises (plain, or async def)
+    app_queues(worker)
+    # When it is started
+    proc = eda.start("worker", worker, **BROKEN)
+    code = proc.wait(60)
+    # Then it exits 1 with one line naming the worker and the exception, and nothing declared
+    assert (code, proc.lines[-1]) == (1, line), proc.output
+    assert not any(text.startswith(("Traceback", "  File")) for text in proc.lines), proc.output
+    assert not broker.exists(f"{namespace}.{worker}")
+    # And the log holds the traceback, at ERROR, for whoever debugs it
+    logged = next(r for r in proc.records if r.get("level") == "ERROR")
+    assert logged["message"] == f"worker {worker!r} could not start: setup raised" and logged["worker"] == worker
+    assert "Traceback" in logged["exc_info"] and "in setup" in logged["exc_info"]
+
+
+def test_a_config_error_from_setup_is_how_a_worker_refuses_a_bad_setting_one_line_exit_2(eda, app_queues):
+    app_queues("setup-refuses")
+    code, output = eda.run("worker", "setup-refuses", **BROKEN)
+    assert (code, output) == (2, "error: --mail-host (EDA_SETUP_REFUSES_MAIL_HOST): not a host name: 'smtp:://'")
+
+
 def test_a_worker_with_handlers_and_no_name_is_refused_when_the_app_is_discovered(eda):
     code, output = eda.run("worker", "shipping", EDA_APP="tests.integration.nameless_app")
     assert code == 2 and len(output.splitlines()) == 1, output

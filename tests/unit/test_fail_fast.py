@@ -8,7 +8,7 @@ import functools
 import pytest
 
 from eda import Worker, handles
-from eda.errors import DefinitionError, UnknownEvent
+from eda.errors import BrokerUnavailable, ConfigError, DefinitionError, UnknownEvent
 from eda.runtime import failures
 from eda.runtime.runner import Runner
 from eda.settings import Settings
@@ -279,3 +279,46 @@ def test_a_handler_the_call_cannot_take_is_a_programming_error_inside_a_middlewa
     [dead] = settle(Wrapped, None)
     assert (dead.exception_type, dead.attempts, dead.headers[failures.CATEGORY]) == ("TypeError", 1, "programming")
     assert "test_fail_fast.py" in dead.traceback and "in handle" in dead.traceback  # the middleware ran
+
+
+@pytest.mark.parametrize("raised, exit_code", [(KeyError("mail_host"), 1), (BrokerUnavailable("gone"), 3)])
+def test_a_setup_that_raises_stops_the_bus_with_one_line_naming_the_worker(invoices, caplog, raised, exit_code):
+    from eda.errors import SetupFailed
+
+    # Given a worker whose setup raises
+    class Mailer(Worker):
+        name = "mailer"
+
+        def setup(self):
+            raise raised
+
+        @handles("invoice.requested")
+        def send(self, event, ctx):
+            pass
+
+    # When a bus starts it
+    with pytest.raises(SetupFailed) as failed:
+        with TestBus(Mailer):
+            pass
+    # Then the error names the worker and the exception, keeps an eda error's exit code, and chains the cause
+    assert str(failed.value) == f"worker 'mailer' could not start: setup raised {type(raised).__name__}: {raised}"
+    assert failed.value.exit_code == exit_code and failed.value.__cause__ is raised
+    # And the traceback is logged at ERROR
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.exc_info[1] is raised and record.worker == "mailer"
+
+
+def test_a_config_error_from_setup_is_raised_as_it_is(invoices):
+    class Mailer(Worker):
+        name = "mailer"
+
+        def setup(self):
+            raise ConfigError("--mail-host (EDA_MAILER_MAIL_HOST): not a host name")
+
+        @handles("invoice.requested")
+        def send(self, event, ctx):
+            pass
+
+    with pytest.raises(ConfigError, match=r"^--mail-host \(EDA_MAILER_MAIL_HOST\): not a host name$"):
+        with TestBus(Mailer):
+            pass
