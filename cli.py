@@ -118,6 +118,37 @@ def topology_declare(settings):
         conn.release()
 
 
+@topology.command("delete")
+@click.argument("workers", nargs=-1, shell_complete=complete_workers)
+@click.option("--yes", is_flag=True, help="Confirm that the queues, and the events in them, are deleted for good.")
+@settings_options(*COMMON, "retry_delays")
+@app_option
+def topology_delete(workers, yes, settings):
+    """Delete the queues of the named workers (work, retry, dead-letter and partition queues), or with no
+    worker named those of every worker of the app and the namespace's exchanges; print what was deleted
+    and how many events went with each queue."""
+    from eda import discovery
+    from eda.connection import open_connection
+    from eda.deletion import delete, describe, summary
+    from eda.topology import Topology
+
+    named = [discovery.get(name).name for name in dict.fromkeys(workers)]  # an unknown worker: one line, exit 2
+    targets = named or list(discovery.discover())
+    what = (f"the queues of {', '.join(named)}" if named else
+            f"the queues of every worker ({', '.join(targets) or 'none'}) and the exchanges of namespace "
+            f"{settings.namespace}")
+    if not yes:
+        raise ConfigError(f"topology delete deletes {what}, and the events in them, for good; add --yes to confirm")
+    conn = open_connection(settings)
+    try:
+        deleted = delete(conn, Topology.from_settings(settings), targets, exchanges=not named)
+    finally:
+        conn.release()
+    for item in deleted:
+        click.echo(describe(item))
+    click.echo(summary(deleted, settings.namespace) if deleted else f"nothing to delete: {what} are not there")
+
+
 @main.group()
 def dlq():
     """Dead-letter queues: why events died; replay them once the cause is fixed, or purge them."""
