@@ -34,7 +34,7 @@ def check(worker_classes, settings: Settings | None = None) -> None:
         for attr in cls._eda_handler_names.values():
             problem = signature_problem(cls, attr)
             if problem:
-                raise DefinitionError(f"{_where(cls)}.{attr}: a handler is called with (event, ctx); {problem}")
+                raise DefinitionError(f"{_where(cls)}.{attr}: eda calls handlers with (event, ctx); {problem}")
         own = getattr(cls, "eda_check", None)
         if own is not None:  # what a kind of worker checks of itself (a saga: its correlation field)
             own()
@@ -66,8 +66,27 @@ def signature_problem(cls, attr: str) -> str | None:
     try:
         signature.bind(*args)
     except TypeError as exc:
-        return f"its signature {signature} cannot take them ({exc})"
+        return _why(attr, signature, len(args) - 2, exc)
     return None
+
+
+def _why(attr: str, signature: inspect.Signature, bound: int, exc: TypeError) -> str:
+    """What about ``attr``'s signature keeps it from taking (event, ctx), the way round a reader looks at
+    it: how many of the two it takes, or which parameter it wants that eda does not pass. ``bound``: the
+    leading parameters eda fills itself (self)."""
+    shown = f"{attr}{signature}"
+    every = list(signature.parameters.values())
+    params = every[bound:]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        self_named = f" ({every[0].name} is the worker: self)" if bound and every[0].name != "self" else ""
+        return f"{shown} takes {('none', 'only 1')[len(positional)]} of them{self_named}"
+    wanted = [p.name for p in positional[2:] if p.default is p.empty] + \
+        [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if wanted:
+        them = "it" if len(wanted) == 1 else "them"
+        return f"{shown} also wants {', '.join(wanted)}, which eda does not pass: give {them} a default"
+    return f"{shown} cannot take them ({exc})"
 
 
 def _where(cls) -> str:

@@ -73,8 +73,8 @@ def test_a_key_error_inside_a_handler_is_still_retried(eda, broker, namespace, m
 
 
 @pytest.mark.parametrize("worker, line", [
-    ("bad-signature", "error: tests.integration.broken_app.BadSignature.charge: a handler is called with (event, "
-                      "ctx); its signature (self, event) cannot take them (too many positional arguments)"),
+    ("bad-signature", "error: tests.integration.broken_app.BadSignature.charge: eda calls handlers with (event, "
+                      "ctx); charge(self, event) takes only 1 of them"),
     ("doubled", "error: tests.integration.broken_app.Doubled: two handlers of 'order.placed': charge ('order-placed') "
                 "and charge_again ('order.placed'); one event type has one handler in a worker"),
 ])
