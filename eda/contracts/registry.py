@@ -6,6 +6,7 @@ none. Wherever eda takes an event type it takes the contract class too (``ctx.pu
 discovery (entry points, ``--app``) once.
 """
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar, Union
@@ -244,5 +245,18 @@ def get(name_or_type: EventRef) -> Contract:
         found = _BY_KEY.get(name_or_type)
     if found is None:
         known = ", ".join(c.name for c in _CONTRACTS.values()) or "none"
-        raise UnknownEvent(f"unknown event {name_or_type!r}; known events: {known}")
+        raise UnknownEvent(f"unknown event {name_or_type!r}{_did_you_mean(name_or_type)}; known events: {known}")
     return found
+
+
+def _did_you_mean(name: str) -> str:
+    """`` (did you mean 'loan.requested'?)`` for the registered name closest to ``name``, spelt as it is
+    (a type where it has a dot, else a CLI name); empty where none is close."""
+    close = difflib.get_close_matches(name, [c.type if "." in name else c.name for c in _CONTRACTS.values()], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def requests_replied_by(event_type: str) -> list[Contract]:
+    """The request contracts whose reply is ``event_type`` (a reply is sent to its requester alone)."""
+    return [c for c in all_contracts()
+            if c.reply is not None and getattr(_BY_KEY.get(c.reply), "type", None) == event_type]

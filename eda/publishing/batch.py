@@ -169,4 +169,13 @@ def publish_confirmed(settings, events, *, on_confirmed=None, progress=False) ->
                         on_confirmed(event)
                 producer.publish_encoded(items, on_confirmed=confirmed)
         except Unroutable as exc:
-            raise Unroutable(f"{exc}; start a worker that consumes it, or run `eda topology declare`") from None
+            raise Unroutable(f"{exc}; {_no_queue(next(iter(items))[0].type)}") from None
+
+
+def _no_queue(event_type: str) -> str:
+    """What to do about an event no queue took: a reply is never consumed from the events exchange."""
+    requests = registry.requests_replied_by(event_type)
+    if requests:
+        return (f"{event_type} is the reply to {' and '.join(c.type for c in requests)}: the worker that answers "
+                f"a request sends it to the requester alone (`eda request {requests[0].name} ...` asks for one)")
+    return "start a worker that consumes it, or run `eda topology declare`"

@@ -115,3 +115,25 @@ def test_an_events_exchange_declared_otherwise_is_a_one_line_error(eda, broker, 
         assert "Traceback" not in output
     finally:
         broker.channel.exchange_delete(f"{namespace}.events")
+
+
+def test_a_misspelt_event_name_suggests_the_closest_known_one(eda):
+    code, output = eda.run("publish", "order-placd", "--data", "{}")
+    assert code == 2 and len(output.splitlines()) == 1, output
+    assert output.startswith("error: unknown event 'order-placd' (did you mean 'order-placed'?); known events: "), output
+
+
+def test_publishing_a_reply_says_it_goes_to_the_requester_not_to_a_queue(eda, app_queues):
+    # Given a request whose reply no queue takes (the quotes worker's queue declared)
+    app = {"EDA_APP": "tests.integration.quotes_app"}
+    app_queues("quotes", "quotes-inline", "quotes-async")
+    code, output = eda.run("topology", "declare", **app)
+    assert code == 0, output
+    # When the reply is published from the shell
+    code, output = eda.run("publish", "quote-given", "--data", '{"requestNo": 1, "sku": "A", "price": "1.00"}', **app)
+    # Then it is refused, saying it is a reply delivered to the requester by the worker that answers
+    assert code == 4 and len(output.splitlines()) == 1, output
+    assert output.endswith("routing key 'quote.given'); quote.given is the reply to quote.requested: the worker "
+                           "that answers a request sends it to the requester alone (`eda request quote-requested "
+                           "...` asks for one)"), output
+    assert "topology declare" not in output

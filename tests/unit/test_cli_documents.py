@@ -28,12 +28,18 @@ def test_contracts_show_prints_the_schema_of_one_event():
         assert schema["properties"]["data"]["required"] == ["items", "orderId", "totalAmount", "userId"]
 
 
-def test_contracts_show_of_an_unknown_event_is_a_one_line_error():
-    result = eda("contracts", "show", "order-teleported")
+def test_contracts_show_of_an_unknown_event_is_a_one_line_error_suggesting_the_closest_name():
+    result = eda("contracts", "show", "xyzzy")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith("error: unknown event 'order-teleported'; known events: order-placed")
+    assert result.stderr.startswith("error: unknown event 'xyzzy'; known events: order-placed")
     assert len(result.stderr.splitlines()) == 1
+    # a misspelt name or type: the closest known one, spelt the same way
+    for misspelt, meant in (("order-placd", "order-placed"), ("payment.suceeded", "payment.succeeded")):
+        result = eda("contracts", "show", misspelt)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+        assert result.stderr.startswith(f"error: unknown event {misspelt!r} (did you mean {meant!r}?); known events: "
+                                        f"order-placed"), result.stderr
 
 
 def test_contracts_export_writes_the_file_given_with_o(tmp_path):

@@ -169,6 +169,9 @@ def test_start_errors_are_config_errors_unknown_event_for_a_name_definition_erro
         with pytest.raises(UnknownEvent) as unknown:
             start(Misspelt)
         assert isinstance(unknown.value, ConfigError) and not isinstance(unknown.value, DefinitionError)
+        # naming the closest known event
+        assert str(unknown.value).startswith("worker 'misspelt' handles an unknown event 'invoice.requestd' (did you "
+                                             "mean 'invoice.requested'?); known events: ")
         # And the nameless worker a DefinitionError
         with pytest.raises(DefinitionError):
             start(Nameless)
