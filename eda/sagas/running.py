@@ -157,7 +157,8 @@ class Running:
     # Housekeeping
 
     def prune(self) -> tuple[int, int]:
-        """Delete completed instances and applied-event records past the retention; (instances, records)."""
+        """Delete instances completed past the retention and the records of the events applied to them (a live
+        instance keeps its records); (instances, records)."""
         with self.store.transaction() as tx:
             deleted = self.table.prune(tx, self.retention)
         if any(deleted):

@@ -110,12 +110,15 @@ class Table:
                           (self.saga, event.id, key, event.type, now, json.dumps(reactions))).rowcount == 1
 
     def prune(self, tx, retention: float) -> tuple[int, int]:
-        """Delete what is older than ``retention`` seconds: completed instances and the record of applied
-        events; return how many of each."""
+        """Delete instances completed more than ``retention`` seconds ago, and the record of the events
+        applied to an instance no longer kept; return how many of each. A live instance keeps every
+        record, however old: a late copy of an event it applied long ago is still recognised."""
         cutoff = time.time() - retention
         instances = tx.execute("DELETE FROM saga_instances WHERE saga = ? AND completed_at < ?",
                                (self.saga, cutoff)).rowcount
-        applied = tx.execute("DELETE FROM saga_applied WHERE saga = ? AND applied_at < ?", (self.saga, cutoff)).rowcount
+        applied = tx.execute("DELETE FROM saga_applied WHERE saga = ? AND applied_at < ? AND NOT EXISTS (SELECT 1 "
+                             "FROM saga_instances i WHERE i.saga = saga_applied.saga AND i.key = saga_applied.key)",
+                             (self.saga, cutoff)).rowcount
         return instances, applied
 
     # Reading, for eda saga list/show (outside any write transaction).

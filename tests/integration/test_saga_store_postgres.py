@@ -113,3 +113,18 @@ def test_state_is_jsonb_that_sql_can_query(workers, database):
     handle(first, new_event("tally.counted", {"tally_id": "t-3", "mark": "m"}, "test"))
     assert pg.query(database, "SELECT key, state->'marks'->>0, version, completed_at FROM sagas.saga_instances "
                               "WHERE saga = 'tallies' AND key = 't-3'") == [("t-3", "m", 2, None)]
+
+
+def test_past_the_retention_a_live_instance_keeps_its_records_and_a_completed_one_goes_with_them(workers):
+    (first, _), settings = workers
+    handle(first, new_event("tally.opened", {"tally_id": "t-4"}, "test"))
+    opened = new_event("tally.opened", {"tally_id": "t-5"}, "test")
+    handle(first, opened)
+    with first._eda_saga.store.transaction() as tx:  # t-4 completed long ago
+        tx.execute("UPDATE saga_instances SET completed_at = 1 WHERE saga = 'tallies' AND key = 't-4'")
+    running = first._eda_saga
+    running.retention = -1  # every record is past it
+    assert running.prune() == (1, 1)  # t-4 and the record of its opening; t-5 lives on with its record
+    with Instances(settings, "tallies") as instances:
+        assert instances.get("t-4") is None
+        assert [a.event_id for a in instances.applied("t-5")] == [opened.id]

@@ -299,17 +299,23 @@ def test_a_conflict_runs_the_handler_again_and_gives_up_as_a_transient_failure(t
     assert SagaConflict.__mro__[1].__name__ == "EdaError"  # not a PermanentError: retried
 
 
-def test_records_past_the_retention_are_deleted(trips, settings):
+def test_records_past_the_retention_are_deleted_with_their_completed_instance(trips, settings):
     with TestBus(trips, settings=settings) as bus:
         bus.publish("trip.booked", booked("t-1"))
         bus.publish("trip.paid", {"trip_id": "t-1"})
-        bus.publish("trip.booked", booked("t-2"))
+        t2 = bus.publish("trip.booked", booked("t-2"))
         running = bus.worker("trips")._eda_saga
         assert running.prune() == (0, 0)
         running.retention = -1  # everything is past it
-        assert running.prune() == (1, 3)  # t-1, completed; the records of the three events applied
-    with Instances(settings, "trips") as instances:
-        assert [r.key for r in instances.list(completed=True)] == ["t-2"]  # live instances are never deleted
+        # Then the completed t-1 goes with the records of its two events; the live t-2 keeps its record
+        assert running.prune() == (1, 2)
+        with Instances(settings, "trips") as instances:
+            assert [r.key for r in instances.list(completed=True)] == ["t-2"]  # live instances are never deleted
+            assert [a.event_id for a in instances.applied("t-2")] == [t2.id]
+        # so that a late copy of the event that started it long ago is still recognised, not applied again
+        bus.publish(t2)
+        assert trips.runs.count(("t-2", "trip.booked")) == 1
+        assert instance(settings, "t-2").version == 1
 
 
 # Definitions
