@@ -18,6 +18,7 @@ import threading
 from marshmallow import EXCLUDE, ValidationError, missing
 
 from eda.contracts.envelope import Event, decode
+from eda.contracts.messages import describe, unwritable
 from eda.errors import SagaConflict, SagaStateError
 from eda.publishing.partitioning import key_value
 from eda.sagas.table import Table, schema
@@ -108,7 +109,7 @@ class Running:
             return self.schema.load(row.state, unknown=EXCLUDE)
         except ValidationError as exc:
             raise SagaStateError(f"saga {self.name} {key}: its stored state no longer loads with the saga's fields "
-                                 f"({_messages(exc)}); {event.type} {event.id} cannot be applied") from None
+                                 f"({describe(exc.messages)}); {event.type} {event.id} cannot be applied") from None
 
     def _state_of(self, instance, key: str, event) -> str:
         """The instance's fields as JSON, checked as the next event will load them (None: not stored)."""
@@ -118,18 +119,9 @@ class Running:
             dumped = self.schema.dump(present)
             self.schema.load(dumped)
         except (ValidationError, ValueError, TypeError) as exc:
-            reason = _messages(exc) if isinstance(exc, ValidationError) else self._unwritable(present, exc)
+            reason = describe(exc.messages) if isinstance(exc, ValidationError) else unwritable(self.schema, present)
             raise SagaStateError(f"saga {self.name} {key}: {event.type} left its state invalid: {reason}") from None
         return json.dumps(dumped, default=str, separators=(",", ":"), sort_keys=True)
-
-    def _unwritable(self, present: dict, error: Exception) -> str:
-        """Which field's value its field cannot write (marshmallow's dump raises without naming it)."""
-        for name, value in present.items():
-            try:
-                self.schema.dump({name: value})
-            except (ValueError, TypeError) as exc:
-                return json.dumps({name: [f"cannot be written: {type(exc).__name__}: {exc}"]})[:500]
-        return f"{type(error).__name__}: {error}"
 
     def _replay(self, ctx, recorded: list, event: Event, key: str) -> None:
         for due, body in recorded:
@@ -190,7 +182,3 @@ def _event_of(body: str) -> Event:
         wire = json.loads(body)
         return Event(type=wire["type"], data={}, source=wire["source"], id=wire["id"], time=wire.get("time", ""),
                      correlation_id=wire.get("correlationid"), causation_id=wire.get("causationid"))
-
-
-def _messages(error: ValidationError) -> str:
-    return json.dumps(error.messages, default=str, sort_keys=True)[:500]
