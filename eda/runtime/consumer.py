@@ -223,8 +223,8 @@ class WorkerConsumer:
         started = time.perf_counter()
         try:
             ctx = await dispatch_async(self.worker, delivery.event, self.handling)
-            if ctx.scheduled:
-                await asyncio.get_running_loop().run_in_executor(None, self.scheduled_reactions().write, ctx.scheduled)
+            if ctx.scheduled:  # the outbox opened (its table made, on first use) and written off the loop
+                await asyncio.get_running_loop().run_in_executor(None, self._write_scheduled, ctx.scheduled)
         except BaseException as exc:  # noqa: BLE001 - any handler error (CancelledError too) is the event's failure
             outcome = Outcome(delivery, (), exc, time.perf_counter() - started)
         else:
@@ -234,6 +234,9 @@ class WorkerConsumer:
         # threads took turns at the GIL for each outcome (issue 20).
         self.runner.hand_back(outcome, wake=False)
         self.pool.after_this_turn(self.runner.wake_for_outcomes)
+
+    def _write_scheduled(self, scheduled) -> None:
+        self.scheduled_reactions().write(scheduled)
 
     def scheduled_reactions(self):
         """The worker's outbox (its database's: EDA_DATABASE_URL, else SQLite under EDA_STATE_DIR) that

@@ -4,6 +4,7 @@ reactions (their stable ids), on a real SQLite outbox."""
 
 import json
 import sqlite3
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -421,3 +422,41 @@ def test_an_async_handlers_delayed_reaction_is_written_too():
         assert waiting.id == derived_id("eda/async-reminder", placed.id, "0")
         bus.advance(30)
         assert [e.id for e in bus.published("stock-replenished")] == [waiting.id]
+
+
+def test_an_async_worker_opens_its_outbox_off_its_event_loop(monkeypatch):
+    # Opening the outbox connects to its database and may create its table: never on the event loop,
+    # where every other handler of the worker would wait for it.
+    from eda import Worker, handles
+    from eda.outbox.scheduling import Scheduling
+    from eda.testing import TestBus
+
+    opened_on, writes_on = [], []
+    opening, writing = Scheduling.__init__, Scheduling.write
+
+    def recorded_init(self, *args, **kwargs):
+        opened_on.append(threading.current_thread().name)
+        opening(self, *args, **kwargs)
+
+    def recorded_write(self, *args, **kwargs):
+        writes_on.append(threading.current_thread().name)
+        writing(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scheduling, "__init__", recorded_init)
+    monkeypatch.setattr(Scheduling, "write", recorded_write)
+
+    class Reminder(Worker):
+        name = "async-reminder"
+
+        @handles("order.placed")
+        async def later(self, event, ctx):
+            ctx.publish("stock-replenished", STOCK, delay=timedelta(seconds=30))
+
+    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
+             "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    with TestBus(Reminder) as bus:
+        bus.publish("order-placed", order)
+        bus.publish("order-placed", {**order, "order_id": "o-2"})
+        assert len(bus.scheduled()) == 2
+    assert len(opened_on) == 1 and len(writes_on) == 2
+    assert not any(name.startswith("eda-async-reminder-loop") for name in opened_on + writes_on), opened_on + writes_on
