@@ -29,6 +29,7 @@ PROCESSED_MAX_ROWS = 1_000_000
 PRUNE_EVERY = 10_000  # commits between two prunings of the record
 CHECKPOINT_INTERVAL = 0.5  # seconds between two checkpoints of the store's checkpoint thread
 WRITER_CHECKPOINT_PAGES = 10_000  # the writer checkpoints itself only past this log size (~40 MB)
+OPEN_PATIENCE = 10.0  # seconds a process waits for another opening the same store (worker processes)
 
 
 class Checkpointer:
@@ -96,6 +97,29 @@ class SqliteTransaction:
         return cur.rowcount == 1
 
 
+def _opened(path: Path, schema: str, patience: float = OPEN_PATIENCE) -> sqlite3.Connection:
+    """A connection to the store's file, in WAL mode, its tables made. Worker processes of one host
+    (``--processes N``) open the same file at once: the switch to WAL answers "database is locked" at
+    once, without SQLite's busy wait, while another process makes it, so it is tried again a while."""
+    deadline = time.monotonic() + patience
+    while True:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=patience)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS processed (event_id TEXT PRIMARY KEY, at REAL NOT NULL);"
+                "CREATE INDEX IF NOT EXISTS processed_at ON processed (at);" + schema
+            )
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """One SQLite file per worker; handler threads share it through a lock."""
 
@@ -106,14 +130,7 @@ class Store:
         try:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
             self.path = Path(state_dir) / f"{name}.sqlite3"
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
-            self._db.executescript(
-                "CREATE TABLE IF NOT EXISTS processed (event_id TEXT PRIMARY KEY, at REAL NOT NULL);"
-                "CREATE INDEX IF NOT EXISTS processed_at ON processed (at);" + schema
-            )
+            self._db = _opened(self.path, schema)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the state store in {state_dir} (EDA_STATE_DIR): {exc}") from None
         self._lock = threading.Lock()

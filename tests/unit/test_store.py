@@ -1,6 +1,7 @@
 """The worker's embedded store: the record of processed events that workers without idempotency of
 their own rely on, kept across restarts, for days, and bounded in size."""
 
+import multiprocessing
 import sqlite3
 import time
 
@@ -40,4 +41,28 @@ def test_many_events_are_recorded_in_one_go(tmp_path):
     store.record_processed("e-1", "e-2", "e-3")
     store.record_processed("e-3", "e-4")  # one already recorded: the others still are
     assert all(store.was_processed(f"e-{n}") for n in range(1, 5))
+    store.close()
+
+
+def _open_and_record(state_dir: str, start_at: float, number: int) -> None:
+    """A worker process of `eda worker --processes N`: opens the shared store at a given moment."""
+    time.sleep(max(0.0, start_at - time.time()))
+    store = Store(state_dir, "shop.payment")
+    store.record_processed(f"e-{number}")
+    store.close()
+
+
+def test_worker_processes_opening_a_new_store_at_once_all_open_it(tmp_path):
+    # Given eight processes that open the same, not yet made, store at the same moment
+    start_at = time.time() + 0.5
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_open_and_record, args=(str(tmp_path), start_at, n)) for n in range(8)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(30)
+    # Then each opened it (none stopped with "database is locked") and recorded its event
+    assert [p.exitcode for p in processes] == [0] * 8
+    store = Store(tmp_path, "shop.payment")
+    assert all(store.was_processed(f"e-{n}") for n in range(8))
     store.close()
