@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.registry_scope import contracts_of
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,21 +30,22 @@ def test_a_five_megabyte_type_gives_short_log_lines(eda, broker, make_order, log
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_a_handlers_own_lines_name_the_worker_and_the_event_it_handles(eda, app_queues, log_format):
-    from tests.integration.logging_app import WORKERS
+    with contracts_of("tests.integration.logging_app") as logging_app:
+        workers = logging_app.WORKERS
 
     # Given a worker of each kind (handler threads, inline, async def) logging from its handler
     app = {"EDA_APP": "tests.integration.logging_app", "EDA_LOG_FORMAT": log_format}
-    app_queues(*WORKERS)
-    worker = eda.start("worker", *WORKERS, **app)
-    wait_until(lambda: sum("consuming" in line for line in worker.lines) == len(WORKERS), timeout=30,
+    app_queues(*workers)
+    worker = eda.start("worker", *workers, **app)
+    wait_until(lambda: sum("consuming" in line for line in worker.lines) == len(workers), timeout=30,
                message="every worker consuming")
     # When a note is published in a flow of its own
     event_id, = eda.publish("note-taken", {"noteId": "n-1"}, args=("--correlation-id", "flow-7"), **app)
     # Then each handler's line carries its worker, the event's id, type and correlation id, and its own field
     lines = wait_until(lambda: [line for line in worker.lines if "taking the note" in line]
-                       if sum("taking the note" in line for line in worker.lines) == len(WORKERS) else None,
+                       if sum("taking the note" in line for line in worker.lines) == len(workers) else None,
                        timeout=30, message="a line from each handler")
-    for name, step in zip(WORKERS, ("threads", "inline", "async")):
+    for name, step in zip(workers, ("threads", "inline", "async")):
         if log_format == "json":
             record = next(r for r in worker.records if r.get("message") == "taking the note" and r["step"] == step)
             assert (record["worker"], record["event_id"], record["event_type"], record["correlation_id"]) == \

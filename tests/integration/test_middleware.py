@@ -8,16 +8,23 @@ from collections import Counter
 
 import pytest
 
-import tests.integration.middleware_app  # noqa: F401 - its contracts, for this process's Producer and Outbox
 from docs.examples.tenant_header import TenantHeader
 from eda import Producer, Settings
 from eda.outbox import Outbox
+from tests.registry_scope import contracts_of
 from tests.support import handled, wait_until
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.integration.middleware_app"
 TENANT_EVERYWHERE = "docs.examples.tenant_header:TenantHeader"  # EDA_MIDDLEWARE: process-wide, APP_TENANT's
+
+
+@pytest.fixture(scope="module", autouse=True)
+def middleware_contracts():
+    """middleware_app's contracts, registered in this process for this module's Producer and Outbox only."""
+    with contracts_of(APP):
+        yield
 
 
 @pytest.fixture

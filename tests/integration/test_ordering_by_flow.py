@@ -10,13 +10,20 @@ import pytest
 
 from eda import Producer, Settings
 from eda.topology import Topology
-from tests.integration import flows_app  # noqa: F401 - its contracts, for the Producer
+from tests.registry_scope import contracts_of
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.integration.flows_app"
 FLOWS, STEPS = 40, 20  # 800 events
+
+
+@pytest.fixture(scope="module", autouse=True)
+def flows_contracts():
+    """flows_app's contracts, registered in this process for this module's Producer only."""
+    with contracts_of(APP):
+        yield
 
 
 @pytest.fixture

@@ -43,8 +43,9 @@ def test_invalid_data_raises_and_sends_nothing(producer, broker, namespace, make
 
 
 def test_an_event_no_queue_takes_raises_unroutable(producer):
+    # inventory.depleted is the shop's one event no worker consumes (a notice for people, not workers)
     with pytest.raises(Unroutable, match="routed to no queue"):
-        producer.publish("order-shipped", {"order_id": "1", "tracking_number": "T", "carrier": "UPS"})
+        producer.publish("inventory-depleted", {"sku": "SKU-1", "remaining": 0})
 
 
 def test_threads_can_share_one_producer(producer, broker, namespace, make_order):

@@ -21,14 +21,21 @@ from eda import Producer, Settings
 from eda.errors import BrokerUnavailable, RequestFailed, RequestTimeout, Unroutable
 from eda.topology import Topology
 from tests.conftest import TEST_RETRY_DELAYS
-from tests.integration import quotes_app  # noqa: F401 - registers the quote contracts in this process
 from tests.proxy import TcpProxy
+from tests.registry_scope import contracts_of
 from tests.support import handled, wait_until
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.integration.quotes_app"
 STYLES = ["quotes", "quotes-inline", "quotes-async"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quotes_app():
+    """The quote contracts, registered in this process for this module's Producers only."""
+    with contracts_of(APP) as module:
+        yield module
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +72,6 @@ def request(eda, data: dict, *args, timeout="5s"):
     return code, output.splitlines(), time.monotonic() - started
 
 
-def price_of(data: dict) -> str:
-    return str(quotes_app.UNIT_PRICE * data["quantity"])
-
-
 @pytest.mark.parametrize("style", STYLES)
 def test_eda_request_prints_the_reply_of_a_worker(style, eda, broker, namespace):
     # Given a quote worker running under `eda worker`, and a spy on the events exchange
@@ -97,7 +100,8 @@ def test_the_reply_is_a_cloudevent_caused_by_the_request_in_its_flow(eda):
     assert reply["data"] == {"requestNo": 3, "sku": "SKU-3", "price": "10.00"}
 
 
-def test_200_concurrent_requests_from_16_threads_on_one_producer_each_get_their_own_answer(eda, producer):
+def test_200_concurrent_requests_from_16_threads_on_one_producer_each_get_their_own_answer(eda, producer,
+                                                                                         quotes_app):
     # Given a quote worker with 16 handler threads, and 16 threads sharing one Producer
     eda.worker("quotes", EDA_APP=APP, EDA_CONCURRENCY=16)
     answers, errors = {}, []
@@ -129,7 +133,7 @@ def test_200_concurrent_requests_from_16_threads_on_one_producer_each_get_their_
     assert sum(t.name == "eda-requests" for t in threading.enumerate()) == 1
 
 
-def test_200_concurrent_async_requests_each_get_their_own_answer(eda, producer):
+def test_200_concurrent_async_requests_each_get_their_own_answer(eda, producer, quotes_app):
     # Given the async quote worker with 64 in flight
     eda.worker("quotes-async", EDA_APP=APP, EDA_CONCURRENCY=64)
 

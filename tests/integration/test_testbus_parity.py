@@ -5,20 +5,19 @@ The workers are tests/integration/parity_app.py's: parity-front answers each req
 records what it processed), parity-follower answers parity-front's reaction.
 """
 
-import importlib
 import logging
 import time
 
 import pytest
 
 from eda.connection import open_connection
-from eda.contracts import registry
 from eda.contracts.envelope import decode, new_event
 from eda.publishing.publisher import Publisher
 from eda.settings import Settings
 from eda.testing import TestBus
 from eda.topology import Topology
 from tests.conftest import TEST_RETRY_DELAYS
+from tests.registry_scope import contracts_of
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,12 +53,8 @@ def outcome(published, dead, retries) -> dict:
 @pytest.fixture(scope="module")
 def app():
     """parity_app's contracts and workers, registered for this module's tests only."""
-    saved = dict(registry._CONTRACTS), dict(registry._BY_KEY)
-    module = importlib.import_module(APP)
-    yield module
-    for table, before in zip((registry._CONTRACTS, registry._BY_KEY), saved):
-        table.clear()
-        table.update(before)
+    with contracts_of(APP) as module:
+        yield module
 
 
 @pytest.fixture

@@ -3,19 +3,15 @@
 import pytest
 
 from eda import EventData, contract
-from eda.contracts import registry, versions
 from eda.fields import Id, Money
+from tests.registry_scope import registry_kept
 
 
 @pytest.fixture
 def own_contracts():
     """Contracts a test registers are forgotten after it, so that tests cannot see each other's."""
-    tables = (registry._CONTRACTS, registry._BY_KEY, versions._VERSIONS, versions._UPCASTERS)
-    saved = [{k: dict(v) if isinstance(v, dict) else v for k, v in table.items()} for table in tables]
-    yield
-    for table, before in zip(tables, saved):
-        table.clear()
-        table.update(before)
+    with registry_kept():
+        yield
 
 
 @pytest.fixture
