@@ -142,9 +142,10 @@ def _aware(text: str | None) -> datetime | None:
 
 
 def _until(seconds: float) -> str:
+    """How long until a due time, in the largest unit it reaches once rounded (59.97 minutes is 1.0h, not 60.0m)."""
     if seconds <= 0:
         return "due"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
+        if round(seconds / size, 1) >= 1:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.1f}s"

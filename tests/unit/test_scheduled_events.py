@@ -460,3 +460,11 @@ def test_an_async_worker_opens_its_outbox_off_its_event_loop(monkeypatch):
         assert len(bus.scheduled()) == 2
     assert len(opened_on) == 1 and len(writes_on) == 2
     assert not any(name.startswith("eda-async-reminder-loop") for name in opened_on + writes_on), opened_on + writes_on
+
+
+@pytest.mark.parametrize("seconds, shown", [(0, "due"), (-3, "due"), (12.34, "12.3s"), (59.97, "1.0m"),
+                                            (90, "1.5m"), (3598, "1.0h"), (3 * 3600, "3.0h"), (86397, "1.0d")])
+def test_eda_schedule_list_shows_how_long_until_due_in_the_largest_unit_it_reaches(seconds, shown):
+    from eda.commands.schedule import _until
+
+    assert _until(seconds) == shown
