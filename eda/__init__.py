@@ -36,7 +36,7 @@ _API = {
     # For events published another way (an application's own client, its own outbox)
     "partition_headers": "eda.publishing.partitioning", "stamp": "eda.tracing",
     # Running and watching in a program of one's own
-    "running": "eda.inprocess", "watch": "eda.tail", "delete_topology": "eda.topology",
+    "running": "eda.inprocess", "watch": "eda.tail", "delete_topology": "eda.deletion",
     # Errors (the whole tree: eda.errors)
     "EdaError": "eda.errors", "ContractError": "eda.errors", "PermanentError": "eda.errors",
     "RequestTimeout": "eda.errors", "RequestFailed": "eda.errors",
@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time
     from eda.settings import Settings as Settings
     from eda.store import open_store as open_store
     from eda.tail import watch as watch
-    from eda.topology import delete_topology as delete_topology
+    from eda.deletion import delete_topology as delete_topology
     from eda.context import Context as Context
     from eda.tracing import stamp as stamp
     from eda.worker import Worker as Worker, handles as handles

@@ -9,9 +9,15 @@ many messages went with it.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eda import names
+from eda.connection import open_connection
+from eda.settings import Settings
 from eda.topology import HASH_EXCHANGE_TYPE, Topology
+
+if TYPE_CHECKING:
+    from eda.worker import Worker
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,19 @@ def delete(connection, topology: Topology, workers, *, exchanges: bool) -> list[
         probe.close()
         channel.close()
     return deleted
+
+
+def delete_topology(settings: Settings, *workers: "type[Worker] | str") -> list[Deleted]:
+    """Delete a namespace's exchanges and the queues of ``workers`` (Worker classes or names): work,
+    retry and dead-letter queues, an ordered worker's partitions as far as they go. For a namespace made
+    for a while (a demo, a test): what is in those queues is gone. What is not there is no error.
+    Returns what was deleted, as ``eda topology delete`` says it."""
+    connection = open_connection(settings)
+    try:
+        named = [worker if isinstance(worker, str) else worker.name for worker in workers]
+        return delete(connection, Topology.from_settings(settings), named, exchanges=True)
+    finally:
+        connection.release()
 
 
 def describe(deleted: Deleted) -> str:

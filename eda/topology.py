@@ -4,18 +4,13 @@ Queue arguments are derived here and nowhere else: RabbitMQ refuses a redeclare 
 """
 
 import re
-from typing import TYPE_CHECKING
 
 from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue, binding
 
 from eda import names
-from eda.connection import open_connection
 from eda.errors import PluginMissing, QueueMismatch
 from eda.settings import SPECS, Settings
-
-if TYPE_CHECKING:
-    from eda.worker import Worker
 
 CLASSIC, QUORUM = "classic", "quorum"
 DEFAULT_DELIVERY_LIMIT = SPECS["delivery_limit"].default
@@ -275,20 +270,3 @@ class Topology:
             channel.queue_delete(name)
         for by_flow in (False, True):
             channel.exchange_delete(names.partitions_exchange(self.namespace, worker, by_flow))
-
-
-def delete_topology(settings: Settings, *workers: "type[Worker] | str") -> None:
-    """Delete a namespace's exchanges and the queues of ``workers`` (Worker classes or names): work,
-    retry and dead-letter queues, an ordered worker's partitions. For a namespace made for a while (a
-    demo, a test): what is in those queues is gone. What is not there is no error."""
-    topology = Topology.from_settings(settings)
-    connection = open_connection(settings)
-    try:
-        channel = connection.channel()
-        for worker in workers:
-            name = worker if isinstance(worker, str) else worker.name
-            topology.delete_worker(channel, name)
-            topology.delete_ordered(channel, name)
-        topology.delete_exchanges(channel)
-    finally:
-        connection.release()

@@ -80,3 +80,19 @@ def test_an_unknown_worker_is_one_line_and_nothing_is_deleted(eda, broker, decla
     code, output = eda.run("topology", "delete", "paymnt", "--yes")
     assert code == 2 and output.startswith("error: unknown worker 'paymnt'") and len(output.splitlines()) == 1, output
     assert broker.depth(f"{declared}.payment") == 1
+
+
+def test_delete_topology_from_python_finds_partitions_past_the_default_and_says_what_went(eda, broker, broker_url,
+                                                                                          namespace):
+    # Given the ordered ledger declared with 12 partitions, more than the default 8
+    code, output = eda.run("topology", "declare", EDA_PARTITIONS="12")
+    assert code == 0, output
+    assert broker.exists(f"{namespace}.ledger.p11")
+    # When a program deletes the ledger's topology with default settings
+    from eda import Settings, delete_topology
+
+    deleted = delete_topology(Settings(broker_url=broker_url, namespace=namespace, retry_delays="200ms,400ms"), "ledger")
+    # Then every partition goes, the ones past the default too, and what went is returned
+    assert not any(broker.exists(f"{namespace}.ledger.p{i}") for i in range(12))
+    assert {f"{namespace}.ledger.p11", f"{namespace}.ledger.partitions", f"{namespace}.events"} <= {d.name for d in deleted}
+    assert not exchange_exists(broker, f"{namespace}.events")
