@@ -9,9 +9,11 @@ import click
 from eda import tracing
 from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, check_event_options,
                              columns, complete_events, complete_workers, own_options, settings_options)
-from eda.commands.schedule import schedule
+from eda.commands.dlq import dlq
 from eda.commands.request import request
 from eda.commands.saga import saga
+from eda.commands.schedule import schedule
+from eda.commands.topology import topology
 from eda.errors import ConfigError
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -84,151 +86,6 @@ def publish(event, data, file, correlation_id, source, settings):
     with events_from_input(event, data=data, lines=file, source=source, correlation_id=correlation_id) as events:
         publish_confirmed(settings, events, on_confirmed=lambda e: click.echo(e.id),
                           progress=file is not None and sys.stderr.isatty())
-
-
-@main.group()
-def topology():
-    """Exchanges and queues."""
-
-
-@topology.command("declare")
-@settings_options(*COMMON, "retry_delays", "queue_type", "delivery_limit", "partitions")
-@app_option
-def topology_declare(settings):
-    """Declare the exchanges and every known worker's queues, so events wait for workers not started yet."""
-    from eda.connection import open_connection
-    from eda.topology import Topology
-    from eda import discovery
-
-    conn = open_connection(settings)
-    try:
-        channel = conn.channel()
-        topo = Topology.from_settings(settings)
-        topo.declare_exchanges(channel)
-        click.echo(f"exchange {topo.events.name} (topic), {topo.dlx.name} (direct)")
-        for name, cls in discovery.discover().items():
-            if cls.ordered_by:  # partitions through a consistent-hash exchange (eda.runtime.partitions)
-                queues = topo.declare_ordered(channel, name, cls.event_types(), cls.ordered_by)
-                click.echo(f"partitions {queues[0]}..{queues[-1]} ({len(queues)}, by {cls.ordered_by}) <- "
-                           f"{', '.join(cls.event_types())}")
-                continue
-            queue = topo.declare_worker(channel, name, cls.event_types())
-            click.echo(f"queue {queue.name} <- {', '.join(cls.event_types())}")
-    finally:
-        conn.release()
-
-
-@topology.command("delete")
-@click.argument("workers", nargs=-1, shell_complete=complete_workers)
-@click.option("--yes", is_flag=True, help="Confirm that the queues, and the events in them, are deleted for good.")
-@settings_options(*COMMON, "retry_delays")
-@app_option
-def topology_delete(workers, yes, settings):
-    """Delete the queues of the named workers (work, retry, dead-letter and partition queues), or with no
-    worker named those of every worker of the app and the namespace's exchanges; print what was deleted
-    and how many events went with each queue."""
-    from eda import discovery
-    from eda.connection import open_connection
-    from eda.deletion import delete, describe, summary
-    from eda.topology import Topology
-
-    named = [discovery.get(name).name for name in dict.fromkeys(workers)]  # an unknown worker: one line, exit 2
-    targets = named or list(discovery.discover())
-    what = (f"the queues of {', '.join(named)}" if named else
-            f"the queues of every worker ({', '.join(targets) or 'none'}) and the exchanges of namespace "
-            f"{settings.namespace}")
-    if not yes:
-        raise ConfigError(f"topology delete deletes {what}, and the events in them, for good; add --yes to confirm")
-    conn = open_connection(settings)
-    try:
-        deleted = delete(conn, Topology.from_settings(settings), targets, exchanges=not named)
-    finally:
-        conn.release()
-    for item in deleted:
-        click.echo(describe(item))
-    click.echo(summary(deleted, settings.namespace) if deleted else f"nothing to delete: {what} are not there")
-
-
-@main.group()
-def dlq():
-    """Dead-letter queues: why events died; replay them once the cause is fixed, or purge them."""
-
-
-@dlq.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per worker.")
-@settings_options(*COMMON)
-@app_option
-def dlq_list(as_json, settings):
-    """Every known worker's DLQ with the number of events in it."""
-    from eda.dlq import depth_table, open_dead_letters
-    from eda import discovery
-
-    with open_dead_letters(settings) as dead:
-        rows = dead.depths(discovery.discover())
-    for line in ([json.dumps({"worker": w, "queue": q, "depth": d}) for w, q, d in rows] if as_json
-                 else depth_table(rows)):
-        click.echo(line)
-
-
-@dlq.command("show")
-@click.argument("worker", shell_complete=complete_workers)
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many.")
-@click.option("--json", "as_json", is_flag=True, help="Print each dead event as one line of JSON.")
-@settings_options(*COMMON)
-@app_option
-def dlq_show(worker, limit, as_json, settings):
-    """The dead events of WORKER with their reasons; they stay in the DLQ."""
-    from eda.dlq import as_json as to_json, count, describe, open_dead_letters
-    from eda import discovery
-
-    discovery.get(worker)
-    with open_dead_letters(settings) as dead:
-        events, depth = dead.show(worker, limit)
-    for event in events:
-        click.echo(to_json(event) if as_json else describe(event))
-    click.echo(f"{len(events)} of {count(depth, 'dead event')} of {worker} shown; they stay in the DLQ", err=True)
-
-
-@dlq.command("replay")
-@click.argument("worker", shell_complete=complete_workers)
-@click.option("--limit", type=click.IntRange(min=1), help="Replay at most this many (oldest first).")
-@click.option("--id", "event_id", help="Replay only the event with this id.")
-@click.option("--dry-run", is_flag=True, help="List what would be replayed; move nothing.")
-@settings_options(*COMMON)
-@app_option
-def dlq_replay(worker, limit, event_id, dry_run, settings):
-    """Move dead events back to WORKER's own queue, failure headers removed and attempts reset."""
-    from eda.dlq import count, open_dead_letters
-    from eda import discovery
-
-    discovery.get(worker)
-    # With tracing on (OTEL_TRACES_EXPORTER), a replay is a span in each event's own trace.
-    with open_dead_letters(settings, tracing=tracing.setup("eda-dlq")) as dead:
-        if dry_run:
-            events = dead.preview(worker, limit=limit, event_id=event_id)
-            for event in events:
-                click.echo(f"{event['id'] or '-'}  {event['type'] or '-'}")
-            click.echo(f"would replay {count(len(events))} to worker {worker} (dry run: nothing moved)")
-            return
-        moved = dead.replay(worker, limit=limit, event_id=event_id, progress=sys.stderr.isatty())
-    click.echo(f"replayed {count(moved)} to worker {worker}")
-
-
-@dlq.command("purge")
-@click.argument("worker", shell_complete=complete_workers)
-@click.option("--yes", is_flag=True, help="Confirm that the dead events are deleted for good.")
-@settings_options(*COMMON)
-@app_option
-def dlq_purge(worker, yes, settings):
-    """Delete every dead event of WORKER for good."""
-    from eda.dlq import count, open_dead_letters
-    from eda import discovery
-
-    discovery.get(worker)
-    if not yes:
-        raise ConfigError(f"purge deletes the dead events of {worker} for good; add --yes to confirm")
-    with open_dead_letters(settings) as dead:
-        click.echo(f"purged {count(dead.purge(worker))} of worker {worker}")
 
 
 @main.command()
@@ -420,9 +277,8 @@ def tail(pattern, as_json, count, timeout, correlation_id, settings):
         conn.release()
 
 
-main.add_command(schedule)
-main.add_command(request)
-main.add_command(saga)
+for command in (dlq, request, saga, schedule, topology):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()
