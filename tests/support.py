@@ -326,3 +326,27 @@ class Accounting:
             missing = sorted(self.missing())
             raise AssertionError(f"{len(missing)} of {len(self.event_ids)} events neither processed nor "
                                  f"dead-lettered: {missing[:10]}") from None
+
+
+def handled_lines(path) -> list[tuple[int, str, int]]:
+    """(pid, key, step) of each line an ordered test app's handlers appended to ``path``, in order."""
+    if not path.exists():
+        return []
+    return [(int(pid), key, int(step)) for pid, key, step in
+            (line.split() for line in path.read_text().splitlines() if line.count(" ") == 2)]
+
+
+@contextlib.contextmanager
+def partitions_deleted(broker_url: str, namespace: str, worker: str, partitions: int = 16):
+    """Around a test of an ordered test app's worker: its partitions and hash exchange deleted afterwards
+    (the shared clean-up knows only the installed workers)."""
+    try:
+        yield
+    finally:
+        conn = kombu.Connection(broker_url)
+        try:
+            from eda.topology import Topology
+
+            Topology(namespace).delete_ordered(conn.channel(), worker, partitions=partitions)
+        finally:
+            conn.release()

@@ -9,13 +9,11 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 
-import kombu
 import pika
 import pytest
 
 from eda import Producer, Settings
-from eda.topology import Topology
-from tests.support import eda_command, handled, wait_until
+from tests.support import eda_command, handled, handled_lines, partitions_deleted, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +23,9 @@ ACCOUNTS, SEQS = 50, 40  # 2,000 events
 
 @pytest.fixture
 def record(tmp_path, broker_url, namespace):
-    """The file the worker's instances append each handled event to; the worker's partitions are
-    deleted afterwards (the shared clean-up knows only the installed workers)."""
-    yield tmp_path / "handled.txt"
-    conn = kombu.Connection(broker_url)
-    try:
-        Topology(namespace).delete_ordered(conn.channel(), "accounts", partitions=16)
-    finally:
-        conn.release()
-
-
-def handled_lines(path) -> list[tuple[int, str, int]]:
-    """(pid, account, seq) of each handled event, in the order the handlers wrote them."""
-    if not path.exists():
-        return []
-    return [(int(pid), account, int(seq)) for pid, account, seq in
-            (line.split() for line in path.read_text().splitlines() if line.count(" ") == 2)]
+    """The file the worker's instances append each handled event to, its partitions deleted afterwards."""
+    with partitions_deleted(broker_url, namespace, "accounts"):
+        yield tmp_path / "handled.txt"
 
 
 def status_json(env, **extra) -> dict:

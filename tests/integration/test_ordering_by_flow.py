@@ -5,13 +5,12 @@ correlation id) in order across two instances and a SIGKILL, whatever key each c
 import signal
 from collections import defaultdict
 
-import kombu
 import pytest
 
 from eda import Producer, Settings
 from eda.topology import Topology
 from tests.registry_scope import contracts_of
-from tests.support import wait_until
+from tests.support import handled_lines, partitions_deleted, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,21 +27,9 @@ def flows_contracts():
 
 @pytest.fixture
 def record(tmp_path, broker_url, namespace):
-    """The file the worker's instances append each handled event to; the worker's partitions are
-    deleted afterwards (the shared clean-up knows only the installed workers)."""
-    yield tmp_path / "handled.txt"
-    conn = kombu.Connection(broker_url)
-    try:
-        Topology(namespace).delete_ordered(conn.channel(), "tracker", partitions=16)
-    finally:
-        conn.release()
-
-
-def handled_lines(path) -> list[tuple[int, str, int]]:
-    if not path.exists():
-        return []
-    return [(int(pid), flow, int(step)) for pid, flow, step in
-            (line.split() for line in path.read_text().splitlines() if line.count(" ") == 2)]
+    """The file the worker's instances append each handled event to, its partitions deleted afterwards."""
+    with partitions_deleted(broker_url, namespace, "tracker"):
+        yield tmp_path / "handled.txt"
 
 
 def test_two_instances_handle_each_flows_events_in_order_through_a_sigkill(eda, broker, broker_url, namespace,

@@ -403,9 +403,9 @@ def test_on_a_testbus_a_delayed_reaction_waits_until_advance_lets_its_time_pass(
         assert bus.scheduled() == []
 
 
-def test_an_async_handlers_delayed_reaction_is_written_too():
+def async_reminder():
+    """An async worker whose every order.placed schedules a stock-replenished 30 s later, and an order."""
     from eda import Worker, handles
-    from eda.testing import TestBus
 
     class Reminder(Worker):
         name = "async-reminder"
@@ -416,6 +416,13 @@ def test_an_async_handlers_delayed_reaction_is_written_too():
 
     order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
              "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    return Reminder, order
+
+
+def test_an_async_handlers_delayed_reaction_is_written_too():
+    from eda.testing import TestBus
+
+    Reminder, order = async_reminder()
     with TestBus(Reminder) as bus:
         placed = bus.publish("order-placed", order)
         [waiting] = bus.scheduled()
@@ -427,7 +434,6 @@ def test_an_async_handlers_delayed_reaction_is_written_too():
 def test_an_async_worker_opens_its_outbox_off_its_event_loop(monkeypatch):
     # Opening the outbox connects to its database and may create its table: never on the event loop,
     # where every other handler of the worker would wait for it.
-    from eda import Worker, handles
     from eda.outbox.scheduling import Scheduling
     from eda.testing import TestBus
 
@@ -445,15 +451,7 @@ def test_an_async_worker_opens_its_outbox_off_its_event_loop(monkeypatch):
     monkeypatch.setattr(Scheduling, "__init__", recorded_init)
     monkeypatch.setattr(Scheduling, "write", recorded_write)
 
-    class Reminder(Worker):
-        name = "async-reminder"
-
-        @handles("order.placed")
-        async def later(self, event, ctx):
-            ctx.publish("stock-replenished", STOCK, delay=timedelta(seconds=30))
-
-    order = {"order_id": "o-1", "user_id": "u-1", "total_amount": "10.00",
-             "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    Reminder, order = async_reminder()
     with TestBus(Reminder) as bus:
         bus.publish("order-placed", order)
         bus.publish("order-placed", {**order, "order_id": "o-2"})
