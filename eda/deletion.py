@@ -96,15 +96,15 @@ def delete(connection, topology: Topology, workers, *, exchanges: bool) -> list[
     return deleted
 
 
-def delete_topology(settings: Settings, *workers: "type[Worker] | str") -> list[Deleted]:
-    """Delete a namespace's exchanges and the queues of ``workers`` (Worker classes or names): work,
-    retry and dead-letter queues, an ordered worker's partitions as far as they go. For a namespace made
-    for a while (a demo, a test): what is in those queues is gone. What is not there is no error.
-    Returns what was deleted, as ``eda topology delete`` says it."""
+def delete_topology(settings: Settings, *workers: "type[Worker] | str", exchanges: bool = True) -> list[Deleted]:
+    """Delete the queues of ``workers`` (Worker classes or names): work, retry and dead-letter queues, an
+    ordered worker's partitions as far as they go; and, unless ``exchanges`` is False, the namespace's
+    exchanges. For a namespace made for a while (a demo, a test): what is in those queues is gone. What
+    is not there is no error. Returns what was deleted, as ``eda topology delete`` says it."""
     connection = open_connection(settings)
     try:
         named = [worker if isinstance(worker, str) else worker.name for worker in workers]
-        return delete(connection, Topology.from_settings(settings), named, exchanges=True)
+        return delete(connection, Topology.from_settings(settings), named, exchanges=exchanges)
     finally:
         connection.release()
 

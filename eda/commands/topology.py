@@ -49,9 +49,7 @@ def topology_delete(workers, yes, settings):
     worker named those of every worker of the app and the namespace's exchanges; print what was deleted
     and how many events went with each queue."""
     from eda import discovery
-    from eda.connection import open_connection
-    from eda.deletion import delete, describe, summary
-    from eda.topology import Topology
+    from eda.deletion import delete_topology, describe, summary
 
     named = [discovery.get(name).name for name in dict.fromkeys(workers)]  # an unknown worker: one line, exit 2
     targets = named or list(discovery.discover())
@@ -60,11 +58,7 @@ def topology_delete(workers, yes, settings):
             f"{settings.namespace}")
     if not yes:
         raise ConfigError(f"topology delete deletes {what}, and the events in them, for good; add --yes to confirm")
-    conn = open_connection(settings)
-    try:
-        deleted = delete(conn, Topology.from_settings(settings), targets, exchanges=not named)
-    finally:
-        conn.release()
+    deleted = delete_topology(settings, *targets, exchanges=not named)
     for item in deleted:
         click.echo(describe(item))
     click.echo(summary(deleted, settings.namespace) if deleted else f"nothing to delete: {what} are not there")
