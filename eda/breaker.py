@@ -11,8 +11,8 @@ a call refused without running raises ``CircuitBreakerError``: the worker reads 
 gives the event back and counts no attempt. ``call_async`` keeps these rules for coroutine functions
 (``async def`` handlers), without holding the lock across an ``await``.
 
-A named breaker exports its state as the metric ``eda_breaker_state{name="..."}`` (0 closed, 1 open,
-2 half-open), served with the worker's other metrics (``--metrics-port``).
+A named breaker exports its state as the metric ``eda_breaker_state{name="..."}`` (0 closed, 1 half-open,
+2 open), served with the worker's other metrics (``--metrics-port``).
 """
 
 import asyncio

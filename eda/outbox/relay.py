@@ -286,7 +286,7 @@ class Relay:
             outbox_pending(*self.session.pending())
 
     def _published(self, count: int) -> None:
-        log.info("published %d events from the outbox", count, extra={"published": count})
+        log.info("published %d event%s from the outbox", count, "" if count == 1 else "s", extra={"published": count})
         if self.metrics:
             from eda.metrics import OUTBOX_PUBLISHED
 
