@@ -173,9 +173,16 @@ def publish_confirmed(settings, events, *, on_confirmed=None, progress=False) ->
 
 
 def _no_queue(event_type: str) -> str:
-    """What to do about an event no queue took: a reply is never consumed from the events exchange."""
+    """What to do about an event no queue took: start the worker that takes it; a reply is never consumed from
+    the events exchange."""
     requests = registry.requests_replied_by(event_type)
     if requests:
         return (f"{event_type} is the reply to {' and '.join(c.type for c in requests)}: the worker that answers "
                 f"a request sends it to the requester alone (`eda request {requests[0].name} ...` asks for one)")
-    return "start a worker that consumes it, or run `eda topology declare`"
+    from eda import discovery
+
+    consumers = discovery.consumers_of(event_type)
+    if not consumers:  # declaring the topology would bind no queue to it either
+        return f"no worker of the app handles {event_type} (`eda events` shows what each worker takes)"
+    return (f"start {' or '.join(f'`eda worker {name}`' for name in consumers)}, or run `eda topology declare` "
+            "so that its queue keeps the events until it starts")

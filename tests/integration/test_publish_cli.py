@@ -86,6 +86,15 @@ def test_an_event_no_queue_takes_is_an_error_not_a_success(eda, make_order):
     code, output = eda.run("publish", "order-placed", "--data", json.dumps(make_order()))
     assert code == 4
     assert "routed to no queue" in output and "eda topology declare" in output
+    # and it names the workers that take it
+    assert "start `eda worker order-saga` or `eda worker payment`" in output, output
+
+
+def test_an_event_no_worker_of_the_app_takes_says_so_instead_of_suggesting_a_declare(eda):
+    code, output = eda.run("publish", "inventory-depleted", "--data", json.dumps({"sku": "SKU-1", "remaining": 2}))
+    assert code == 4 and len(output.strip().splitlines()) == 1, output
+    assert "no worker of the app handles inventory.depleted (`eda events` shows what each worker takes)" in output
+    assert "topology declare" not in output
 
 
 def test_an_unreachable_broker_fails_fast_without_showing_the_password(eda, make_order):
