@@ -61,20 +61,25 @@ class WakeUp:
         self._close()
 
 
-def wait(connection, wakeup: WakeUp, timeout: float) -> None:
+def wait(connection, wakeup: WakeUp, timeout: float, driver=None) -> None:
     """Block until the py-amqp ``connection``'s socket has frames or ``wakeup`` was woken (at most
     ``timeout`` seconds), then hand every complete frame to py-amqp and clear the wake-up: the owning
-    thread's wait in the worker's I/O loop and in the requester's."""
+    thread's wait in the worker's I/O loop and in the requester's. With ``driver`` (an
+    eda.runtime.aio.DrivenLoop) the wait runs that event loop, and also ends when a task hands back."""
     reader = frame_reader.reader_of(connection)
     if reader is not None and reader.pending():
         timeout = 0  # frames read ahead by a synchronous call's wait: handle them now
-    ready, _, _ = select.select([connection.sock, wakeup.read_fd], [], [], timeout)
-    if wakeup.read_fd in ready:
+    if driver is None:
+        ready, _, _ = select.select([connection.sock, wakeup.read_fd], [], [], timeout)
+        readable, woken = connection.sock in ready, wakeup.read_fd in ready
+    else:
+        readable, woken = driver.wait(connection.sock.fileno(), wakeup.read_fd, timeout)
+    if woken:
         wakeup.clear()  # before what was handed over is taken: a later hand-over wakes it again
     if reader is not None:
-        if connection.sock in ready or timeout == 0:
+        if readable or timeout == 0:
             reader.dispatch_ready(connection)  # one read for all the socket holds; every complete frame
-    elif connection.sock in ready:
+    elif readable:
         # py-amqp reads a frame per call (TLS): drain until the socket has nothing complete left.
         while True:
             try:

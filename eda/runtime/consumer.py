@@ -229,11 +229,11 @@ class WorkerConsumer:
             outcome = Outcome(delivery, (), exc, time.perf_counter() - started)
         else:
             outcome = Outcome(delivery, ctx.reactions, None, time.perf_counter() - started, ctx.answer)
-        # The I/O thread is woken once for every task that finishes in this turn of the event loop: a
-        # wake-up per outcome woke it at once (the pipe write lets go of the GIL), so that the two
-        # threads took turns at the GIL for each outcome (issue 20).
+        # The I/O thread takes the outcomes of every task finishing in this turn of the event loop at
+        # once: a wake-up per outcome woke it at once (the pipe write lets go of the GIL), so that the
+        # two threads took turns at the GIL for each outcome (issue 20).
         self.runner.hand_back(outcome, wake=False)
-        self.pool.after_this_turn(self.runner.wake_for_outcomes)
+        self.pool.outcome_ready(self.runner.wake_for_outcomes)
 
     def _write_scheduled(self, scheduled) -> None:
         self.scheduled_reactions().write(scheduled)

@@ -16,6 +16,11 @@ from tests.support import Accounting, Broker, handled, in_ci, wait_until
 
 pytestmark = pytest.mark.integration
 
+# The payment worker with handler threads, and with `async def` handlers run on the event loop that its I/O
+# thread drives (a lost connection's socket must leave that loop before the next one's joins it).
+STYLES = pytest.mark.parametrize("style", [{}, {"EDA_APP": "eda_shop.workers.payment_async"}],
+                                 ids=["threads", "async"])
+
 
 class BrokerApp:
     """The RabbitMQ application of the local node, stopped and started with rabbitmqctl."""
@@ -119,12 +124,13 @@ def proxy(broker_url):
     tcp_proxy.close()
 
 
+@STYLES
 def test_a_network_cut_is_reconnected_and_loses_nothing(eda, broker, proxy, broker_url, namespace, gateway,
-                                                        make_order):
+                                                        make_order, style):
     # Given a payment worker reaching the broker through a proxy, charging orders on a slow gateway
     gateway.simulation.latency = 0.2
     worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_PAYMENT_GATEWAY_URL=gateway.url,
-                        EDA_CONCURRENCY=2)
+                        EDA_CONCURRENCY=2, **style)
     spy = broker.spy("payment.*")
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(10)))
     worker.wait_for_log(handled("order.placed"))
@@ -138,11 +144,12 @@ def test_a_network_cut_is_reconnected_and_loses_nothing(eda, broker, proxy, brok
     assert worker.proc.poll() is None
 
 
+@STYLES
 @pytest.mark.parametrize("mid_frame", [False, True], ids=["between-frames", "mid-frame"])
 def test_a_broker_gone_silent_is_found_by_heartbeats_and_reconnected(eda, broker, proxy, broker_url, make_order,
-                                                                     mid_frame):
+                                                                     mid_frame, style):
     # Given a worker with 1s heartbeats, through a proxy
-    worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_HEARTBEAT=1)
+    worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_HEARTBEAT=1, **style)
     # When the broker goes silent: no byte, no close, nothing (or half a frame, then nothing)
     proxy.go_silent(mid_frame=mid_frame)
     # Then the missed heartbeats tell the worker the connection is lost
