@@ -223,6 +223,25 @@ def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker
     assert broker.depth(f"{namespace}.ledger.dlq") == 0
 
 
+def test_the_shops_ledger_holds_a_refund_that_overtook_its_charge_until_the_charge_comes(eda, broker, namespace):
+    # Given the ledger alone (while a quorum queue's leader moves, a charge's copy for the ledger may be
+    # enqueued after the refund that inventory's copy of it led to)
+    worker = eda.worker("ledger")
+    # When the refund comes first
+    eda.publish("payment-refunded", {"orderId": "o-late", "paymentId": "p-late", "amount": "20.00", "userId": "u-9"})
+    worker.wait_for_log(lambda r: r.get("message") == "refund of order o-late came before its charge: held until "
+                        "the charge comes", timeout=60, what="the refund held")
+    # and then its charge
+    eda.publish("payment-succeeded", {"orderId": "o-late", "paymentId": "p-late", "amount": "20.00", "userId": "u-9",
+                                      "items": [{"sku": "SKU-1", "quantity": 1}]})
+    # Then the ledger applies the charge, then the refund, and nothing is dead-lettered
+    worker.wait_for_log(lambda r: r.get("message") == "refund of u-9 20.00: balance 0.00", timeout=60,
+                        what="u-9's refund in the ledger")
+    lines = [r.get("message") for r in worker.records if r.get("worker") == "ledger" and r.get("user_id") == "u-9"]
+    assert lines == ["charge of u-9 20.00: balance 20.00", "refund of u-9 20.00: balance 0.00"]
+    assert broker.depth(f"{namespace}.ledger.dlq") == 0
+
+
 def test_fewer_partitions_take_the_extra_ones_off_the_ring_and_drain_them(eda, broker, namespace, record):
     # Given an ordered worker's six partitions holding events, no instance running
     code, output = eda.run("topology", "declare", EDA_APP=APP, EDA_PARTITIONS=6)
