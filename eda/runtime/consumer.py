@@ -332,16 +332,17 @@ class WorkerConsumer:
             self.finished(delivery)
         return unstarted
 
-    def flush_acks(self) -> None:
+    def flush_acks(self, final: bool = False) -> None:
         """Send the acks held since the last turn of the I/O loop (amqp transport only). A worker with
         every slot taken turns its loop for every few outcomes: its acks go out at most every
-        ACK_INTERVAL seconds (or every ``flush_at`` acks), not with a socket write per turn."""
+        ACK_INTERVAL seconds (or every ``flush_at`` acks), not with a socket write per turn. ``final``:
+        every held ack now (the worker stops)."""
         acks = getattr(self.consumer, "acks", None)
         if acks is not None and acks.done:
             now = time.monotonic()
-            if self.in_flight < self.window or now >= self.next_ack_flush:
+            if final or self.in_flight < self.window or now >= self.next_ack_flush:
                 self.next_ack_flush = now + ACK_INTERVAL
-                acks.flush()
+                acks.flush(force=final)
 
     @property
     def idle(self) -> bool:

@@ -209,6 +209,6 @@ class PartitionedConsumer(WorkerConsumer):
     def give_back(self) -> None:
         """Nothing is given back one by one: the connection's close returns each partition's events in order."""
 
-    def flush_acks(self) -> None:
+    def flush_acks(self, final: bool = False) -> None:
         for partition in self.partitions:
-            partition.consumer.acks.flush()
+            partition.consumer.acks.flush(force=final)

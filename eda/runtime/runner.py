@@ -259,6 +259,7 @@ class Runner:
                     for c in self.consumers:
                         c.stop()
                 if self.drained():
+                    self._flush_held()
                     log.info("stopped: every running handler finished and was acked")
                     return EXIT_OK
                 if time.monotonic() > self._deadline:
@@ -270,6 +271,15 @@ class Runner:
                     logging.shutdown()
                     os._exit(EXIT_FORCED)  # pool threads still run user code: do not wait for them
             self.turn()
+
+    def _flush_held(self) -> None:
+        """Send every ack still held, before the connection closes. An event can be settled outside a
+        turn's flush: the confirm of its reaction read while ``basic.cancel`` waited for its answer at
+        the stop. Its held ack would not go out, and the broker would deliver the event again."""
+        with self._batched_writes():
+            for c in self.consumers:
+                c.flush_records()
+                c.flush_acks(final=True)
 
     def turn(self, timeout: float | None = None) -> None:
         """One turn of the I/O loop: wait until the broker or a handler has something (at most a

@@ -2,11 +2,16 @@
 is charged twice or takes its stock twice."""
 
 import signal
+import threading
+import time
 import uuid
 
+import amqp
 import pytest
 
-from tests.support import Accounting, handled, wait_until
+from eda import Middleware, Settings, running
+from eda_shop.workers.shipping import Shipping
+from tests.support import Accounting, cloud_event, handled, reservation, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +197,46 @@ def test_the_same_inventory_reserved_twice_is_shipped_once(eda, broker):
     assert len(spy.of_type("order.shipped")) == 1
     assert not any(handled()(r) for r in again.records)
     wait_until(lambda: broker.depth(f"{broker.namespace}.shipping") == 0, message="the duplicate acked")
+
+
+class StopRightAfterPublishing(Middleware):
+    """Stops the worker from its I/O thread right after a reaction is written, its confirm still to come."""
+
+    def __init__(self):
+        self.runner = None
+        self.stopped = threading.Event()
+
+    def on_ready(self, runner):
+        self.runner = runner
+
+    def publish(self, message, call_next):
+        result = call_next(message)
+        self.runner.stop()
+        self.stopped.set()
+        return result
+
+
+def test_a_stop_while_a_reactions_confirm_is_on_its_way_still_acks_the_event(broker, broker_url, namespace, tmp_path,
+                                                                             monkeypatch):
+    # Given shipping run in this process, told to stop as soon as it has written its reaction, and a
+    # basic.cancel that waits until the reaction's confirm has reached the socket: the stop's cancel then
+    # reads the confirm while it waits for its answer, outside a turn of the I/O loop (seen in CI as a race)
+    cancel = amqp.Channel.basic_cancel
+
+    def late_cancel(channel, *args, **kwargs):
+        time.sleep(0.3)
+        return cancel(channel, *args, **kwargs)
+
+    monkeypatch.setattr(amqp.Channel, "basic_cancel", late_cancel)
+    stopper = StopRightAfterPublishing()
+    settings = Settings(broker_url=broker_url, namespace=namespace, state_dir=tmp_path)
+    spy = broker.spy("order.shipped")
+    with running(Shipping, settings=settings, middleware=[stopper]):
+        # When a reservation arrives
+        event = cloud_event("inventory.reserved", reservation())
+        broker.publish("inventory.reserved", event, message_id=event["id"], type="inventory.reserved",
+                       content_type="application/cloudevents+json")
+        assert stopper.stopped.wait(15)
+    # Then the order is shipped, and the reservation was acked before the connection closed: none is left
+    spy.wait_for("order.shipped", where=lambda e: e.get("causationid") == event["id"])
+    assert broker.depth(f"{namespace}.shipping") == 0
