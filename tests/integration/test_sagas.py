@@ -166,8 +166,9 @@ def test_a_timeout_falling_due_while_the_saga_is_down_cancels_and_refunds_the_or
     [cancelled] = spy.wait_for("order.cancelled", timeout=30)
     assert cancelled["data"] == {"orderId": order_id, "reason": "payment_timeout", "userId": "u-0"}
     assert cancelled["correlationid"] == placed_id  # the order's flow
-    # When payment starts at last: it finds the order, then its cancellation, in its queue
-    eda.worker("payment")
+    # When payment starts at last: it finds the order, then its cancellation, in its queue, and takes them
+    # one at a time (at a higher concurrency the cancellation may be handled first: then nothing is charged)
+    eda.worker("payment", EDA_CONCURRENCY=1)
     # Then the charge that lands is refunded, nothing is reserved or shipped, and the saga ends refunded
     spy.wait_for("payment.refunded", timeout=60)
     wait_until(lambda: instances(database, namespace)[order_id][2], timeout=30, message="the order's saga completed")
