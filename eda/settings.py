@@ -107,6 +107,18 @@ SPECS = {
 }
 
 
+def _without_password(url: str) -> str:
+    """Any URL (a database's) with its password replaced; not shown at all where it cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return "<URL not shown: it cannot be parsed>"
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and messages; never raises. A URL that cannot be
     parsed is not shown at all, since any part of it may be the password."""
@@ -266,6 +278,9 @@ class Settings:
     # worker`` fills it from its options; a test passes it). A worker declares those settings itself
     # (eda.worker_settings), which reads its EDA_<WORKER>_<SETTING> variables where no value is given.
     worker_options: Mapping = field(default_factory=dict, hash=False)
+    # Where those variables are read: the process environment as Settings.from_env found it; none for
+    # Settings built by hand, which read no variable at all (so a shell's EDA_* never reaches a TestBus).
+    environ: Mapping = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def __post_init__(self):
         # Values arrive as strings from the environment: coerce and check them here, once.
@@ -308,11 +323,20 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":
-        """Settings from ``EDA_*`` variables, with explicit values (e.g. CLI options) winning."""
-        environ = os.environ if environ is None else environ
+        """Settings from ``EDA_*`` variables, with explicit values (e.g. CLI options) winning; the
+        workers' own settings read their variables from the same environment."""
+        environ = dict(os.environ if environ is None else environ)  # a plain dict: Settings may be pickled
         values = {name: environ.get(spec.env) for name, spec in SPECS.items()}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if v is not None}, environ=environ)
+
+    def __repr__(self) -> str:
+        """The settings with no password in them (a repr ends up in test failures and debug logs)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["broker_url"] = redact_url(self.broker_url)
+        if self.database_url:
+            shown["database_url"] = _without_password(self.database_url)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)

@@ -7,7 +7,8 @@ worker's option or variable.
 
 ``self.stock_threshold`` is then the value given for this worker (``eda worker inventory
 --stock-threshold 3``, or ``Settings(worker_options={"inventory": {"stock_threshold": 3}})``), else
-the variable ``EDA_INVENTORY_STOCK_THRESHOLD``, else the default. ``eda worker a b``, where both
+the variable ``EDA_INVENTORY_STOCK_THRESHOLD`` (for settings read by ``Settings.from_env``: a
+``Settings`` built by hand, a TestBus's, reads no variable), else the default. ``eda worker a b``, where both
 declare a setting of one name, offers ``--a-<setting>`` and ``--b-<setting>`` instead of the bare
 option. A setting whose option or variable would be eda's own (``--concurrency``) is a start error
 (``check``); a value that is not of the setting's type fails when the worker starts, as a one-line
@@ -17,7 +18,6 @@ error naming the option and variable, and so does no value (or an empty one) for
 
 import builtins
 import math
-import os
 import re
 from collections.abc import Mapping
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -174,9 +174,9 @@ class Setting(Generic[T]):
 
     def raw(self, settings, worker: str):
         """What was given for this setting of the named worker: its ``worker_options`` value (the option
-        under ``eda worker``), else its variable's, else None."""
+        under ``eda worker``), else its variable's in the settings' environment, else None."""
         given = given_values(settings, worker).get(self.name)
-        return given if given is not None else os.environ.get(self.variable(worker))
+        return given if given is not None else getattr(settings, "environ", {}).get(self.variable(worker))
 
     def missing(self, worker: str, option: str) -> str:
         """The error of a required setting given no value (or an empty one)."""

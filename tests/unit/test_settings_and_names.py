@@ -162,3 +162,14 @@ def test_a_bad_value_of_a_workers_own_setting_is_a_one_line_error_at_start():
     result = CliRunner().invoke(main, ["worker", "inventory", "--stock-threshold", "-1"])
     assert (result.exit_code, result.output) == (
         2, "error: --stock-threshold (EDA_INVENTORY_STOCK_THRESHOLD): must be at least 0\n")
+
+
+def test_the_settings_repr_shows_no_password():
+    # Given settings holding the broker's and the database's passwords
+    settings = Settings(broker_url="amqp://shop:s3cret@rabbit:5672//",
+                        database_url="postgresql://shop:s3cret@db:5432/shop")
+    # When they are shown (a test failure, a debug line)
+    shown = repr(settings)
+    # Then neither password is, and the rest is
+    assert "s3cret" not in shown
+    assert "amqp://shop:***@rabbit:5672//" in shown and "postgresql://shop:***@db:5432/shop" in shown

@@ -34,21 +34,21 @@ def clean_env(monkeypatch):
 def test_a_setting_reads_the_variable_named_after_its_worker(clean_env):
     clean_env.setenv("EDA_BILLING_BATCH", "50")
     clean_env.setenv("EDA_BATCH", "99")  # the old, shared name: not read any more
-    assert Billing(Settings()).batch == 50
-    assert Billing(Settings()).timeout == 2.5  # the default, where nothing is given
+    assert Billing(Settings.from_env()).batch == 50
+    assert Billing(Settings.from_env()).timeout == 2.5  # the default, where nothing is given
 
 
 def test_the_variable_takes_the_worker_name_upper_cased_with_dashes_and_dots_as_underscores(clean_env):
     assert variable_name("payment", "gateway_url") == "EDA_PAYMENT_GATEWAY_URL"
     assert variable_name("order-audit.v2", "batch") == "EDA_ORDER_AUDIT_V2_BATCH"
     clean_env.setenv("EDA_MAIL_OUT_TIMEOUT", "7.5")
-    assert Mailing(Settings()).timeout == 7.5
+    assert Mailing(Settings.from_env()).timeout == 7.5
 
 
 def test_two_workers_with_a_setting_of_one_name_read_a_variable_each(clean_env):
     clean_env.setenv("EDA_BILLING_TIMEOUT", "3")
     clean_env.setenv("EDA_MAIL_OUT_TIMEOUT", "4")
-    assert (Billing(Settings()).timeout, Mailing(Settings()).timeout) == (3.0, 4.0)
+    assert (Billing(Settings.from_env()).timeout, Mailing(Settings.from_env()).timeout) == (3.0, 4.0)
 
 
 def test_a_value_given_for_the_worker_wins_over_its_variable(clean_env):
@@ -77,7 +77,7 @@ def test_a_value_out_of_bounds_is_one_line_when_the_worker_is_made(clean_env, en
     for key, value in env.items():
         clean_env.setenv(key, value)
     with pytest.raises(ConfigError) as raised:
-        Billing(Settings())
+        Billing(Settings.from_env())
     assert str(raised.value).startswith(message)
 
 
@@ -156,7 +156,7 @@ def test_env_names_a_variable_of_ones_own_outside_edas_names(clean_env):
 
     clean_env.setenv("ACME_API_URL", "https://api.acme.example")
     clean_env.setenv("EDA_VENDOR_API_URL", "https://ignored.example")
-    assert Vendor(Settings()).api_url == "https://api.acme.example"
+    assert Vendor(Settings.from_env()).api_url == "https://api.acme.example"
     with pytest.raises(DefinitionError, match="EDA_\\* variables are eda's"):
         Setting(1, env="EDA_CONCURRENCY")
 
@@ -166,7 +166,7 @@ def test_the_shops_settings_have_bounds(clean_env):
 
     clean_env.setenv("EDA_PAYMENT_BREAKER_FAIL_MAX", "0")
     with pytest.raises(ConfigError, match="--breaker-fail-max \\(EDA_PAYMENT_BREAKER_FAIL_MAX\\)"):
-        Payment(Settings())
+        Payment(Settings.from_env())
 
 
 def test_both_payment_styles_read_the_payment_variables(clean_env):
@@ -177,7 +177,7 @@ def test_both_payment_styles_read_the_payment_variables(clean_env):
                        ("EDA_PAYMENT_BREAKER_FAIL_MAX", "9"), ("EDA_PAYMENT_BREAKER_RESET_TIMEOUT", "11")):
         clean_env.setenv(key, value)
     for style in (Payment, AsyncPayment):
-        worker = style(Settings())
+        worker = style(Settings.from_env())
         assert (worker.gateway_url, worker.gateway_timeout, worker.breaker_fail_max, worker.breaker_reset_timeout) == (
             "http://gw:8080", 7.0, 9, 11.0), style.__name__
     check([Payment])
@@ -207,7 +207,7 @@ def test_a_required_setting_given_no_value_is_a_start_error_under_runner_and_tes
         clean_env.delenv(name, raising=False)
     for name, value in given.items():
         clean_env.setenv(name, value)
-    settings = Settings(state_dir=tmp_path)
+    settings = Settings.from_env(state_dir=tmp_path)
     # When it is started by a Runner or a TestBus, or made by hand
     # Then the start is refused with one line naming the option and the variable
     for start in (lambda: Runner([Archiving], settings), TestBus(Archiving, settings=settings).__enter__,
@@ -220,7 +220,8 @@ def test_a_required_setting_given_no_value_is_a_start_error_under_runner_and_tes
 def test_a_required_setting_given_by_options_or_its_variable_has_that_value(clean_env, tmp_path):
     clean_env.delenv("EDA_ARCHIVING_COPIES", raising=False)
     clean_env.setenv("EDA_ARCHIVING_BUCKET", "s3://from-the-variable")
-    with TestBus(Archiving, settings=Settings(state_dir=tmp_path), options={"archiving": {"copies": 2}}) as bus:
+    with TestBus(Archiving, settings=Settings.from_env(state_dir=tmp_path),
+                 options={"archiving": {"copies": 2}}) as bus:
         worker = bus.worker("archiving")
         assert (worker.bucket, worker.copies) == ("s3://from-the-variable", 2)
     with TestBus(Archiving, settings=Settings(state_dir=tmp_path),
@@ -231,3 +232,15 @@ def test_a_required_setting_given_by_options_or_its_variable_has_that_value(clea
 def test_a_required_setting_with_a_default_is_a_definition_error():
     with pytest.raises(DefinitionError, match=r"Setting\('x', required=True\): a required setting has no default"):
         Setting("x", required=True)
+
+
+def test_a_test_bus_reads_no_variable_of_the_shell_unless_given_settings_from_the_environment(clean_env):
+    # Given a shell that exports a worker's setting
+    clean_env.setenv("EDA_BILLING_BATCH", "50")
+    # When a TestBus runs that worker with its default settings, or with settings built by hand
+    # Then the worker has its default: what the shell exports does not change a test
+    with TestBus(Billing) as bus:
+        assert bus.worker("billing").batch == 10
+    assert Billing(Settings()).batch == 10
+    # And settings read from the environment read the worker's variable too, as eda worker's do
+    assert Billing(Settings.from_env()).batch == 50
