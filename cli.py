@@ -39,8 +39,8 @@ def main(app):
 @settings_options(*COMMON, *WORKER)
 @app_option
 def worker(names, settings, **own):
-    """Run the named workers (e.g. `eda worker payment`) until SIGTERM or SIGINT. The settings a worker
-    declares itself are options too: `eda worker NAME --help` shows them."""
+    """Run the named workers until SIGTERM or SIGINT. The settings a worker declares itself are
+    options too: `eda worker NAME --help` shows them."""
     from eda import discovery
     from eda.runtime.runner import Runner
     from eda.worker_checks import check as check_workers

@@ -167,6 +167,34 @@ class WorkerCommand(click.Command):
         helps = params and "--help" in params[-1].opts  # the help option stays last
         return [*params[:-1], *own, params[-1]] if helps else [*params, *own]
 
+    def format_epilog(self, ctx, formatter):
+        """``eda worker --help`` names the workers there are to run (the app's, not an example's)."""
+        if not ctx.meta.get("eda.worker_names"):
+            from eda import discovery
+
+            with formatter.section("Workers (`eda worker NAME --help` shows a worker's own options)"):
+                try:
+                    workers = discovery.discover()
+                except EdaError as exc:
+                    formatter.write_text(f"cannot list them: {exc}")
+                else:
+                    formatter.write_dl([(name, cls.description or "") for name, cls in workers.items()]) \
+                        if workers else formatter.write_text("none found: name the app with --app (EDA_APP)")
+        super().format_epilog(ctx, formatter)
+
+    @staticmethod
+    def help_path(ctx) -> str:
+        """Where a usage error of ``eda worker NAMES`` points: that command's help, which has the named
+        workers' own options (``eda worker --help`` has not)."""
+        from eda import discovery
+
+        try:
+            known = discovery.discover()
+        except EdaError:
+            known = {}
+        names = [n for n in dict.fromkeys(ctx.meta.get("eda.worker_names", ())) if n in known]
+        return " ".join((ctx.command_path, *names))
+
     @staticmethod
     def _own_params(names, params) -> list[click.Option]:
         from eda import discovery, worker_settings
@@ -263,7 +291,8 @@ class Group(click.Group):
         except click.ClickException as exc:
             message = " ".join(exc.format_message().split())  # one line, whatever click wrapped
             ctx = getattr(exc, "ctx", None)
-            hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
+            path = ctx and (WorkerCommand.help_path(ctx) if isinstance(ctx.command, WorkerCommand) else ctx.command_path)
+            hint = f" (see '{path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
             click.echo(f"error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:

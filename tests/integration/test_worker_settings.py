@@ -50,7 +50,16 @@ def test_two_workers_declaring_one_setting_get_a_prefixed_option_each(eda, app):
     code, output = eda.run("worker", "reports", "audits", "--timeout", "3", **app)
     assert code == 2 and output.startswith("error: No such option '--timeout'"), output
     assert "'--audits-timeout', '--reports-timeout'" in output  # click names the options there are
+    assert output.endswith("(see 'eda worker reports audits --help')")  # the help that lists those options
     assert len(output.splitlines()) == 1, output
+
+
+def test_help_without_a_name_lists_the_apps_workers_and_where_their_options_are(eda, app):
+    code, output = eda.run("worker", "--help", **app)
+    text = " ".join(output.split())
+    assert code == 0, output
+    assert "Workers (`eda worker NAME --help` shows a worker's own options):" in text
+    assert "reports" in text and "audits" in text and "payment" not in text  # the app's workers, not the shop's
 
 
 def test_help_shows_each_setting_of_the_named_worker_with_its_variable(eda, app):
