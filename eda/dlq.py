@@ -15,6 +15,7 @@ import click
 from eda import names
 from eda.cli_support import columns
 from eda.connection import open_connection
+from eda.contracts.binary import claimed_identity
 from eda.errors import NotFound, PublishError
 from eda.publishing.publisher import Publisher
 from eda.runtime import failures
@@ -48,28 +49,13 @@ def _first_death(headers) -> dict | None:
     return None
 
 
-def _event_id_and_type(message) -> tuple:
-    """The event's id and type from its AMQP properties, or from a CloudEvent body without them."""
-    props = message.properties
-    event_id, event_type = props.get("message_id"), props.get("type")
-    if event_id is None or event_type is None:
-        try:
-            body = json.loads(message.body)
-        except (TypeError, ValueError):
-            body = None
-        if isinstance(body, dict):
-            event_id = event_id or body.get("id")
-            event_type = event_type or body.get("type")
-    return event_id, event_type
-
-
 def dead_event(message) -> dict:
     """What a dead-lettered message says: which event, and why, when and after how many retries it died.
 
     A copy dead-lettered by the broker itself (a reject, a quorum queue's delivery limit) carries no
     ``eda-*`` reason; its ``x-death`` reason is shown instead."""
     headers = message.headers or {}
-    event_id, event_type = _event_id_and_type(message)
+    event_id, event_type = claimed_identity(message.body, message.properties, headers)
     exception_type, exception_message = headers.get("eda-exception-type"), headers.get("eda-exception-message")
     failed_at = headers.get("eda-failed-at")
     if exception_type is None and headers.get("x-death"):
@@ -150,7 +136,7 @@ class DeadLetters:
             message = channel.basic_get(queue, no_ack=False)
             if message is None:
                 break
-            if event_id is None or _event_id_and_type(message)[0] == event_id:
+            if event_id is None or claimed_identity(message.body, message.properties, message.headers)[0] == event_id:
                 taken += 1
                 yield message
         if event_id is not None and not taken:

@@ -53,3 +53,28 @@ def decode_message(body: bytes, content_type=None, headers=None, accepted_types=
     if is_binary(content_type, headers):
         body = structured(body, content_type, headers)
     return decode(body, accepted_types)
+
+
+def claimed_identity(body, properties, headers) -> tuple:
+    """The id and type a message says it has, whether or not it is a valid event (to name a poison
+    message in logs and in ``eda dlq``): its AMQP properties, its ce-* headers, or its JSON body's."""
+    event_id, event_type = properties.get("message_id"), properties.get("type")
+    if headers:
+        event_id = event_id or _shown(headers.get(PREFIX + "id"))
+        event_type = event_type or _shown(headers.get(PREFIX + "type"))
+    if event_id is None or event_type is None:
+        try:
+            wire = orjson.loads(body)
+        except (TypeError, ValueError):
+            wire = None
+        if isinstance(wire, dict):
+            event_id = event_id or _shown(wire.get("id"))
+            event_type = event_type or _shown(wire.get("type"))
+    return event_id, event_type
+
+
+def _shown(value):
+    """A claimed attribute as text, or None where it is not text."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None

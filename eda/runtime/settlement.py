@@ -12,6 +12,7 @@ import logging
 
 from eda import names, tracing
 from eda.middleware import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED
+from eda.contracts.binary import claimed_identity
 from eda.runtime import answers, failures
 from eda.runtime.observing import tell
 from eda.runtime.consumer import Delivery, Outcome
@@ -226,7 +227,8 @@ class Settlement:
             fields.update(event_id=d.event.id, event_type=d.event.type, correlation_id=d.event.correlation_id)
             if d.event.span is not None:  # tracing on: the line joins the event's trace
                 fields.update(tracing.span_ids(d.event.span))
-        else:
-            fields["event_id"] = d.message.properties.get("message_id")
+        else:  # not a valid event: what it says it is, if anything
+            event_id, event_type = claimed_identity(d.message.body, d.message.properties, d.message.headers)
+            fields.update(event_id=event_id, event_type=event_type)
         fields.update(extra)
         return fields

@@ -249,3 +249,24 @@ def test_a_retried_copy_is_checked_against_its_original_routing_key(eda, broker,
     assert dead.headers["eda-exception-type"] == "ContractError", dead.headers
     assert mismatched["id"] not in caused(spy, "order.shipped")
     assert worker.proc.poll() is None, worker.output
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_an_event_with_invalid_data_from_another_client_is_named_by_its_id_in_the_log_and_the_dlq(eda, broker, mode):
+    # Given a running shipping worker
+    worker = eda.worker("shipping")
+    # When another client publishes an envelope that is well formed but whose data breaks the contract,
+    # without a message_id or type property (structured: all in the body; binary: the ce-* headers)
+    body = cloud_event("inventory.reserved", {"orderId": 42})
+    if mode == "structured":
+        message = ("inventory.reserved", body, {}, {"content_type": CLOUDEVENTS})
+    else:
+        headers = {f"ce-{k}": v for k, v in body.items() if k not in ("data", "datacontenttype")}
+        message = ("inventory.reserved", body["data"], headers, {"content_type": "application/json"})
+    publish(broker, [message])
+    # Then the worker's dead-letter line names the event by the id and type it carries
+    line = worker.wait_for_log(lambda r: r.get("message") == "dead-lettered (contract)", timeout=30)
+    assert (line["event_id"], line["event_type"]) == (body["id"], "inventory.reserved"), line
+    # and eda dlq show names it the same way
+    code, output = eda.run("dlq", "show", "shipping")
+    assert code == 0 and f"{body['id']}  inventory.reserved" in output, output
