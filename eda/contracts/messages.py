@@ -43,6 +43,33 @@ def unknown_keys(schema: Schema, data: dict, prefix: str = "") -> list[str]:
     return problems
 
 
+UNKNOWN = "Unknown field."  # marshmallow's message for a key its schema does not know
+
+
+def wire_hints(messages, schema: Schema):
+    """marshmallow's error messages on wire data, where a key is unknown with a suggestion: the wire
+    name it is close to (``order_id`` -> ``orderId``, the Python name written where the wire's is due)."""
+    if not isinstance(messages, dict):
+        return messages
+    by_key = {(f.data_key or n): f for n, f in schema.fields.items()}
+    camel = {re.sub(r"_(.)", lambda m: m.group(1).upper(), name): name for name in by_key}
+    out = {}
+    for key, value in messages.items():
+        field = by_key.get(key)
+        nested = _nested(field) if field is not None else None
+        if field is None and value == [UNKNOWN]:
+            guess = camel.get(re.sub(r"_(.)", lambda m: m.group(1).upper(), str(key)))
+            hint = f" (did you mean '{guess}'?)" if guess in by_key else _hint(str(key), by_key)
+            value = [f"Unknown field{hint}."]
+        elif nested is not None and isinstance(value, dict):
+            if isinstance(field, mfields.List):
+                value = {i: wire_hints(v, nested) for i, v in value.items()}
+            else:
+                value = wire_hints(value, nested)
+        out[key] = value
+    return out
+
+
 def unwritable(schema: Schema, data: dict) -> str:
     """Which top-level fields cannot be written to the wire, for the error message."""
     bad = []

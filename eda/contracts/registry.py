@@ -17,7 +17,7 @@ from eda import app
 from eda.contracts import versions
 from eda.contracts.compiled import GiveUp, compile_dump, compile_load
 from eda.contracts.data import EventData
-from eda.contracts.messages import describe, python_names, unknown_keys, unwritable
+from eda.contracts.messages import describe, python_names, unknown_keys, unwritable, wire_hints
 from eda.errors import ConfigError, ContractError, DefinitionError, UnknownEvent
 
 CLIENTS = "clients"  # publishers outside the workers: `eda publish`, the producer API, other AMQP clients
@@ -63,7 +63,8 @@ class Contract:
         try:
             return self.schema.load(data, unknown=RAISE if strict else None)
         except ValidationError as exc:
-            raise ContractError(f"{self.type}: invalid data: {describe(exc.messages)}", exc.messages) from None
+            raise ContractError(f"{self.type}: invalid data: {describe(wire_hints(exc.messages, self.schema))}",
+                                exc.messages) from None
 
     def from_python(self, data) -> tuple[dict, dict]:
         """Validate data as Python code gives it (snake_case keys, Python values): a reaction, or what

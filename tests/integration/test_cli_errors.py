@@ -61,6 +61,8 @@ def test_a_binary_file_after_valid_lines_publishes_nothing(eda, broker, payment_
     (json.dumps(valid_order())[:-1] + ', "x": ' + "[" * 900 + "]" * 900 + "}", "Unknown field"),
     (json.dumps(valid_order(orderId="PLACEHOLDER")).replace("PLACEHOLDER", "\\ud800"), "surrogate"),
     (json.dumps(valid_order(totalAmount="NaN")).replace('"NaN"', "NaN"), "NaN is not a JSON number"),
+    (json.dumps(valid_order()).replace('"totalAmount"', '"total_amount"'), "total_amount: Unknown field (did you "
+                                                                            "mean 'totalAmount'?)"),
 ])
 def test_data_json_cannot_carry_is_an_invalid_event(eda, broker, payment_queue, data, message):
     code, output = eda.run("publish", "order-placed", "--data", data)

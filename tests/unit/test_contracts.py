@@ -50,6 +50,17 @@ def test_consumers_ignore_unknown_fields_but_the_cli_rejects_them():
         contract.load({**ORDER, "giftWrap": True}, strict=True)
 
 
+def test_wire_data_written_with_python_names_is_refused_with_the_wire_name_meant():
+    # Given an order written with the Python names (order_id) where the wire has camelCase (orderId)
+    written = {("order_id" if k == "orderId" else k): v for k, v in ORDER.items()}
+    # When it is loaded as CLI input, then the error names the wire field each key stands for
+    with pytest.raises(ContractError, match=r"order_id: Unknown field \(did you mean 'orderId'\?\)"):
+        get("order-placed").load(written, strict=True)
+    # and a misspelt key gets the closest field
+    with pytest.raises(ContractError, match=r"curency: Unknown field \(did you mean 'currency'\?\)"):
+        get("order-placed").load({**ORDER, "curency": "EUR"}, strict=True)
+
+
 def test_an_event_round_trips_through_the_wire_format():
     data = get("order-placed").load(ORDER)
     event = new_event("order-placed", data, "tests")
