@@ -78,6 +78,10 @@ class JsonFormatter(OrjsonFormatter):
     Text values (the message and every extra field) are cut to MAX_VALUE characters."""
 
     _second, _second_text = None, ""
+    # RFC 3339 in UTC with milliseconds, as eda tail and the events' own time: what log shippers parse
+    # without a pattern, and the same instant whatever the host's zone.
+    converter = time.gmtime
+    default_time_format, default_msec_format = "%Y-%m-%dT%H:%M:%S", "%s.%03dZ"
 
     def add_fields(self, log_data, record, message_dict):
         rename, skip = self.rename_fields, self._skip_fields

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -67,6 +68,22 @@ def test_a_lone_surrogate_from_an_amqp_property_is_logged_as_a_replacement_chara
     logging.getLogger("eda.worker").info("dead-lettered", extra={"event_id": "\ud800abc", "attempt": 1})
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert line["event_id"] == "\ufffdabc" and line["attempt"] == 1 and line["message"] == "dead-lettered"
+
+
+def test_a_json_line_gives_its_time_in_utc_as_rfc_3339_with_milliseconds(captured, monkeypatch):
+    # Given a host whose local time is not UTC, and a line made at a known instant
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        logs.configure("json", "INFO")
+        record = logging.makeLogRecord({"name": "eda.worker", "msg": "consuming", "levelname": "INFO",
+                                        "levelno": logging.INFO, "created": 1_796_000_000.25, "msecs": 250.0})
+        line = logging.getLogger().handlers[-1].format(record)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    # Then its time is that instant in UTC, as eda tail and the events' own time give it
+    assert json.loads(line)["time"] == "2026-11-30T00:53:20.250Z"
 
 
 # The handled event's fields on a handler's own lines.
