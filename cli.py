@@ -77,7 +77,7 @@ def worker(names, settings, **own):
 def publish(event, data, file, correlation_id, source, settings):
     """Validate and publish EVENT (e.g. order-placed); print each id once the broker confirmed it.
     Every event is validated before the first is published: an invalid one publishes nothing."""
-    from eda.publishing.batch import events_from_input, publish_confirmed
+    from eda.commands.publish import events_from_input, publish_confirmed
 
     tracing.setup("eda-publish")
     check_event_options(correlation_id, source)

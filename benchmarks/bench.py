@@ -19,7 +19,8 @@ from kombu import Exchange, Queue
 from eda.contracts.envelope import Event, encode
 from eda.settings import DEFAULT_BROKER_URL, Settings
 from eda.topology import Topology
-from eda.publishing.publisher import Publisher, event_properties
+from eda.publishing.publisher import Publisher
+from eda.contracts.envelope import event_properties
 
 PREFETCH = Settings().prefetch  # raw kombu consumes with eda's default prefetch: same broker work
 ORDER = {"order_id": "ord-1", "user_id": "user-1", "total_amount": Decimal("30.00"), "currency": "USD",

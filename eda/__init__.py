@@ -31,7 +31,7 @@ _API = {
     # What handlers use
     "Breaker": "eda.breaker", "open_store": "eda.store",
     # Publishing from an application
-    "Producer": "eda.publishing.producer", "Outbox": "eda.outbox", "schedule": "eda.outbox.recurring",
+    "Producer": "eda.producer", "Outbox": "eda.outbox", "schedule": "eda.outbox.recurring",
     "Scheduled": "eda.outbox.outbox",
     # For events published another way (an application's own client, its own outbox)
     "partition_headers": "eda.publishing.partitioning", "stamp": "eda.tracing",
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); at run time
     from eda.outbox.outbox import Scheduled as Scheduled
     from eda.outbox.recurring import schedule as schedule
     from eda.publishing.partitioning import partition_headers as partition_headers
-    from eda.publishing.producer import Producer as Producer
+    from eda.producer import Producer as Producer
     from eda.sagas import Saga as Saga, starts as starts
     from eda.settings import Settings as Settings
     from eda.store import open_store as open_store

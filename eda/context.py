@@ -41,7 +41,7 @@ class Context:
         reaction = self.event.reaction(contract.type, loaded, self.source, contract.version,
                                        index=sum(1 for r, _ in self.reactions if r.type == contract.type))
         if at is not None or delay is not None:
-            from eda.outbox.due import due_time, rfc3339, derived_id
+            from eda.due import due_time, rfc3339, derived_id
 
             due = due_time(at, delay)
             reaction.id = derived_id(self.source, self.event.id, str(len(self.scheduled)))

@@ -15,6 +15,8 @@ MAX_NAME_BYTES = 255  # AMQP short string
 MAX_NAMESPACE = 100
 MAX_DELAY_MS = 2**32 - 1  # the largest retry delay (about 49.7 days); longer TTLs the broker may refuse
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ's pseudo-queue a requester's replies come to
+REQUEST_FAILED = "eda.request.failed"  # the type of the reply a request gets when its handler failed
 
 
 def check_namespace(namespace: str) -> str:

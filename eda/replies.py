@@ -16,12 +16,10 @@ import uuid
 import orjson
 
 from eda.contracts.binary import PREFIX
-from eda.contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION, Event, clip, now_rfc3339
+from eda.contracts.envelope import (CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION, Event, clip, event_properties,
+                                    now_rfc3339)
 from eda.errors import ContractError, RequestFailed
-from eda.publishing.publisher import event_properties
-
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-FAILED = "eda.request.failed"  # the type of a failure reply
+from eda.names import DIRECT_REPLY_TO, REQUEST_FAILED as FAILED  # noqa: F401 (eda.replies.DIRECT_REPLY_TO)
 
 
 def is_direct(reply_to: str) -> bool:

@@ -32,8 +32,9 @@ from eda.memory.driver import Driver
 from eda.middleware import publishing
 from eda.outbox.relay import row_event
 from eda.publishing.partitioning import partition_headers
-from eda.publishing.producer import python_event
-from eda.publishing.publisher import Publisher, event_properties
+from eda.producer import python_event
+from eda.publishing.publisher import Publisher
+from eda.contracts.envelope import event_properties
 from eda.runtime import failures
 from eda.runtime.runner import Runner
 from eda.settings import Settings

@@ -22,7 +22,6 @@ from eda.contracts import registry, versions
 from eda.contracts.envelope import Event
 from eda.errors import DefinitionError, UnknownEvent
 from eda.logs import handling
-from eda.runtime import failures
 from eda.settings import Settings
 from eda.worker_settings import declared
 
@@ -34,6 +33,17 @@ RESERVED = frozenset({"name", "description", "handlers", "record_processed", "in
 H = TypeVar("H", bound=Callable)
 
 
+HANDLER_CODES: set = set()  # the code of every @handles function: a traceback frame of one is a handler's body
+
+
+def _remember_code(function) -> None:
+    """Remember a handler's code, so that eda.runtime.failures tells a TypeError raised by calling it
+    from one raised inside it."""
+    code = getattr(function, "__code__", None) or getattr(getattr(function, "__func__", None), "__code__", None)
+    if code is not None:
+        HANDLER_CODES.add(code)
+
+
 def handles(event_type: registry.EventRef) -> Callable[[H], H]:
     """Mark a method as the handler of one event type (routing key, CLI name or contract class)."""
 
@@ -42,7 +52,7 @@ def handles(event_type: registry.EventRef) -> Callable[[H], H]:
             raise DefinitionError(f"{getattr(method, '__qualname__', method)!r}: one @handles per handler, not "
                                   f"{_shown(method.eda_handles)} and {_shown(event_type)}; write a handler for each")
         method.eda_handles = event_type
-        failures.mark_handler(method)  # a TypeError from calling it, not from its body, is a programming error
+        _remember_code(method)  # a TypeError from calling it, not from its body, is a programming error
         return method
 
     return mark

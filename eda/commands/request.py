@@ -26,8 +26,8 @@ def request(event, data, timeout, envelope, correlation_id, source, settings):
     from eda.contracts.building import build_event
     from eda.contracts.envelope import to_wire
     from eda.contracts.registry import get
-    from eda.publishing.batch import parse_json
-    from eda.publishing.producer import Producer
+    from eda.commands.publish import parse_json
+    from eda.producer import Producer
     from eda.publishing.requests import MAX_TIMEOUT
 
     tracing.setup("eda-request")

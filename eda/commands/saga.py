@@ -126,7 +126,7 @@ def _sqlite_path(settings, worker: str) -> Path:
 
 
 def _time(seconds) -> str:
-    from eda.outbox.due import rfc3339
+    from eda.due import rfc3339
 
     return rfc3339(seconds) if seconds is not None else "-"
 

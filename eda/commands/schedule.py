@@ -56,7 +56,7 @@ def schedule_recurring(as_json, settings):
     """The app's recurring schedules (declared with eda.schedule in its code): name, cron expression,
     time zone, event and next tick. `eda outbox relay` (with the same --app) publishes their ticks."""
     from eda.outbox import recurring
-    from eda.outbox.due import rfc3339
+    from eda.due import rfc3339
 
     now = time.time()
     schedules = recurring.of_app()
@@ -82,7 +82,7 @@ def schedule_cancel(event_id, settings):
     (published or cancelled already, or unknown). A relay publishing it at this very moment holds its
     row: the cancel waits for it, and then says it was published."""
     from eda.outbox import Outbox
-    from eda.outbox.due import rfc3339
+    from eda.due import rfc3339
 
     outbox = Outbox(settings)
     cancelled = outbox.cancel(event_id)
@@ -114,8 +114,8 @@ def schedule_add(event, data, at, delay, correlation_id, source, settings):
     from eda.contracts.building import build_event
     from eda.contracts.envelope import encode
     from eda.outbox import Outbox
-    from eda.outbox.due import due_time, rfc3339
-    from eda.publishing.batch import parse_json
+    from eda.due import due_time, rfc3339
+    from eda.commands.publish import parse_json
 
     if (at is None) == (delay is None):
         raise ConfigError("give the due time with exactly one of --at TIME or --delay DURATION")

@@ -5,6 +5,7 @@ runs once per event on the hot path. The data is validated by its event's marshm
 """
 
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -125,6 +126,25 @@ def to_wire(event: Event, data: dict | None = None) -> dict:
         if event.tracestate:
             wire["tracestate"] = event.tracestate
     return wire
+
+
+def event_properties(event: Event) -> dict:
+    """The AMQP properties the wire contract fixes for an event."""
+    return {"content_encoding": "utf-8", **amqp_properties(event)}
+
+
+def amqp_properties(event: Event) -> dict:
+    """``event_properties`` without content_encoding: what eda's own publisher sends, since py-amqp
+    would otherwise decode the body to str for every consumer."""
+    return {
+        "content_type": CONTENT_TYPE,
+        "delivery_mode": 2,
+        "message_id": event.id,
+        "type": event.type,
+        "correlation_id": event.correlation_id,
+        "timestamp": int(time.time()),
+        "app_id": event.source,
+    }
 
 
 def encode(event: Event, data: dict | None = None) -> bytes:

@@ -12,7 +12,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from eda import names, replies
+from eda import names
 from eda.contracts.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION
 from eda.contracts import versions
 from eda.contracts.registry import CLIENTS, Contract, all_contracts, all_versions, get
@@ -227,15 +227,15 @@ def _saga(cls) -> dict:
 
 
 FAILURE_REPLY = {  # eda.request.failed: what a worker answers a request it dead-lettered (eda.replies)
-    "name": replies.FAILED, "title": "request failed", "contentType": CONTENT_TYPE,
+    "name": names.REQUEST_FAILED, "title": "request failed", "contentType": CONTENT_TYPE,
     "summary": "A worker dead-lettered the request: its name, the exception's type and the reason.",
     "payload": {"type": "object", "required": ["specversion", "id", "source", "type", "causationid", "data"],
-                "properties": {"type": {"const": replies.FAILED}, "causationid": {"type": "string"},
+                "properties": {"type": {"const": names.REQUEST_FAILED}, "causationid": {"type": "string"},
                                "data": {"type": "object", "required": ["worker", "exceptionType", "reason"],
                                         "properties": {"worker": {"type": "string"},
                                                        "exceptionType": {"type": "string"},
                                                        "reason": {"type": "string"}}}}},
-    "bindings": {"amqp": {"messageType": replies.FAILED, "bindingVersion": AMQP_BINDING}},
+    "bindings": {"amqp": {"messageType": names.REQUEST_FAILED, "bindingVersion": AMQP_BINDING}},
 }
 
 
@@ -248,24 +248,24 @@ def _replies(contracts, channels: dict, messages: dict) -> dict:
         if c.reply is None:
             continue
         reply = c.reply_contract()
-        messages.setdefault(replies.FAILED, FAILURE_REPLY)
+        messages.setdefault(names.REQUEST_FAILED, FAILURE_REPLY)
         channel = f"{c.type}.reply"
         channels[channel] = {
             "address": None,
             "title": f"Replies to {c.type}",
-            "description": f"The requester's direct reply-to address ({replies.DIRECT_REPLY_TO}, which the broker "
+            "description": f"The requester's direct reply-to address ({names.DIRECT_REPLY_TO}, which the broker "
                            f"names for the requester's channel), reached through the default exchange with the "
-                           f"request's reply_to as routing key: {reply.type}, or {replies.FAILED} when a worker "
+                           f"request's reply_to as routing key: {reply.type}, or {names.REQUEST_FAILED} when a worker "
                            f"dead-lettered the request. Confirmed before the request is acked; never on "
                            f"the events exchange.",
             "messages": {**{def_name(v): _ref("components", "messages", def_name(v)) for v in versions.of(reply.type)},
-                         replies.FAILED: _ref("components", "messages", replies.FAILED)},
+                         names.REQUEST_FAILED: _ref("components", "messages", names.REQUEST_FAILED)},
             "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": "", "type": "direct", "durable": True},
                                   "bindingVersion": AMQP_BINDING}},
         }
         found[c.type] = {
             "address": {"location": "$message.header#/replyTo",
-                        "description": f"The request's AMQP reply_to property ({replies.DIRECT_REPLY_TO})."},
+                        "description": f"The request's AMQP reply_to property ({names.DIRECT_REPLY_TO})."},
             "channel": _ref("channels", channel),
             "messages": [_ref("channels", channel, "messages", name) for name in channels[channel]["messages"]],
         }

@@ -47,8 +47,9 @@ class Middleware:
     def on_settled(self, delivery, outcome: str) -> None:
         """An event's delivery was settled (before ``on_outcome``): ``delivery.event`` (None for a message
         that was no valid event), ``delivery.message`` (the broker's: ``headers``, ``delivery_info``,
-        ``properties``), ``delivery.worker``, ``delivery.queue``; for a middleware that follows an event
-        from ``handle`` to its end (tracing's span ends here)."""
+        ``properties``), ``delivery.worker``, ``delivery.queue``, ``delivery.origin`` (the exchange and
+        routing key it was first published with) and ``delivery.attempt`` (1 for the first); for a
+        middleware that follows an event from ``handle`` to its end (tracing's span ends here)."""
 
     def on_outcome(self, worker: str, event_type: str | None, outcome: str, seconds: float | None) -> None:
         """An event was settled: ``ok`` (acked), ``retried``, ``dead-lettered``, ``rejected`` (contract

@@ -23,7 +23,7 @@ from eda import tracing
 from eda.contracts.envelope import Event, encode
 from eda.contracts.registry import EventRef
 from eda.errors import ConfigError
-from eda.outbox.due import due_time, rfc3339
+from eda.due import due_time, rfc3339
 from eda.outbox.tables import PostgresTable, SqliteTable, connect_postgres, connect_sqlite
 from eda.contracts.building import python_event
 from eda.settings import Settings

@@ -1,7 +1,5 @@
 """Recurring schedules: an event published on every tick of a cron expression, declared in the app's
-code as Celery beat's ``beat_schedule`` is, and published by ``eda outbox relay``.
-
-    import eda
+code as Celery beat's ``beat_schedule`` is (``eda.schedule``), and published by ``eda outbox relay``.
 
     eda.schedule("0 9 * * MON-FRI", "reminder.due", {"kind": "daily"}, name="daily-reminder",
                  timezone="Europe/Paris")
@@ -25,7 +23,7 @@ from eda.contracts import registry
 from eda.contracts.building import python_event
 from eda.contracts.envelope import check_attribute, encode
 from eda.errors import ContractError, ScheduleError, UnknownEvent
-from eda.outbox.due import derived_id, rfc3339
+from eda.due import derived_id, rfc3339
 
 log = logging.getLogger("eda.outbox")
 

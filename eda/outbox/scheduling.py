@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from eda import tracing
 from eda.contracts.envelope import Event, encode
 from eda.errors import StoreUnavailable
-from eda.outbox.due import due_time, rfc3339
+from eda.due import due_time, rfc3339
 from eda.outbox.outbox import Outbox
 from eda.outbox.tables import sqlite_transaction
 from eda.contracts.building import python_event

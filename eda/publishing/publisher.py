@@ -16,7 +16,7 @@ from amqp import spec
 from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import RecoverableConnectionError
 
-from eda.contracts.envelope import CONTENT_TYPE, Event, encode
+from eda.contracts.envelope import Event, amqp_properties, encode
 from eda.errors import BrokerUnavailable, PublishError
 from eda.publishing.confirms import Confirms, Settled
 from eda.middleware import Outgoing, publish_through
@@ -24,24 +24,6 @@ from eda.publishing.partitioning import partition_headers
 
 T = TypeVar("T")
 DEFAULT_WINDOW = 1000
-
-
-def event_properties(event: Event) -> dict:
-    """The AMQP properties the wire contract fixes for an event."""
-    return {"content_encoding": "utf-8", **_amqp_properties(event)}
-
-
-def _amqp_properties(event: Event) -> dict:
-    # Without content_encoding: py-amqp would otherwise decode the body to str for every consumer.
-    return {
-        "content_type": CONTENT_TYPE,
-        "delivery_mode": 2,
-        "message_id": event.id,
-        "type": event.type,
-        "correlation_id": event.correlation_id,
-        "timestamp": int(time.time()),
-        "app_id": event.source,
-    }
 
 
 class Publisher:
@@ -87,10 +69,10 @@ class Publisher:
         headers = partition_headers(event, body) or None
         if middleware is not None:
             publish_through(middleware, Outgoing(event, exchange, event.type, body, headers or {},
-                                                 _amqp_properties(event), mandatory=mandatory, callback=callback,
+                                                 amqp_properties(event), mandatory=mandatory, callback=callback,
                                                  send=self._send_outgoing))
         else:  # the label is the event itself, made into text only if the broker refuses it
-            self._publish(exchange, event.type, body, _amqp_properties(event), headers, mandatory, event, callback,
+            self._publish(exchange, event.type, body, amqp_properties(event), headers, mandatory, event, callback,
                           event.id)
 
     def _send_outgoing(self, message: Outgoing) -> None:

@@ -26,7 +26,8 @@ from eda.contracts.envelope import Event
 from eda.errors import BrokerUnavailable, ContractError, EdaError, RequestTimeout, Unroutable
 from eda.publishing.partitioning import partition_headers
 from eda.publishing.pending import PendingRequests
-from eda.publishing.publisher import Publisher, event_properties
+from eda.publishing.publisher import Publisher
+from eda.contracts.envelope import event_properties
 from eda.settings import Settings
 from eda.topology import Topology
 from eda.wakeup import WakeUp

@@ -44,6 +44,16 @@ class Delivery:
         """The queue it was delivered from."""
         return self.consumer.queue_name
 
+    @property
+    def origin(self) -> tuple[str, str]:
+        """The exchange and routing key it was first published with (a retried or replayed copy keeps them)."""
+        return failures.origin(self.message.headers, self.message.delivery_info)
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt at the event this delivery is: 1 for the first."""
+        return failures.retry_count(self.message.headers) + 1
+
 
 class Outcome:
     """What handling a delivery gave: reactions to publish and a request's reply, or the error it raised."""

@@ -38,15 +38,6 @@ FAILURE_HEADERS = (
 OWN_HEADERS = (*FAILURE_HEADERS, RETRY_COUNT)  # kept first when a copy's headers must be cut down
 
 EDA_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # eda/ itself
-_handler_codes: set = set()  # the code of every @handles function: a frame of one is a handler's body
-
-
-def mark_handler(function) -> None:
-    """Remember a handler's code (``@handles`` calls this), so that ``classify`` tells a TypeError raised
-    by calling it from one raised inside it."""
-    code = getattr(function, "__code__", None) or getattr(getattr(function, "__func__", None), "__code__", None)
-    if code is not None:
-        _handler_codes.add(code)
 
 
 def classify(error: BaseException) -> str:
@@ -65,9 +56,11 @@ def _raised_by_the_call(error: TypeError) -> bool:
     """A TypeError raised by eda's call of the handler itself (its arguments do not fit), not from inside
     it: the innermost frame of its traceback is eda's (the call site has no deeper frame), and no frame
     is a handler's body. A TypeError inside the handler may depend on the data: it stays transient."""
+    from eda.worker import HANDLER_CODES  # filled by @handles
+
     tb, innermost = error.__traceback__, None
     while tb is not None:
-        if tb.tb_frame.f_code in _handler_codes:
+        if tb.tb_frame.f_code in HANDLER_CODES:
             return False
         innermost, tb = tb, tb.tb_next
     return innermost is not None and innermost.tb_frame.f_code.co_filename.startswith(EDA_CODE)

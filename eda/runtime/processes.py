@@ -105,11 +105,11 @@ class Parent:
         return ["worker", *self.args[:at], "--processes", "1", *self.args[at:]]
 
     def _child_env(self, folder: str) -> dict:
-        from eda import discovery
+        from eda import app
 
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         env["EDA_PROCESSES"] = "1"
-        apps = discovery.app_modules()  # `eda --app X worker ...`: X is not among the worker command's arguments
+        apps = app.app_modules()  # `eda --app X worker ...`: X is not among the worker command's arguments
         if apps:
             env["EDA_APP"] = ",".join(apps)
         if watchdog_interval(os.environ) is not None:  # each child answers the parent as the parent answers systemd

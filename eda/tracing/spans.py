@@ -31,7 +31,6 @@ class Tracing(Middleware):
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         except ImportError:
             raise ConfigError(f"OTEL_TRACES_EXPORTER is set: tracing needs OpenTelemetry ({INSTALL})") from None
-        from eda import __version__
 
         self._trace, self._context, self._kind = trace, context, SpanKind
         self._error = lambda description: Status(StatusCode.ERROR, description[:1000])
@@ -41,7 +40,7 @@ class Tracing(Middleware):
             provider = sdk_provider(service, environ)
             trace.set_tracer_provider(provider)
         self.provider = provider
-        self.tracer = provider.get_tracer("eda", __version__)
+        self.tracer = provider.get_tracer("eda", _version())
 
     # Context on the wire
 
@@ -172,8 +171,6 @@ class Tracing(Middleware):
     def settled(self, delivery, outcome: str) -> None:
         """End the handling span of a settled delivery with its outcome: ok, retried, dead-lettered,
         rejected or given-back. A message that was no event gets a span of its own (rejected)."""
-        from eda.runtime import failures
-
         event, message = delivery.event, delivery.message
         span = event.span if event is not None else None
         if span is None:
@@ -183,14 +180,13 @@ class Tracing(Middleware):
                                           kind=self._kind.CONSUMER, attributes={
                                               "messaging.system": SYSTEM, "messaging.operation.name": "process",
                                               "messaging.operation.type": "process",
-                                              "eda.worker": delivery.consumer.worker.name})
+                                              "eda.worker": delivery.worker.name})
             span.set_status(self._error("the message is not a valid event"))
-        info = message.delivery_info
-        exchange, routing_key = failures.origin(message.headers, info)
+        exchange, routing_key = delivery.origin
         span.set_attributes({"eda.outcome": OUTCOMES.get(outcome, outcome), "messaging.destination.name": exchange,
                              "messaging.rabbitmq.destination.routing_key": routing_key,
-                             "messaging.destination.subscription.name": delivery.consumer.queue_name,
-                             "eda.attempt": failures.retry_count(message.headers) + 1})
+                             "messaging.destination.subscription.name": delivery.queue,
+                             "eda.attempt": delivery.attempt})
         if outcome not in ("ok", "requeued") and event is not None and not span_has_error(span):
             span.set_status(self._error(outcome))
         span.end()
@@ -228,6 +224,16 @@ class Tracing(Middleware):
         flush = getattr(self.provider, "force_flush", None)
         if flush is not None:
             flush(timeout_ms)
+
+
+def _version() -> str:
+    """eda's installed version, the tracer's (what eda/__init__.py's __version__ says too)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("eda")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def span_has_error(span) -> bool:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from eda import Producer
-from eda.outbox.due import derived_id
+from eda.due import derived_id
 from tests.outboxes import STOCK, App, app, pg_app, relay  # noqa: F401 (fixtures: app, pg_app)
 from tests.proxy import TcpProxy
 from tests.support import cloud_event, handled, wait_until

@@ -14,7 +14,7 @@ import eda_shop.contracts  # noqa: F401 (the shop's events: stock-replenished, o
 from eda.contracts.envelope import new_event
 from eda.errors import PermanentError, ScheduleError
 from eda.outbox import Outbox
-from eda.outbox.due import derived_id, due_time
+from eda.due import derived_id, due_time
 from eda.runtime import failures
 from eda.settings import Settings
 from eda.worker import Context

@@ -15,6 +15,7 @@ import eda_shop.contracts  # noqa: F401 - the shop's contracts, registered
 from eda import logs, tracing
 from eda.tracing import export
 from eda.tracing.wire import with_trace_context
+from eda.runtime.consumer import Delivery
 from eda.contracts.binary import decode_message
 from eda.contracts.envelope import decode, encode, new_event, trace_context
 from eda.errors import ConfigError
@@ -99,7 +100,7 @@ def test_an_exporter_that_is_not_installed_or_a_wrong_protocol_is_a_config_error
 
 
 def test_with_tracing_off_the_runtime_imports_nothing_of_opentelemetry():
-    code = ("import sys, cli, eda.worker, eda.runtime.runner, eda.publishing.producer, eda.dlq, eda.tracing\n"
+    code = ("import sys, cli, eda.worker, eda.runtime.runner, eda.producer, eda.dlq, eda.tracing\n"
             "assert eda.tracing.setup('eda-x', {'OTEL_TRACES_EXPORTER': 'none'}) is None\n"
             "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -136,8 +137,8 @@ def delivery(event, headers=None):
     message = SimpleNamespace(headers=headers or {}, delivery_info={"exchange": "ns.events",
                                                                     "routing_key": event.type if event else "x"},
                               properties={})
-    return SimpleNamespace(event=event, message=message,
-                           consumer=SimpleNamespace(worker=SimpleNamespace(name="inventory"), queue_name="ns.inventory"))
+    consumer = SimpleNamespace(worker=SimpleNamespace(name="inventory"), queue_name="ns.inventory")
+    return Delivery(message, consumer, event, session=None)  # the runtime's, as middleware gets it
 
 
 def by_name(exporter) -> dict:

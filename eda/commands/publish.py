@@ -1,4 +1,5 @@
-"""What ``eda publish`` does: read events from --data or JSON lines, validate all, publish confirmed.
+"""What ``eda publish`` does (cli.py has the command): read events from --data or JSON lines, validate
+all, publish confirmed.
 
 Every event is validated before anything is sent, so an invalid line publishes nothing of its input.
 The input is read once and in bounded memory, whatever its size: each valid event is encoded into a
@@ -17,7 +18,7 @@ from eda.contracts import registry
 from eda.contracts.building import build_event
 from eda.contracts.envelope import Event, encode
 from eda.errors import ContractError, Unroutable
-from eda.publishing.producer import Producer
+from eda.producer import Producer
 
 MAX_REPORTED = 20  # invalid lines listed; the rest are counted
 MAX_PROBLEM = 300  # characters shown of one line's problem
