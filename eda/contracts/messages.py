@@ -46,27 +46,35 @@ def unknown_keys(schema: Schema, data: dict, prefix: str = "") -> list[str]:
 UNKNOWN = "Unknown field."  # marshmallow's message for a key its schema does not know
 
 
+def _camel(name: str) -> str:
+    return re.sub(r"_(.)", lambda m: m.group(1).upper(), name)
+
+
+def _into_nested(field, value, walk):
+    """``walk(messages, schema)`` applied to a nested field's messages (each item's, for a list of
+    nested items); any other field's messages as they are."""
+    nested = _nested(field) if field is not None else None
+    if nested is None or not isinstance(value, dict):
+        return value
+    if isinstance(field, mfields.List):
+        return {i: walk(v, nested) for i, v in value.items()}
+    return walk(value, nested)
+
+
 def wire_hints(messages, schema: Schema):
     """marshmallow's error messages on wire data, where a key is unknown with a suggestion: the wire
     name it is close to (``order_id`` -> ``orderId``, the Python name written where the wire's is due)."""
     if not isinstance(messages, dict):
         return messages
     by_key = {(f.data_key or n): f for n, f in schema.fields.items()}
-    camel = {re.sub(r"_(.)", lambda m: m.group(1).upper(), name): name for name in by_key}
+    camel = {_camel(name): name for name in by_key}
     out = {}
     for key, value in messages.items():
         field = by_key.get(key)
-        nested = _nested(field) if field is not None else None
         if field is None and value == [UNKNOWN]:
-            guess = camel.get(re.sub(r"_(.)", lambda m: m.group(1).upper(), str(key)))
-            hint = f" (did you mean '{guess}'?)" if guess in by_key else _hint(str(key), by_key)
-            value = [f"Unknown field{hint}."]
-        elif nested is not None and isinstance(value, dict):
-            if isinstance(field, mfields.List):
-                value = {i: wire_hints(v, nested) for i, v in value.items()}
-            else:
-                value = wire_hints(value, nested)
-        out[key] = value
+            guess = camel.get(_camel(str(key)))
+            value = [f"Unknown field{f' (did you mean {guess!r}?)' if guess else _hint(str(key), by_key)}."]
+        out[key] = _into_nested(field, value, wire_hints)
     return out
 
 
@@ -91,13 +99,7 @@ def python_names(messages, schema: Schema):
     out = {}
     for key, value in messages.items():
         name, field = by_key.get(key, (key, None))
-        nested = _nested(field) if field is not None else None
-        if nested is not None and isinstance(value, dict):
-            if isinstance(field, mfields.List):
-                value = {i: python_names(v, nested) for i, v in value.items()}
-            else:
-                value = python_names(value, nested)
-        out[name] = value
+        out[name] = _into_nested(field, value, python_names)
     return out
 
 
