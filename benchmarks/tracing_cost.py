@@ -16,6 +16,7 @@ import eda_shop.contracts  # noqa: F401 - the shop's contracts
 from eda import tracing
 from eda.contracts.envelope import decode, encode, new_event
 from eda.middleware import Outgoing, handling, publish_through, publishing
+from eda.runtime.consumer import Delivery
 from eda.settings import Settings
 from eda.worker import Worker, dispatch, handles
 
@@ -46,8 +47,8 @@ def one_event(worker, body, chains) -> None:
     if on is not None:
         message = SimpleNamespace(headers={}, delivery_info={"exchange": "bench.events",
                                                              "routing_key": event.type}, properties={})
-        on.on_settled(SimpleNamespace(event=event, message=message, consumer=SimpleNamespace(
-            worker=worker, queue_name="bench.bench")), "ok")
+        consumer = SimpleNamespace(worker=worker, queue_name="bench.bench")
+        on.on_settled(Delivery(message, consumer, event, session=None), "ok")  # as the runtime hands it over
 
 
 def measure(worker, bodies, on) -> float:

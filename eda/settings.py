@@ -107,8 +107,13 @@ SPECS = {
 }
 
 
+PASSWORD_PARAMETER = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]*)", re.IGNORECASE)
+
+
 def _without_password(url: str) -> str:
-    """Any URL (a database's) with its password replaced; not shown at all where it cannot be parsed."""
+    """A database URL with its password replaced, wherever it stands: in the user part, as a query
+    parameter (``?password=``) or in a libpq ``key=value`` string; not shown where it cannot be parsed."""
+    url = PASSWORD_PARAMETER.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
         if parts.password is None:
@@ -116,7 +121,7 @@ def _without_password(url: str) -> str:
         host = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
     except ValueError:
-        return "<URL not shown: it cannot be parsed>"
+        return "<database URL not shown: it cannot be parsed>"
 
 
 def redact_url(url: str) -> str:
@@ -334,8 +339,7 @@ class Settings:
         """The settings with no password in them (a repr ends up in test failures and debug logs)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         shown["broker_url"] = redact_url(self.broker_url)
-        if self.database_url:
-            shown["database_url"] = _without_password(self.database_url)
+        shown["database_url"] = self.safe_database_url
         return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def with_(self, **changes) -> "Settings":
@@ -358,16 +362,7 @@ class Settings:
     @property
     def safe_database_url(self) -> str | None:
         """The database URL with its password masked, or None where state stays in SQLite."""
-        if not self.database_url:
-            return None
-        try:
-            parts = urlsplit(self.database_url)
-            if parts.password is None:
-                return self.database_url
-            host = parts.netloc.rsplit("@", 1)[1]
-            return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-        except ValueError:
-            return "<database URL not shown: it cannot be parsed>"
+        return _without_password(self.database_url) if self.database_url else None
 
     @property
     def safe_broker_url(self) -> str:

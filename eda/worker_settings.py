@@ -168,7 +168,7 @@ class Setting(Generic[T]):
             where = f"{self.option} ({self.variable(worker.name)})"
             value = self.checked(self.parse(self.raw(worker.settings, worker.name), where), where)
             if self.required and (value is None or isinstance(value, str) and not value.strip()):
-                raise ConfigError(self.missing(worker.name, self.option))
+                raise ConfigError(self.missing(worker.name, self.option, worker.settings))
             values[self.name] = value
         return values[self.name]
 
@@ -178,10 +178,13 @@ class Setting(Generic[T]):
         given = given_values(settings, worker).get(self.name)
         return given if given is not None else getattr(settings, "environ", {}).get(self.variable(worker))
 
-    def missing(self, worker: str, option: str) -> str:
-        """The error of a required setting given no value (or an empty one)."""
+    def missing(self, worker: str, option: str, settings=None) -> str:
+        """The error of a required setting given no value (or an empty one); where the settings read
+        no variable (built by hand, a TestBus's), it says how to give one."""
+        where = "" if settings is None or getattr(settings, "environ", None) else \
+            " (these settings read no variable: give it in worker_options, or use Settings.from_env())"
         return (f"{option} ({self.variable(worker)}): worker {worker!r} requires a value for its setting "
-                f"{self.name!r}, and none was given")
+                f"{self.name!r}, and none was given{where}")
 
 
 def declared(worker_class) -> "list[Setting[Any]]":
@@ -250,7 +253,7 @@ def check(worker_classes, settings=None, *, framework_options=()) -> None:
         for cls in classes:  # a required setting given no value: before any worker is made
             for s in declared(cls):
                 if s.required and str(s.raw(settings, cls.name) or "").strip() == "":
-                    raise ConfigError(s.missing(cls.name, offered[(cls.name, s.name)]))
+                    raise ConfigError(s.missing(cls.name, offered[(cls.name, s.name)], settings))
 
 
 def _variable_of(variable) -> str:

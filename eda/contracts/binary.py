@@ -55,14 +55,19 @@ def decode_message(body: bytes, content_type=None, headers=None, accepted_types=
     return decode(body, accepted_types)
 
 
+CLAIM_BODY_LIMIT = 65_536  # a larger body is not parsed again to name a message that is no event
+
+
 def claimed_identity(body, properties, headers) -> tuple:
     """The id and type a message says it has, whether or not it is a valid event (to name a poison
-    message in logs and in ``eda dlq``): its AMQP properties, its ce-* headers, or its JSON body's."""
+    message in logs and in ``eda dlq``): its AMQP properties, its ce-* headers, or, in structured mode
+    (the body is the envelope, not the data), its JSON body's."""
     event_id, event_type = properties.get("message_id"), properties.get("type")
-    if headers:
-        event_id = event_id or _shown(headers.get(PREFIX + "id"))
-        event_type = event_type or _shown(headers.get(PREFIX + "type"))
-    if event_id is None or event_type is None:
+    attributes = {k.lower(): v for k, v in headers.items() if isinstance(k, str)} if isinstance(headers, dict) else {}
+    event_id = event_id or _shown(attributes.get(PREFIX + "id"))
+    event_type = event_type or _shown(attributes.get(PREFIX + "type"))
+    binary = is_binary(properties.get("content_type"), attributes)
+    if (event_id is None or event_type is None) and not binary and len(body or b"") <= CLAIM_BODY_LIMIT:
         try:
             wire = orjson.loads(body)
         except (TypeError, ValueError):
@@ -74,7 +79,9 @@ def claimed_identity(body, properties, headers) -> tuple:
 
 
 def _shown(value):
-    """A claimed attribute as text, or None where it is not text."""
+    """A claimed attribute as text (a number as its digits), or None where it is neither."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
     return value if isinstance(value, str) else None

@@ -1,1 +1,2 @@
-"""Publishing events, confirmed: the pipelined ``Publisher``, the ``Producer`` API, ``eda publish``'s batches."""
+"""Publishing events, confirmed: the pipelined ``Publisher``, and requests awaiting their replies (the
+``Producer`` API over it is eda.producer; ``eda publish``'s batches eda.commands.publish)."""

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from eda.contracts.binary import decode_message
+from eda.contracts.binary import decode_message, claimed_identity
 from eda.contracts.envelope import CONTENT_TYPE, encode, new_event
 from eda.errors import ContractError
 
@@ -50,3 +50,20 @@ def test_a_structured_event_stays_structured_whatever_its_headers():
     event = new_event("order.shipped", {"order_id": "o", "tracking_number": "t", "carrier": "UPS"}, "tests")
     assert decode_message(encode(event), CONTENT_TYPE, {"ce-specversion": "1.0", "ce-type": "x"}).id == event.id
     assert decode_message(encode(event), None, None).id == event.id
+
+
+@pytest.mark.parametrize("body, properties, headers, claimed", [
+    # structured mode: the envelope in the body
+    (b'{"id": "e-1", "type": "order.placed", "data": {"orderId": 42}}', {}, {}, ("e-1", "order.placed")),
+    # binary mode: the ce-* headers, in any case; the body is data, whose own "id" is no event id
+    (b'{"id": "SKU-1", "type": "widget"}', {"content_type": "application/json"},
+     {"ce-specversion": "1.0", "CE-ID": b"e-2", "ce-type": "stock.replenished"}, ("e-2", "stock.replenished")),
+    (b'{"id": "SKU-1", "type": "widget"}', {"content_type": "application/json"}, {"ce-specversion": "1.0"},
+     (None, None)),
+    # the AMQP properties first; a number as its digits; what is neither text nor a number, nothing
+    (b'{"id": "body-id"}', {"message_id": "prop-id", "type": "t.x"}, {}, ("prop-id", "t.x")),
+    (b'{"id": 5, "type": ["x"]}', {}, {}, ("5", None)),
+    (b"not json", {}, None, (None, None)),
+])
+def test_a_message_that_is_no_valid_event_is_named_by_what_it_claims(body, properties, headers, claimed):
+    assert claimed_identity(body, properties, headers) == claimed

@@ -173,3 +173,14 @@ def test_the_settings_repr_shows_no_password():
     # Then neither password is, and the rest is
     assert "s3cret" not in shown
     assert "amqp://shop:***@rabbit:5672//" in shown and "postgresql://shop:***@db:5432/shop" in shown
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://shop@db/shop?password=s3cret&sslmode=require", "postgresql://shop@db/shop?password=***&sslmode=require"),
+    ("host=db user=shop password=s3cret dbname=shop", "host=db user=shop password=*** dbname=shop"),
+    ("host=db password='s3 cret' user=shop", "host=db password=*** user=shop"),
+])
+def test_a_database_password_is_masked_wherever_the_url_puts_it(url, shown):
+    settings = Settings(database_url=url)
+    assert settings.safe_database_url == shown
+    assert "s3" not in repr(settings)

@@ -53,7 +53,7 @@ def test_two_workers_with_a_setting_of_one_name_read_a_variable_each(clean_env):
 
 def test_a_value_given_for_the_worker_wins_over_its_variable(clean_env):
     clean_env.setenv("EDA_BILLING_BATCH", "50")
-    settings = Settings(worker_options={"billing": {"batch": "7"}, "mail.out": {"timeout": 9}})
+    settings = Settings.from_env(worker_options={"billing": {"batch": "7"}, "mail.out": {"timeout": 9}})
     assert Billing(settings).batch == 7
     assert Billing(settings).timeout == 2.5  # another setting of the worker: not given, default
     assert Mailing(settings).timeout == 9.0  # given to its worker only
