@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 
-from marshmallow import EXCLUDE, ValidationError, missing
+from marshmallow import EXCLUDE, ValidationError, fields as mfields, missing
 
 from eda.contracts.envelope import Event, decode
 from eda.contracts.messages import describe, unwritable
@@ -116,6 +116,12 @@ class Running:
         present = {name: instance.__dict__.get(name) for name in self.fields}
         present = {name: value for name, value in present.items() if value is not None}
         try:
+            # marshmallow writes any value of a String field as its str() ("5", "{'a': 1}"), which
+            # loads back: a string field must hold a string, as an Integer field an integer
+            texts = {name: ["Not a valid string."] for name, field in self.fields.items()
+                     if type(field) is mfields.String and name in present and not isinstance(present[name], str)}
+            if texts:
+                raise ValidationError(texts)
             dumped = self.schema.dump(present)
             self.schema.load(dumped)
         except (ValidationError, ValueError, TypeError) as exc:

@@ -237,6 +237,27 @@ def test_a_handler_that_leaves_the_state_invalid_dead_letters_the_event_and_save
         assert instances.get("t-1").version == 1
 
 
+@pytest.mark.parametrize("status", [5, {"a": 1}], ids=["a number", "a dict"])
+def test_a_handler_that_puts_what_is_no_text_in_a_string_field_dead_letters_the_event(trips, settings, status):
+    # Given a saga whose status field is a String, and a handler that sets it to something else
+    class Sloppy(trips):
+        name = "sloppy"
+
+        @handles("trip.paid")
+        def paid(self, event, ctx):
+            self.status = status  # marshmallow would write it as its str() and read that back as valid
+
+    # When the handler runs, then the event is dead-lettered as for any invalid state, and nothing saved
+    with TestBus(Sloppy, settings=settings) as bus:
+        bus.publish("trip.booked", booked("t-1"))
+        with bus.expect_dead_letters():
+            bus.publish("trip.paid", {"trip_id": "t-1"})
+        [dead] = bus.dead_letters("sloppy")
+        assert dead.exception_type == "SagaStateError" and "status: Not a valid string." in dead.reason
+    with Instances(settings, "sloppy") as instances:
+        assert instances.get("t-1").version == 1
+
+
 def test_a_handler_that_fails_rolls_the_instance_back_and_is_retried(trips, settings):
     failures = [RuntimeError("the first attempt fails")]
 
