@@ -36,21 +36,26 @@ class Probe:
         self.connection = connection
         self.channel = None
 
-    def _ask(self, declare) -> bool:
+    def _ask(self, declare):
+        """The broker's answer to ``declare``, or None where the queue or exchange is not there."""
         if self.channel is None:
             self.channel = self.connection.channel()
         try:
-            declare(self.channel)
-            return True
+            return declare(self.channel) or True
         except Exception:  # 404: not there (the broker closed the channel)
             self.close()
-            return False
+            return None
 
     def queue(self, name: str) -> bool:
-        return self._ask(lambda channel: channel.queue_declare(name, passive=True))
+        return self._ask(lambda channel: channel.queue_declare(name, passive=True)) is not None
+
+    def consumers(self, name: str) -> int:
+        """How many consumers the queue has (0 where it is not there)."""
+        answer = self._ask(lambda channel: channel.queue_declare(name, passive=True))
+        return answer.consumer_count if answer is not None and answer is not True else 0
 
     def exchange(self, name: str) -> bool:
-        return self._ask(lambda channel: channel.exchange_declare(name, HASH_EXCHANGE_TYPE, passive=True))
+        return self._ask(lambda channel: channel.exchange_declare(name, HASH_EXCHANGE_TYPE, passive=True)) is not None
 
     def close(self) -> None:
         channel, self.channel = self.channel, None
@@ -69,6 +74,20 @@ def worker_queues(topology: Topology, probe: Probe, worker: str) -> list[str]:
         found.append(names.partition_queue(topology.namespace, worker, index))
         index += 1
     return found
+
+
+def consumed(settings: Settings, workers) -> dict[str, int]:
+    """The queues of ``workers`` (names) that consumers read from, with how many: running workers,
+    which would declare them again at once if they were deleted."""
+    connection = open_connection(settings)
+    probe = Probe(connection)
+    try:
+        topology = Topology.from_settings(settings)
+        counts = {name: probe.consumers(name) for worker in workers for name in worker_queues(topology, probe, worker)}
+        return {name: count for name, count in counts.items() if count}
+    finally:
+        probe.close()
+        connection.release()
 
 
 def delete(connection, topology: Topology, workers, *, exchanges: bool) -> list[Deleted]:

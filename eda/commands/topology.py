@@ -42,14 +42,16 @@ def topology_declare(settings):
 @topology.command("delete")
 @click.argument("workers", nargs=-1, shell_complete=complete_workers)
 @click.option("--yes", is_flag=True, help="Confirm that the queues, and the events in them, are deleted for good.")
+@click.option("--force", is_flag=True, help="Delete queues that running workers consume from as well (they "
+                                            "declare them again at once: stop them first).")
 @settings_options(*COMMON, "retry_delays")
 @app_option
-def topology_delete(workers, yes, settings):
+def topology_delete(workers, yes, force, settings):
     """Delete the queues of the named workers (work, retry, dead-letter and partition queues), or with no
     worker named those of every worker of the app and the namespace's exchanges; print what was deleted
     and how many events went with each queue."""
     from eda import discovery
-    from eda.deletion import delete_topology, describe, summary
+    from eda.deletion import consumed, delete_topology, describe, summary
 
     named = [discovery.get(name).name for name in dict.fromkeys(workers)]  # an unknown worker: one line, exit 2
     targets = named or list(discovery.discover())
@@ -58,6 +60,12 @@ def topology_delete(workers, yes, settings):
             f"{settings.namespace}")
     if not yes:
         raise ConfigError(f"topology delete deletes {what}, and the events in them, for good; add --yes to confirm")
+    in_use = {} if force else consumed(settings, targets)
+    if in_use:
+        shown = ", ".join(f"{queue} ({count})" for queue, count in list(in_use.items())[:5])
+        more = f" and {len(in_use) - 5} more" if len(in_use) > 5 else ""
+        raise ConfigError(f"workers are consuming from {shown}{more}: they would declare their queues again at "
+                          f"once; stop them first (or add --force); nothing was deleted")
     deleted = delete_topology(settings, *targets, exchanges=not named)
     for item in deleted:
         click.echo(describe(item))

@@ -76,6 +76,28 @@ def test_with_no_worker_named_every_worker_s_queues_and_the_exchanges_go(eda, br
     assert code == 0 and output.startswith("nothing to delete: "), output
 
 
+def test_queues_a_running_worker_consumes_from_are_not_deleted_without_force(eda, broker, declared):
+    # Given a running shipping worker
+    worker = eda.worker("shipping")
+    # When the namespace is deleted
+    code, output = eda.run("topology", "delete", "--yes")
+    # Then nothing is deleted, and the one-line error names the queue in use and what to do
+    assert code == 2 and len(output.splitlines()) == 1, output
+    assert output.startswith(f"error: workers are consuming from {declared}.shipping (1): ") and "--force" in output
+    assert broker.depth(f"{declared}.payment") == 1 and exchange_exists(broker, f"{declared}.events")
+    # And once the worker has stopped, it goes
+    worker.send()
+    assert worker.wait(30) == 0
+    code, output = eda.run("topology", "delete", "shipping", "--yes")
+    assert code == 0 and not broker.exists(f"{declared}.shipping"), output
+
+
+def test_force_deletes_queues_a_worker_consumes_from(eda, broker, declared):
+    eda.worker("shipping")
+    code, output = eda.run("topology", "delete", "shipping", "--yes", "--force")
+    assert code == 0 and f"deleted queue {declared}.shipping" in output.splitlines(), output
+
+
 def test_an_unknown_worker_is_one_line_and_nothing_is_deleted(eda, broker, declared):
     code, output = eda.run("topology", "delete", "paymnt", "--yes")
     assert code == 2 and output.startswith("error: unknown worker 'paymnt'") and len(output.splitlines()) == 1, output
