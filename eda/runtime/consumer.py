@@ -355,6 +355,11 @@ class WorkerConsumer:
                 acks.flush(force=final)
 
     @property
+    def consumed_from(self) -> str:
+        """The queue the "consuming" line names."""
+        return self.queue_name
+
+    @property
     def idle(self) -> bool:
         return self.in_flight == 0
 

@@ -106,6 +106,12 @@ class PartitionedConsumer(WorkerConsumer):
         log.info("consuming partitions", extra={"worker": self.worker.name, "queues": queues,
                                                 "prefetch_per_partition": prefetch})
 
+    @property
+    def consumed_from(self) -> str:
+        """The partition queues, as the "consuming" line names them (the work queue is only a name here)."""
+        queues = [p.queue for p in self.partitions]
+        return f"{queues[0]}..{queues[-1]}" if len(queues) > 1 else "".join(queues)
+
     def _partition_of(self, delivery: Delivery) -> Partition | None:
         return self._by_tag.get(delivery.message.delivery_info.get("consumer_tag"))
 

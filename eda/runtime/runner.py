@@ -208,7 +208,7 @@ class Runner:
                     raise
                 raise ConfigError(f"cannot declare the queues of worker {c.worker.name!r}: {exc}") from None
         for c in self.consumers:
-            log.info("consuming", extra={"worker": c.worker.name, "queue": c.queue_name,
+            log.info("consuming", extra={"worker": c.worker.name, "queue": c.consumed_from,
                                          "broker": connected_address(self.connection),
                                          "event_types": sorted(c.accepted), "concurrency": c.concurrency,
                                          "inline": c.worker.inline and not c.asynchronous,

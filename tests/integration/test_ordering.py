@@ -223,6 +223,12 @@ def test_the_shops_ledger_applies_each_users_refund_after_its_charge(eda, broker
     assert broker.depth(f"{namespace}.ledger.dlq") == 0
 
 
+def test_an_ordered_workers_consuming_line_names_its_partition_queues(eda, namespace):
+    worker = eda.worker("ledger")
+    line = worker.wait_for_log(lambda r: r.get("message") == "consuming" and r.get("worker") == "ledger")
+    assert line["queue"] == f"{namespace}.ledger.p0..{namespace}.ledger.p7"  # not the work queue it has not
+
+
 def test_the_shops_ledger_holds_a_refund_that_overtook_its_charge_until_the_charge_comes(eda, broker, namespace):
     # Given the ledger alone (while a quorum queue's leader moves, a charge's copy for the ledger may be
     # enqueued after the refund that inventory's copy of it led to)
