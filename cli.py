@@ -258,7 +258,8 @@ def tail(pattern, as_json, count, timeout, correlation_id, settings):
     tree = CausationTree(correlation_id) if correlation_id else None
     conn = open_connection(settings)
     watcher = Tail(conn, settings.namespace, pattern, dead_letters_of=discovery.discover() if tree else ())
-    click.echo(f"tailing {settings.namespace}.events with pattern {pattern!r} (Ctrl-C to stop)", err=True)
+    flow = f", the flow of correlation id {correlation_id!r} and its dead letters" if tree else ""
+    click.echo(f"tailing {settings.namespace}.events with pattern {pattern!r}{flow} (Ctrl-C to stop)", err=True)
     seen = 0
     try:
         for wire in watcher.events(timeout=timeout, until=lambda: bool(stop)):

@@ -42,6 +42,9 @@ def test_tail_follows_one_order_as_a_tree_of_its_events_with_their_workers(eda, 
         ("order.shipped", "by", "shipping", "      └─ "),
     ]
     assert parsed[0]["id"] == order_id
+    # and its first line said which flow it follows
+    assert [line for line in tail.lines if line.startswith("tailing ")][0].endswith(
+        "with pattern '#', the flow of correlation id 'corr-followed' and its dead letters (Ctrl-C to stop)")
 
 
 def test_tail_shows_a_dead_letter_under_the_event_with_its_worker_and_reason(eda, broker):
