@@ -178,8 +178,9 @@ class WorkerCommand(click.Command):
                 except EdaError as exc:
                     formatter.write_text(f"cannot list them: {exc}")
                 else:
-                    formatter.write_dl([(name, cls.description or "") for name, cls in workers.items()]) \
-                        if workers else formatter.write_text("none found: name the app with --app (EDA_APP)")
+                    rows = [(name, _kind(cls) + (cls.description or "")) for name, cls in workers.items()]
+                    formatter.write_dl(rows) if rows else \
+                        formatter.write_text("none found: name the app with --app (EDA_APP)")
         super().format_epilog(ctx, formatter)
 
     @staticmethod
@@ -209,6 +210,15 @@ class WorkerCommand(click.Command):
         declared = {cls.name: {s.name: s for s in worker_settings.declared(cls)} for cls in classes}
         return [SettingOption(worker, declared[worker][name], option, index)
                 for index, ((worker, name), option) in enumerate(worker_settings.options(classes).items())]
+
+
+def _kind(cls) -> str:
+    """What ``eda worker --help`` says before a worker's description: a saga, or ordered by what."""
+    from eda.sagas.definition import Saga
+
+    if issubclass(cls, Saga):
+        return "[saga] "
+    return f"[ordered by {cls.ordered_by}] " if cls.ordered_by else ""
 
 
 def own_options(kwargs: dict) -> dict:

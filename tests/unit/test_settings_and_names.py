@@ -136,6 +136,13 @@ def test_help_shows_numbers_as_numbers():
     assert "--metrics-port PORT" in output
 
 
+def test_worker_help_lists_the_workers_saying_which_are_sagas_and_which_are_ordered():
+    text = " ".join(CliRunner().invoke(main, ["worker", "--help"]).output.split())
+    assert "order-saga [saga] Follows each order" in text
+    assert "ledger [ordered by user_id] Keeps each user's" in text
+    assert "shipping Ships reserved orders." in text
+
+
 def test_a_workers_own_settings_are_offered_only_when_it_is_named():
     payment = CliRunner().invoke(main, ["worker", "payment", "--help"]).output
     for option, variable in (("--gateway-url TEXT", "EDA_PAYMENT_GATEWAY_URL"),
