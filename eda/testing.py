@@ -300,6 +300,14 @@ class TestBus:
         """The running instance of the named worker (to look at its state)."""
         return next(w for w in self.workers if w.name == name)
 
+    def saga_instance(self, saga: str, key: str):
+        """The stored instance of the named saga for ``key`` (``state``, ``version``, ``completed``), or
+        None: what ``eda saga show`` reads, from the bus's state."""
+        from eda.sagas.table import Instances
+
+        with Instances(self.settings, saga) as instances:
+            return instances.get(key)
+
     def published(self, event_type: registry.EventRef | None = None) -> list[Event]:
         """Every event published on the bus (by ``publish`` and as reactions), or those of one type."""
         wanted = registry.get(event_type).type if event_type else None

@@ -108,6 +108,8 @@ def test_events_start_move_and_complete_an_instance_keyed_by_the_correlation_fie
         started = instance(settings, "t-1")
         assert started.state == {"status": "booked", "seats": 2, "price": "120.00", "history": ["booked"]}
         assert started.version == 1 and not started.completed
+        # and the bus shows a test the same instance
+        assert bus.saga_instance("trips", "t-1") == started and bus.saga_instance("trips", "t-9") is None
         # When it is paid
         bus.publish("trip.paid", {"trip_id": "t-1"})
         # Then the saga confirms it and the instance is completed, its final state kept
