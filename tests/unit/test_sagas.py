@@ -1,89 +1,20 @@
 """Sagas on SQLite, run by eda's runtime on a TestBus: instances started, moved and completed by their
-events, exactly once per event id, their state loaded and saved with optimistic concurrency, and the
-definition errors a saga is refused for."""
+events, exactly once per event id, their state loaded and saved with optimistic concurrency. The saga is
+the booking flow of the ``trips`` fixture (tests/unit/conftest.py); what a saga is refused for is in
+test_saga_definitions.py."""
 
 import json
-from datetime import timedelta
 
 import pytest
-from marshmallow import fields
 
-from eda import EventData, FLOW, Saga, Settings, contract, handles, starts
-from eda.errors import DefinitionError, SagaConflict
-from eda.fields import Id, Money
+from eda import Settings, handles
+from eda.errors import SagaConflict
 from eda.outbox import Outbox
 from eda.sagas import Instances
 from eda.sagas import running as saga_running
 from eda.sagas.table import Table, schema
 from eda.store import open_store
 from eda.testing import TestBus
-
-
-@pytest.fixture
-def trips(own_contracts):
-    """A booking flow: booked (starts), paid, cancelled, a payment deadline, and what the saga publishes."""
-
-    @contract("trip.booked")
-    class TripBooked(EventData):
-        trip_id = Id(required=True)
-        seats = fields.Integer(required=True)
-        price = Money(required=True)
-
-    @contract("trip.paid")
-    class TripPaid(EventData):
-        trip_id = Id(required=True)
-
-    @contract("trip.payment-due")
-    class PaymentDue(EventData):
-        trip_id = Id(required=True)
-
-    @contract("trip.confirmed")
-    class TripConfirmed(EventData):
-        trip_id = Id(required=True)
-        seats = fields.Integer(required=True)
-
-    @contract("trip.released")
-    class TripReleased(EventData):
-        trip_id = Id(required=True)
-
-    class Trips(Saga):
-        name = "trips"
-        correlation = "trip_id"
-        status = fields.String()
-        seats = fields.Integer()
-        price = Money()
-        history = fields.List(fields.String(), load_default=list)
-        runs = []  # (key, event type) of every handler run
-
-        @starts("trip.booked")
-        def booked(self, event, ctx):
-            self.runs.append((self.key, event.type))
-            self.status = self.status or "booked"
-            self.seats, self.price = event.data["seats"], event.data["price"]
-            self.history = [*self.history, "booked"]
-            self.schedule_timeout("trip.payment-due", {"trip_id": self.key}, delay=timedelta(minutes=15))
-
-        @starts("trip.paid")  # a payment may come first (published by hand, another flow): it starts one too
-        def paid(self, event, ctx):
-            self.runs.append((self.key, event.type))
-            self.history = [*self.history, "paid"]
-            if self.status == "booked":
-                self.status = "confirmed"
-                ctx.publish("trip.confirmed", {"trip_id": self.key, "seats": self.seats})
-                self.complete()
-            else:
-                self.status = "paid"
-
-        @handles("trip.payment-due")
-        def due(self, event, ctx):
-            self.runs.append((self.key, event.type))
-            if self.status == "booked":
-                self.status = "released"
-                ctx.publish("trip.released", {"trip_id": self.key})
-                self.complete()
-
-    Trips.runs = []
-    return Trips
 
 
 @pytest.fixture
@@ -340,61 +271,6 @@ def test_records_past_the_retention_are_deleted_with_their_completed_instance(tr
         bus.publish(t2)
         assert trips.runs.count(("t-2", "trip.booked")) == 1
         assert instance(settings, "t-2").version == 1
-
-
-# Definitions
-
-def test_a_saga_is_a_worker_ordered_by_the_flow_run_inline_on_sqlite(trips):
-    assert trips.ordered_by == FLOW
-    assert trips(Settings()).inline and not trips(Settings(database_url="postgresql://h/db")).inline
-
-
-def test_a_saga_without_a_correlation_field_is_refused_at_start(trips, settings):
-    class Nameless(Saga):
-        name = "nameless"
-
-        @starts("trip.booked")
-        def booked(self, event, ctx):
-            pass
-
-    with pytest.raises(DefinitionError, match="saga 'nameless': correlation must name the data field"):
-        with TestBus(Nameless, settings=settings):
-            pass
-
-
-def test_a_saga_handling_an_event_without_its_correlation_field_is_refused_at_start(trips, settings):
-    @contract("weather.changed")
-    class WeatherChanged(EventData):
-        city = Id(required=True)
-
-    class Mixed(trips):
-        name = "mixed"
-
-        @handles("weather.changed")
-        def weather(self, event, ctx):
-            pass
-
-    with pytest.raises(DefinitionError, match="saga 'mixed' is correlated by 'trip_id', but the contract of "
-                                              "weather.changed has no such field"):
-        with TestBus(Mixed, settings=settings):
-            pass
-
-
-def test_a_saga_s_handlers_are_plain_def(trips):
-    with pytest.raises(DefinitionError, match="a saga's handlers are plain `def`"):
-        class Async(Saga):
-            name = "async"
-            correlation = "trip_id"
-
-            @starts("trip.booked")
-            async def booked(self, event, ctx):
-                pass
-
-
-@pytest.mark.parametrize("field", ["key", "complete", "correlation", "name", "_secret"])
-def test_a_state_field_cannot_hide_what_an_instance_has(trips, field):
-    with pytest.raises(DefinitionError, match=f"a state field cannot be named '{field}'"):
-        type("Bad", (Saga,), {"name": "bad", "correlation": "trip_id", field: fields.String()})
 
 
 def test_a_saga_s_own_setup_and_teardown_run_with_its_store_open(trips, settings):
