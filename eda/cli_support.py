@@ -301,8 +301,10 @@ class Group(click.Group):
         except click.ClickException as exc:
             message = " ".join(exc.format_message().split())  # one line, whatever click wrapped
             ctx = getattr(exc, "ctx", None)
-            path = ctx and (WorkerCommand.help_path(ctx) if isinstance(ctx.command, WorkerCommand) else ctx.command_path)
-            hint = f" (see '{path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
+            hint = ""
+            if isinstance(exc, click.UsageError) and ctx:
+                worker = isinstance(ctx.command, WorkerCommand)
+                hint = f" (see '{WorkerCommand.help_path(ctx) if worker else ctx.command_path} --help')"
             click.echo(f"error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:

@@ -51,8 +51,7 @@ class Probe:
 
     def consumers(self, name: str) -> int:
         """How many consumers the queue has (0 where it is not there)."""
-        answer = self._ask(lambda channel: channel.queue_declare(name, passive=True))
-        return answer.consumer_count if answer is not None and answer is not True else 0
+        return getattr(self._ask(lambda channel: channel.queue_declare(name, passive=True)), "consumer_count", 0)
 
     def exchange(self, name: str) -> bool:
         return self._ask(lambda channel: channel.exchange_declare(name, HASH_EXCHANGE_TYPE, passive=True)) is not None

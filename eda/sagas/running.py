@@ -41,6 +41,9 @@ class Running:
         self.correlation = saga.correlation
         self.fields = saga._eda_state_fields
         self.schema = saga._eda_state_schema
+        # marshmallow writes any value of a String field as its str() ("5", "{'a': 1}"), which loads
+        # back: these fields are checked to hold a string, as an Integer field is checked by the load
+        self.text_fields = [name for name, field in self.fields.items() if type(field) is mfields.String]
         self.log = log
         self.retention = retention
         self.store = open_store(settings, saga.name, schema(bool(settings.database_url)))
@@ -116,10 +119,8 @@ class Running:
         present = {name: instance.__dict__.get(name) for name in self.fields}
         present = {name: value for name, value in present.items() if value is not None}
         try:
-            # marshmallow writes any value of a String field as its str() ("5", "{'a': 1}"), which
-            # loads back: a string field must hold a string, as an Integer field an integer
-            texts = {name: ["Not a valid string."] for name, field in self.fields.items()
-                     if type(field) is mfields.String and name in present and not isinstance(present[name], str)}
+            texts = {name: ["Not a valid string."] for name in self.text_fields
+                     if name in present and not isinstance(present[name], str)}
             if texts:
                 raise ValidationError(texts)
             dumped = self.schema.dump(present)
