@@ -109,7 +109,7 @@ class Runner:
     def setup(self) -> None:
         """Each worker's setup (on its event loop when async), once before the first session. What it
         raises stops the start: a ConfigError as it is (a worker refusing a bad setting), anything else
-        as SetupFailed naming the worker, its traceback logged at ERROR."""
+        as SetupFailed naming the worker, logged at ERROR (with its traceback, unless an eda error)."""
         for c in self.consumers:
             try:
                 c.setup()
@@ -117,7 +117,11 @@ class Runner:
                 raise
             except Exception as exc:
                 name = c.worker.name
-                log.error("worker %r could not start: setup raised", name, exc_info=True, extra={"worker": name})
+                # An eda error (a database or broker away) says what is wrong in its message: its
+                # traceback would only show eda's frames. Anything else is the worker's bug: its traceback.
+                expected = isinstance(exc, EdaError)
+                log.error("worker %r could not start: setup raised", name, exc_info=not expected,
+                          extra={"worker": name, **({"error": f"{type(exc).__name__}: {exc}"} if expected else {})})
                 failed = SetupFailed(f"worker {name!r} could not start: setup raised {type(exc).__name__}: "
                                      f"{cut(' '.join(str(exc).split()))}")
                 if isinstance(exc, EdaError):  # StoreUnavailable, BrokerUnavailable...: its own exit code
