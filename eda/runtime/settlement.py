@@ -21,12 +21,16 @@ log = logging.getLogger("eda.worker")
 
 MOVE_FAILED_PAUSE = 1.0  # seconds a worker stops taking deliveries after the broker refused a move
 COPIED_PROPERTIES = ("content_type", "content_encoding", "message_id", "correlation_id", "type", "timestamp",
-                     "app_id", "priority", "reply_to", "expiration")
+                     "app_id", "priority", "reply_to")
 
 
-def copy_properties(message) -> dict:
-    """The properties a moved copy keeps: ``message_id`` and ``correlation_id`` above all."""
+def copy_properties(message, keep_expiration: bool = False) -> dict:
+    """The properties a moved copy keeps: ``message_id`` and ``correlation_id`` above all. Not the
+    publisher's ``expiration`` (as RabbitMQ drops it when it dead-letters): a dead letter would expire
+    in the DLQ, a retry come back before its delay; only an event given back unhandled keeps it."""
     props = {k: v for k, v in message.properties.items() if k in COPIED_PROPERTIES and v is not None}
+    if keep_expiration and message.properties.get("expiration") is not None:
+        props["expiration"] = message.properties["expiration"]
     props["delivery_mode"] = 2
     return props
 
@@ -180,9 +184,10 @@ class Settlement:
 
         self._send_copy(exchange, routing_key, message, headers, settled)
 
-    def _send_copy(self, exchange: str, routing_key: str, message, headers: dict, callback) -> None:
+    def _send_copy(self, exchange: str, routing_key: str, message, headers: dict, callback,
+                   keep_expiration: bool = False) -> None:
         """Publish a copy of a delivered message, confirmed and mandatory, with headers made writable."""
-        self.runner.publisher.send(exchange, routing_key, message.body, copy_properties(message),
+        self.runner.publisher.send(exchange, routing_key, message.body, copy_properties(message, keep_expiration),
                             headers=failures.encodable_headers(headers, own=failures.OWN_HEADERS), mandatory=True,
                             label=f"event {message.properties.get('message_id')}", callback=callback)
 
@@ -210,7 +215,8 @@ class Settlement:
             d.consumer.resolved(d, processed=False)
 
         self._send_copy("", d.consumer.queue_name, message,
-                        failures.given_back_headers(message.headers, message.delivery_info), settled)
+                        failures.given_back_headers(message.headers, message.delivery_info), settled,
+                        keep_expiration=True)
 
     def _outcome(self, d: Delivery, outcome: str, seconds) -> None:
         chains = d.consumer.chains

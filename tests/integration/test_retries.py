@@ -3,6 +3,7 @@ permanent and contract failures dead-lettered at once, and the worker going on w
 
 import json
 import socket
+import time
 import uuid
 from datetime import datetime
 
@@ -144,6 +145,21 @@ def test_contract_failures_go_straight_to_the_dlq_and_the_worker_goes_on(eda, br
     [paid] = spy.wait_for("payment.succeeded")
     assert paid["causationid"] == order_id
     assert worker.proc.poll() is None
+
+
+def test_a_dead_letter_does_not_expire_in_the_dlq_when_its_publisher_gave_it_an_expiration(eda, broker, namespace):
+    # Given a payment worker
+    eda.worker("payment")
+    dlq = f"{namespace}.payment.dlq"
+    # When another client publishes an invalid order that expires in 1.5 s if no one takes it
+    broker.publish("order.placed", {"orderId": "o-1"}, message_id="short-lived", expiration="1500",
+                   content_type="application/cloudevents+json")
+    # Then it is dead-lettered, and still in the DLQ well after its expiration (RabbitMQ, too, drops the
+    # property when it dead-letters): a dead letter is kept until someone deals with it
+    wait_until(lambda: broker.depth(dlq) == 1, message="the invalid order in the DLQ")
+    time.sleep(2.5)
+    [dead] = broker.peek(dlq)
+    assert dead.properties["message_id"] == "short-lived" and "expiration" not in dead.properties
 
 
 def test_an_event_whose_dlq_is_gone_is_kept_until_the_dlq_is_back(eda, broker, namespace):
