@@ -272,6 +272,7 @@ class Runner:
                                     "to the broker")
                         return EXIT_FORCED
                     log.warning("shutdown timeout: exiting with handlers unfinished; they will be redelivered")
+                    self._flush_held_if_possible()  # the events finished behind a stuck one: not again
                     logging.shutdown()
                     os._exit(EXIT_FORCED)  # pool threads still run user code: do not wait for them
             self.turn()
@@ -284,6 +285,14 @@ class Runner:
             for c in self.consumers:
                 c.flush_records()
                 c.flush_acks(final=True)
+
+    def _flush_held_if_possible(self) -> None:
+        """``_flush_held`` on the way out, where the connection may be gone already."""
+        try:
+            self._flush_held()
+        except Exception as exc:  # noqa: BLE001 - exiting anyway: those events are redelivered
+            log.warning("could not send the acks held at the exit (%s); those events will be redelivered",
+                        self._reason(exc))
 
     def turn(self, timeout: float | None = None) -> None:
         """One turn of the I/O loop: wait until the broker or a handler has something (at most a
@@ -298,7 +307,10 @@ class Runner:
                     c.resume_if_due()
                 c.pump()
                 c.flush_records()
-                c.flush_acks()  # this turn's acks, batched: each covers only events whose work is done
+                # This turn's acks, batched: each covers only events whose work is done. While stopping,
+                # every one at once, those above a delivery still running too: a stop may end in a
+                # forced exit, and an event finished but not acked would be handled again.
+                c.flush_acks(final=self._stopping)
         for c in self.consumers:
             c.hand_over()  # last: the handlers run while this thread waits for the next turn
         now = time.monotonic()

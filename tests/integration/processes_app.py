@@ -1,7 +1,8 @@
 """A test project for `eda worker --processes N` (``EDA_APP=tests.integration.processes_app``).
 
 - ``chores``: appends ``pid event_id`` to the file ``CHORES_RECORD`` for each chore it handled (one
-  ``write``), after sleeping ``CHORES_SLEEP`` seconds: which process handled what.
+  ``write``), after sleeping ``CHORES_SLEEP`` seconds (``CHORES_SLOW`` for a chore whose id begins
+  with ``slow``): which process handled what.
 - ``crasher``: kills its own process with SIGKILL as it starts, every time (a crash loop).
 """
 
@@ -25,13 +26,14 @@ class Chores(Worker):
     def setup(self):
         self.fd = os.open(os.environ["CHORES_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.sleep = float(os.environ.get("CHORES_SLEEP", "0"))
+        self.slow = float(os.environ.get("CHORES_SLOW", self.sleep))
 
     def teardown(self):
         os.close(self.fd)
 
     @handles("chore.requested")
     def do(self, event, ctx):
-        time.sleep(self.sleep)
+        time.sleep(self.slow if event.data["chore_id"].startswith("slow") else self.sleep)
         os.write(self.fd, f"{os.getpid()} {event.id}\n".encode())
 
 

@@ -135,6 +135,26 @@ def test_the_shutdown_timeout_exits_non_zero_and_loses_nothing(eda, broker, gate
     finish_after_restart(eda, broker, gateway, namespace, order_ids)
 
 
+def test_events_finished_during_the_stop_behind_a_stuck_one_are_acked_before_the_shutdown_timeout_exit(
+        eda, broker, namespace, app_queues, tmp_path):
+    # Given a worker at concurrency 4 running one chore that is stuck and three that take a second
+    app_queues("chores")
+    record, app = tmp_path / "record", {"EDA_APP": "tests.integration.processes_app"}
+    worker = eda.worker("chores", CHORES_RECORD=record, CHORES_SLEEP=1.5, CHORES_SLOW=60, EDA_CONCURRENCY=4,
+                        EDA_SHUTDOWN_TIMEOUT=4, **app)
+    [stuck] = eda.publish("chore-requested", {"choreId": "slow-1"}, **app)
+    done = eda.publish("chore-requested", *({"choreId": f"quick-{i}"} for i in range(3)), **app)
+    wait_until(lambda: broker.depth(f"{namespace}.chores") == 0, message="the four chores taken")
+    time.sleep(0.3)  # handed to the handler threads
+    # When SIGTERM stops the worker: the three finish during the stop, the stuck one never does
+    worker.send(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 1
+    assert len(record.read_text().splitlines()) == 3
+    # Then only the stuck chore goes back to the queue: the three done were acked, not to be done again
+    [back] = broker.peek(f"{namespace}.chores")
+    assert back.properties["message_id"] == stuck and stuck not in done
+
+
 def test_the_same_order_placed_twice_is_charged_once(eda, broker, gateway, make_order):
     # Given a payment worker that has charged an order
     env = {"EDA_PAYMENT_GATEWAY_URL": gateway.url}
