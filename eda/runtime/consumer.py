@@ -117,6 +117,7 @@ class WorkerConsumer:
         """Declare the worker's topology on a fresh channel and start consuming."""
         self.session = session
         self.in_flight = 0  # handlers of a lost session still run, but their deliveries are gone
+        self.starting = []  # admitted in the lost session's last turn: the broker redelivers them
         channel = connection.channel()
         queue = topology.declare_worker(channel, self.worker.name, self.accepted)
         self.queue_name = queue.name
@@ -230,6 +231,8 @@ class WorkerConsumer:
 
     async def _run_on_loop(self, delivery: Delivery) -> None:
         """``_execute`` of a coroutine handler, on the worker's event loop."""
+        if delivery.session is not self.runner.session:
+            return  # started before its connection was lost: the broker redelivers it, do not run it
         started = time.perf_counter()
         try:
             ctx = await dispatch_async(self.worker, delivery.event, self.handling)

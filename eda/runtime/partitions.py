@@ -83,6 +83,7 @@ class PartitionedConsumer(WorkerConsumer):
         """Declare the partitions and consume each on a channel of its own (acks sent at once)."""
         self.session = session
         self.in_flight = 0
+        self.starting = []  # admitted in the lost session's last turn: the broker redelivers them
         self.paused_until = None
         channel = connection.channel()
         queues = topology.declare_ordered(channel, self.worker.name, self.accepted, self.worker.ordered_by)
