@@ -22,7 +22,7 @@ import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
-from eda.errors import ConfigError
+from eda.errors import ConfigError, StoreUnavailable
 
 PROCESSED_RETENTION_SECONDS = 7 * 24 * 3600
 PROCESSED_MAX_ROWS = 1_000_000
@@ -176,9 +176,12 @@ class Store:
     def record_processed(self, *event_ids: str) -> None:
         """Add event ids to the record of processed events (kept for days, bounded in size), in one commit."""
         now = time.time()
-        with self.transaction() as tx:
-            tx.executemany("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)",
-                           [(event_id, now) for event_id in event_ids])
+        try:
+            with self.transaction() as tx:
+                tx.executemany("INSERT OR IGNORE INTO processed (event_id, at) VALUES (?, ?)",
+                               [(event_id, now) for event_id in event_ids])
+        except sqlite3.OperationalError as exc:  # locked by another process past the busy timeout, disk full
+            raise StoreUnavailable(f"the processed-event record {self.path} cannot be written: {exc}") from exc
 
     def prune(self, retention: float = PROCESSED_RETENTION_SECONDS, max_rows: int = PROCESSED_MAX_ROWS) -> None:
         """Keep the processed-event record to days of retention and a bounded size (the newest kept).

@@ -5,6 +5,8 @@ import multiprocessing
 import sqlite3
 import time
 
+import pytest
+
 from eda.store import Store
 
 
@@ -65,4 +67,25 @@ def test_worker_processes_opening_a_new_store_at_once_all_open_it(tmp_path):
     assert [p.exitcode for p in processes] == [0] * 8
     store = Store(tmp_path, "shop.payment")
     assert all(store.was_processed(f"e-{n}") for n in range(8))
+    store.close()
+
+
+def test_a_record_that_cannot_be_written_is_a_store_unavailable_naming_the_file(tmp_path):
+    from eda.errors import StoreUnavailable
+
+    # Given a store whose file another process holds locked for writing, past the store's busy timeout
+    store = Store(tmp_path, "shop.shipping")
+    store._db.execute("PRAGMA busy_timeout = 50")  # instead of waiting the default 10 s
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        # When the worker records an event as processed
+        with pytest.raises(StoreUnavailable, match=r"processed-event record .*shop\.shipping.* database is locked"):
+            store.record_processed("e-1")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # Then it is the transient failure the I/O loop keeps the ids for, and the next commit records it
+    store.record_processed("e-1")
+    assert store.was_processed("e-1")
     store.close()
