@@ -9,7 +9,8 @@ its own watchdog is killed and replaced), and serves the children's metrics, sum
 Exit codes, from the children's:
 - 0: stopped by SIGTERM/SIGINT, every child drained and exited 0;
 - 1: a child had to be stopped unfinished (its shutdown timeout, or a second signal), or a child kept
-  dying right after each restart (a crash loop: CRASH_LIMIT deaths in a row);
+  dying right after each restart (a crash loop: CRASH_LIMIT deaths in a row; a start the system refused,
+  such as a fork without memory, counts as one);
 - 2 or 3: a child exited so (2: a start error such as a bad setting, an unknown worker, a broker refusing
   the password; 3: the broker unreachable for the whole reconnect window): restarting cannot help, so the
   parent stops the others and exits with that code and that child's one-line error;
@@ -21,6 +22,7 @@ import os
 import select
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,14 +78,12 @@ class Parent:
                 self.children.append(self._child(number, folder, env))
             log.info("starting worker processes", extra={"processes": self.count, "workers": self.names})
             for child in self.children:
-                child.start(self._preexec)
+                self._start(child, time.monotonic())
             self._running_changed()
             return self._supervise()
         finally:
-            for child in self.children:  # nothing is left behind, whatever ended the loop
-                if child.alive:
-                    child.send(signal.SIGKILL)
-                    child.proc.wait()
+            self._end_children()
+            for child in self.children:
                 child.close()
             if self.server is not None:
                 self.server.close()
@@ -215,10 +215,45 @@ class Parent:
 
     def _restart_due(self, now: float) -> None:
         for child in self.children:
-            if child.restart_at is not None and now >= child.restart_at:
-                child.start(self._preexec)
+            if child.restart_at is not None and now >= child.restart_at and self._start(child, now):
                 log.info("worker process restarted", extra={"pid": child.pid, "process_number": child.number})
                 self._running_changed()
+
+    def _start(self, child: Child, now: float) -> bool:
+        """Start one worker process. A fork that fails (no memory after an OOM kill, too many processes)
+        counts as a death right after a start: tried again later, a crash loop if it keeps failing."""
+        try:
+            child.start(self._preexec)
+            return True
+        except OSError as exc:
+            child.restart_at = None
+            child.strikes += 1
+            error = exc.strerror or str(exc)
+            fields = {"process_number": child.number, "error": error}
+            if child.strikes >= CRASH_LIMIT:
+                self.fatal = (1, f"error: worker process {child.number} of {self.count} could not be started "
+                                 f"{child.strikes} times in a row ({error}); stopping")
+                log.error("worker process cannot be started: stopping", extra=fields)
+                self._stop("cannot start a worker process")
+            else:
+                delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (child.strikes - 1))
+                child.restart_at = now + delay
+                log.warning("cannot start a worker process: trying again", extra={**fields, "restart_in_seconds": delay})
+            return False
+
+    def _end_children(self) -> None:
+        """Nothing is left behind, whatever ended the loop: children still running (the loop ended by an
+        error of the parent's) get SIGTERM and their shutdown time, then SIGKILL."""
+        alive = [c for c in self.children if c.alive]
+        for child in alive:
+            child.send(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.shutdown_timeout + KILL_GRACE
+        for child in alive:
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.send(signal.SIGKILL)
+                child.proc.wait()
 
     def _check_watchdogs(self, now: float) -> None:
         """A child that answered its watchdog before and stopped answering is hung: kill it (then restarted)."""

@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -230,6 +231,90 @@ def test_a_crash_loop_ends_the_parent_with_a_clear_line(eda, app_queues):
     assert [0.5, 1, 2, 4] in delays.values(), delays
     assert time.monotonic() - started < 60
     assert not children_of(eda.processes[-1].proc.pid)
+
+
+@contextlib.contextmanager
+def forks_failing(monkeypatch, after: int, times: int):
+    """The parent's process starts fail as a fork does without memory (EAGAIN): the first ``after`` work,
+    the next ``times`` fail, the rest work again. What fails is the system's, not the parent's."""
+    from eda.runtime import children
+
+    real, calls = children.subprocess.Popen, [0]
+
+    def popen(*args, **kwargs):
+        calls[0] += 1
+        if after < calls[0] <= after + times:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(children.subprocess, "Popen", popen)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def parent_in_this_process(eda, monkeypatch, tmp_path, worker="chores"):
+    """A `--processes 2` parent of ``worker`` run by this test's process (on its main thread: signals)."""
+    from eda.runtime.processes import Parent
+    from eda.settings import Settings
+
+    for key, value in {**eda.env, "EDA_APP": APP, "CHORES_RECORD": str(tmp_path / "record")}.items():
+        monkeypatch.setenv(key, str(value))
+    return Parent(Settings.from_env().with_(processes=2), [worker], [worker])
+
+
+def test_a_restart_the_system_cannot_fork_is_tried_again_and_the_other_process_keeps_working(
+        eda, broker, namespace, app_queues, tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="eda.processes")
+    parent = parent_in_this_process(eda, monkeypatch, tmp_path)
+    seen = {}
+
+    def kill_one_then_stop():  # on a thread: the parent runs on the main one
+        wait_until(lambda: sum(c.ready for c in parent.children) == 2, timeout=60, message="both consuming")
+        first, second = parent.children
+        killed = first.pid
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: first.pid != killed and first.alive and first.ready, timeout=60,
+                   message="the first process back")
+        seen["second alive"] = running(second.pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # Given two worker processes, and a system that cannot fork twice once they are up
+    with forks_failing(monkeypatch, after=2, times=2):
+        thread = threading.Thread(target=kill_one_then_stop, daemon=True)
+        thread.start()
+        # When one is killed, then the parent is told to stop
+        code = parent.run()
+    thread.join(5)
+    # Then the failed starts were tried again until one worked, the other process ran on, and all stopped well
+    messages = [r.getMessage() for r in caplog.records if r.name == "eda.processes"]
+    assert messages.count("cannot start a worker process: trying again") == 2, messages
+    assert "worker process restarted" in messages and seen["second alive"] is True
+    assert code == 0 and not children_of(os.getpid())
+
+
+def test_a_process_the_system_never_can_fork_ends_the_parent_with_one_line_and_stops_the_other_gracefully(
+        eda, app_queues, tmp_path, monkeypatch, capsys):
+    parent = parent_in_this_process(eda, monkeypatch, tmp_path)
+
+    def kill_one():
+        wait_until(lambda: sum(c.ready for c in parent.children) == 2, timeout=60, message="both consuming")
+        os.kill(parent.children[0].pid, signal.SIGKILL)
+
+    # Given two worker processes, and a system that can fork no more once they are up
+    with forks_failing(monkeypatch, after=2, times=100):
+        threading.Thread(target=kill_one, daemon=True).start()
+        # When one is killed
+        code = parent.run()
+    # Then the parent tries again (5 times in a row, with growing delays), then ends with exit 1 and one
+    # line, the other process stopped by SIGTERM (drained), not killed
+    assert code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == ("error: worker process 1 of 2 could not be started 5 times in a "
+                                                          "row (Resource temporarily unavailable); stopping")
+    assert parent.children[1].exited == 0 and not children_of(os.getpid())
 
 
 def test_systemd_hears_ready_once_every_process_consumes_and_only_from_the_parent(eda, broker, namespace,
