@@ -139,7 +139,11 @@ class WorkerConsumer:
         except Exception as exc:  # noqa: BLE001 - a poison message: dead-letter it at once, go on
             self.runner.settlement.fail(Delivery(message, self, None, self.session), exc)
             return
-        delivery = Delivery(message, self, event, self.session)
+        self.check_and_admit(Delivery(message, self, event, self.session))
+
+    def check_and_admit(self, delivery: Delivery) -> None:
+        """Admit a delivery, unless the record says its event was processed (or a copy is in flight).
+        A record that cannot be read fails the delivery: a transient failure, retried."""
         try:
             if self.duplicates is not None and self._seen(delivery):
                 return

@@ -53,7 +53,7 @@ class Partition:
     """One partition queue as this instance consumes it: its deliveries in order, and the one running
     or waiting for its retry (``current``)."""
 
-    __slots__ = ("queue", "consumer", "waiting", "current", "attempts", "due", "scheduled")
+    __slots__ = ("queue", "consumer", "waiting", "current", "attempts", "due", "scheduled", "unchecked")
 
     def __init__(self, queue: str, consumer: AmqpConsumer):
         self.queue, self.consumer = queue, consumer
@@ -62,9 +62,10 @@ class Partition:
         self.attempts = 0  # attempts of ``current`` retried in place
         self.due = None  # monotonic time of ``current``'s next attempt, while it is held
         self.scheduled = False  # held for an attempt of the retry schedule, not a pause (circuit open)
+        self.unchecked = False  # ``current`` is held because its processed-event record could not be read
 
     def settled(self) -> None:
-        self.current, self.attempts, self.due, self.scheduled = None, 0, None, False
+        self.current, self.attempts, self.due, self.scheduled, self.unchecked = None, 0, None, False, False
 
 
 class PartitionedConsumer(WorkerConsumer):
@@ -149,9 +150,10 @@ class PartitionedConsumer(WorkerConsumer):
         partition = self._partition_of(delivery)
         if partition is None:
             return
-        if partition.current is not delivery:  # failed before it started (its record could not be read)
-            partition.waiting.appendleft(delivery)
-            return
+        if partition.current is not delivery:  # failed before it started: its record could not be read
+            # Held at the head like any retry (a partition holds one delivery at a time: prefetch 1), and
+            # its record read again when due: it may be the copy of an event processed already.
+            partition.current, partition.unchecked = delivery, True
         partition.attempts += 1 if counted else 0
         partition.due = self.clock() + delay_ms / 1000
         partition.scheduled = counted
@@ -174,7 +176,12 @@ class PartitionedConsumer(WorkerConsumer):
             partition = self.partitions[(self._turn + i) % count]
             if partition.due is not None and partition.due <= now and self._may_start():
                 partition.due = None
-                self._start(partition.current)
+                if partition.unchecked:  # back through the record's check, then started (or acked)
+                    delivery, partition.current, partition.unchecked = partition.current, None, False
+                    partition.attempts = 0  # a record away is not the event's failure: none counted
+                    self.check_and_admit(delivery)
+                else:
+                    self._start(partition.current)
             self._next(partition)
 
     def wake_in(self) -> float | None:

@@ -81,3 +81,33 @@ def test_the_events_of_one_flow_go_through_one_partition_in_order_whatever_their
         assert all(len(queues) == 1 and next(iter(queues)).startswith("testbus.tracker.p")
                    for queues in routed.values()), routed
         assert len({q for queues in routed.values() for q in queues}) > 1
+
+
+@pytest.mark.parametrize("processed_before", [True, False], ids=["a copy of an event processed before", "a new event"])
+def test_an_event_whose_record_cannot_be_read_waits_at_its_partitions_head_and_is_checked_again(
+        shipments, processed_before):
+    from eda.errors import StoreUnavailable
+
+    shipments.record_processed = True
+    with TestBus(shipments) as bus:
+        # Given an ordered worker with a record of processed events that cannot be read once
+        [consumer] = bus.runner.consumers
+        answers = [StoreUnavailable("the state database is unavailable"), processed_before]
+
+        def was_processed(event_id):
+            answer = answers.pop(0) if answers else False
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        consumer.processed.was_processed = was_processed
+        # When an event arrives while the record is away
+        published_at = bus.broker.clock()
+        bus.publish("parcel.packed", {"parcel_id": "p-1", "warehouse_id": "w-1", "step": 1}, correlation_id="f-1")
+        # Then it waited at the head of its partition for its retry's time (the bus's clock jumped to it),
+        # and its record was read again before it ran: a copy of an event processed before is acked
+        # without being handled again, a new event is handled; neither is dead-lettered
+        assert bus.broker.clock() - published_at >= 1.0
+        assert answers == []
+        assert shipments.handled == ([] if processed_before else [("f-1", 1)])
+        assert bus.dead_letters() == []
