@@ -187,8 +187,13 @@ class Runner:
                 # message can cause one (each delivery's errors fail that delivery alone).
                 if not isinstance(exc, (BrokerUnavailable, *self._connection_errors(), *self._channel_errors())):
                     log.exception("unexpected error in the I/O loop; reconnecting")
+                unfinished = not self.drained()
                 self._drop_session()
-                if self._stopping:
+                if self._stopping:  # no reconnecting to finish a stop: what was not acked comes back
+                    if unfinished:
+                        log.warning("broker connection lost while stopping (%s), with handlers unfinished: "
+                                    "their events will be redelivered", self._reason(exc))
+                        return EXIT_FORCED
                     return EXIT_OK
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since > self.settings.reconnect_window:

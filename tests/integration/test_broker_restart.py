@@ -6,6 +6,7 @@ without it; under CI=true they fail instead, so a CI run never counts a skip as 
 """
 
 import shutil
+import signal
 import subprocess
 from urllib.parse import urlsplit
 
@@ -177,3 +178,22 @@ def test_an_exchange_deleted_under_a_running_worker_is_redeclared_and_nothing_is
     worker.wait_for_log(handled("inventory.reserved"))
     assert broker.exists(f"{namespace}.shipping") and wait_until(lambda: broker.depth(f"{namespace}.shipping") == 0)
     assert worker.proc.poll() is None and "Traceback" not in worker.output
+
+
+def test_a_connection_lost_during_a_graceful_stop_with_handlers_unfinished_exits_non_zero(
+        eda, broker, proxy, broker_url, namespace, gateway, make_order):
+    # Given a payment worker, through a proxy, whose four charges hang on a gateway taking 30 s an answer
+    gateway.simulation.latency = 30
+    gateway.handle_error = lambda request, client_address: None  # the answers come after the worker is gone
+    worker = eda.worker("payment", EDA_BROKER_URL=proxy.url(broker_url), EDA_PAYMENT_GATEWAY_URL=gateway.url,
+                        EDA_PAYMENT_GATEWAY_TIMEOUT=60, EDA_CONCURRENCY=4, EDA_SHUTDOWN_TIMEOUT=120)
+    order_ids = eda.publish("order-placed", *(make_order() for _ in range(4)))
+    wait_until(lambda: gateway.simulation.in_flight == 4, message="four charges under way")
+    # When SIGTERM begins a graceful stop, and the network cuts the connection before the charges end
+    worker.send(signal.SIGTERM)
+    worker.wait_for_log(lambda r: "SIGTERM received" in str(r.get("message", "")))
+    proxy.cut()
+    # Then the worker exits 1, not 0: it did not drain, and says so; the orders go back to the queue
+    assert worker.wait(timeout=30) == 1
+    worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("broker connection lost while stopping"))
+    wait_until(lambda: broker.depth(f"{namespace}.payment") == len(order_ids), message="the orders back in the queue")
