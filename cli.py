@@ -8,7 +8,8 @@ import click
 
 from eda import tracing
 from eda.cli_support import (COMMON, OUTBOX, WORKER, Duration, Group, WorkerCommand, app_option, check_event_options,
-                             columns, complete_events, complete_workers, own_options, settings_options)
+                             columns, complete_events, complete_workers, own_options, settings_options,
+                             stdout_lines)
 from eda.commands.dlq import dlq
 from eda.commands.request import request
 from eda.commands.saga import saga
@@ -84,7 +85,8 @@ def publish(event, data, file, correlation_id, source, settings):
     if (data is None) == (file is None):
         raise ConfigError("give the event's data with exactly one of --data JSON or --file PATH")
     with events_from_input(event, data=data, lines=file, source=source, correlation_id=correlation_id) as events:
-        publish_confirmed(settings, events, on_confirmed=lambda e: click.echo(e.id),
+        echo = stdout_lines()
+        publish_confirmed(settings, events, on_confirmed=lambda e: echo(e.id),
                           progress=file is not None and sys.stderr.isatty())
 
 

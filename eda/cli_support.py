@@ -1,6 +1,7 @@
 """CLI plumbing shared by the commands in cli.py: settings as options, shell completion, one-line errors."""
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,27 @@ def columns(rows) -> list[str]:
     may be long: fields, a description)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
     return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
+
+
+def stdout_lines():
+    """A printer of lines on stdout that goes on quietly once a reader closed it (``eda publish | head -1``):
+    the command's work is not undone, nor redone, for a reader that wanted fewer lines. Later writes
+    (lines, log lines) go to /dev/null, as Python's documentation advises for a closed pipe."""
+    closed = False
+
+    def echo(line: str) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            click.echo(line)  # flushes: a closed pipe shows here
+        except BrokenPipeError:
+            closed = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    return echo
 
 
 def check_event_options(correlation_id: str | None, source: str) -> None:

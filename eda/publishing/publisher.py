@@ -135,22 +135,29 @@ class Publisher:
         not take (nacked, unroutable, or the connection's loss); with ``stop_at_error`` nothing more is
         sent after the first. Raises BrokerUnavailable when the broker stops answering."""
         errors: list[Exception] = []
+        failed_callback: list[Exception] = []
 
         def settled_for(item):
             def settled(error):
                 if error is not None:
                     errors.append(error)
-                elif on_confirmed is not None:
-                    on_confirmed(item)
+                elif on_confirmed is not None and not failed_callback:
+                    try:
+                        on_confirmed(item)
+                    except Exception as exc:  # noqa: BLE001 - the caller's, raised below: not a lost connection
+                        failed_callback.append(exc)
             return settled
 
         for item in items:
             send(item, settled_for(item))
             if len(self.confirms) >= self.window:
                 self.wait(timeout, until=self.window // 2)
-            if errors and stop_at_error:
+            if (errors and stop_at_error) or failed_callback:
                 break
         self.wait(timeout)
+        if failed_callback:  # raised from within a read of the socket, it would pass for the connection's loss
+            exc = failed_callback[0]
+            raise RuntimeError(f"on_confirmed raised {type(exc).__name__}: {exc}") from exc
         return errors
 
     def publish_events(self, events, exchange: str, *, mandatory=True, timeout: float = 30.0,

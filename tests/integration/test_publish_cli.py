@@ -1,11 +1,13 @@
 """`eda publish`: validated, confirmed, and a clear one-line error for everything that goes wrong."""
 
 import json
+import os
+import subprocess
 import time
 
 import pytest
 
-from tests.support import wait_until
+from tests.support import eda_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +49,24 @@ def test_a_file_of_events_prints_every_confirmed_id(eda, broker, payment_queue, 
     ids = output.split()
     assert len(ids) == 25 and len(set(ids)) == 25
     assert wait_until(lambda: broker.depth(payment_queue) == 25)
+
+
+def test_a_reader_that_closes_the_ids_pipe_early_gets_each_event_published_once(eda, broker, payment_queue,
+                                                                               make_order, tmp_path):
+    # Given a file of 25 orders, and a reader of the ids that is gone before the first one (`| head -0`)
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join(json.dumps(make_order()) for _ in range(25)) + "\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    # When they are published
+    done = subprocess.run([*eda_command(), "publish", "order-placed", "--file", str(path)], env=eda.env,
+                          stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(write_end)
+    # Then every order is published once (none sent again as if the broker were lost), exit 0, no traceback
+    assert (done.returncode, done.stderr) == (0, "")
+    assert wait_until(lambda: broker.depth(payment_queue) == 25)
+    time.sleep(0.5)
+    assert broker.depth(payment_queue) == 25
 
 
 def test_one_invalid_line_publishes_nothing_from_the_file(eda, broker, payment_queue, make_order, tmp_path):
