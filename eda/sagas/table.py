@@ -152,7 +152,8 @@ class Instances:
     def __init__(self, settings, saga: str):
         from eda.store import open_store
 
-        self.store = open_store(settings, saga, schema(bool(settings.database_url)))
+        # A reader (eda saga list) fails at once where the database does not answer.
+        self.store = open_store(settings, saga, schema(bool(settings.database_url)), patience=0)
         self.table = Table(saga)
 
     def list(self, *, completed: bool = False, limit: int | None = None) -> list[Row]:

@@ -41,10 +41,14 @@ if TYPE_CHECKING:  # imported where used: psycopg only for PostgreSQL
 __all__ = ["open_store", "describe", "schema_name", "Store", "SqliteStore"]
 
 
-def open_store(settings: Settings, name: str, schema: str = "") -> "SqliteStore | PostgresStore":
+def open_store(settings: Settings, name: str, schema: str = "", *,
+               patience: float | None = None) -> "SqliteStore | PostgresStore":
     """The store named ``name`` (a worker's name) of these settings' namespace, its ``schema`` (SQL
-    creating its tables, idempotent: ``CREATE TABLE IF NOT EXISTS``) applied. A store that cannot be
-    opened is a ``ConfigError`` (one line, exit 2) naming it without its password."""
+    creating its tables, idempotent: ``CREATE TABLE IF NOT EXISTS``) applied. A PostgreSQL database
+    that does not answer is waited for up to ``patience`` seconds (default: ``EDA_RECONNECT_WINDOW``,
+    as a worker waits for its broker), then ``StoreUnavailable`` (exit 1, a supervisor restarts it);
+    one that refuses (password, database name) is a ``ConfigError`` (exit 2). Both name it without its
+    password."""
     url = settings.database_url
     if not url:
         return SqliteStore(settings.state_dir, f"{settings.namespace}.{name}", schema)
@@ -53,7 +57,8 @@ def open_store(settings: Settings, name: str, schema: str = "") -> "SqliteStore 
                           f"postgresql:// URL")
     from eda.store.postgres import PostgresStore  # psycopg only where it is used
 
-    return PostgresStore(url, settings.namespace, name, schema, pool_size=settings.concurrency + 1)
+    return PostgresStore(url, settings.namespace, name, schema, pool_size=settings.concurrency + 1,
+                         patience=settings.reconnect_window if patience is None else patience)
 
 
 def describe(settings: Settings) -> dict:

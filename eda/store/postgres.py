@@ -76,12 +76,31 @@ class PgTransaction:
         return cur.rowcount == 1
 
 
+# What a server says, in a connection's failure, when another try may be let in (libpq gives these as
+# text only: a failed connection carries no SQLSTATE).
+NOT_READY = ("the database system is starting up", "the database system is shutting down",
+             "the database system is in recovery mode", "the database system is not yet accepting connections",
+             "too many clients already", "remaining connection slots are reserved")
+
+
+def unreachable(exc: psycopg.Error) -> bool:
+    """Whether an error opening a connection says the database could not be reached or is not ready
+    (no answer, a server starting up or full), rather than refusing what it was asked (a password, a
+    role or database that does not exist): only the first may go away by itself."""
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:
+        return state.startswith(("08", "57", "53300"))
+    text = str(exc)
+    return "FATAL:" not in text or any(phrase in text for phrase in NOT_READY)
+
+
 class PostgresStore:
     """A worker's state in the namespace's schema of a PostgreSQL database, shared by its instances."""
 
     backend = "postgresql"
 
-    def __init__(self, url: str, namespace: str, name: str, schema: str = "", *, pool_size: int = 4):
+    def __init__(self, url: str, namespace: str, name: str, schema: str = "", *, pool_size: int = 4,
+                 patience: float = 0.0):
         self.name = name
         self.schema = schema_name(namespace)
         try:
@@ -97,7 +116,7 @@ class PostgresStore:
         if "application_name" not in params:
             extra["application_name"] = f"eda-{name}"
         extra.update(tcp_options(params))  # a silent peer fails in seconds (eda.store.liveness)
-        self._setup(url, extra, schema)
+        self._setup_within(patience, url, extra, schema)
         self._failed_at = None
         self._writes = 0
         self._checking = threading.Lock()
@@ -107,8 +126,24 @@ class PostgresStore:
                                     open=False)
         self._pool.open(wait=False)
 
+    def _setup_within(self, patience: float, url: str, extra: dict, schema: str) -> None:
+        """``_setup``, tried again while the database cannot be reached, for ``patience`` seconds (a worker
+        started before its database, as at a host's boot); then StoreUnavailable, exit 1."""
+        deadline, backoff = time.monotonic() + patience, 0.5
+        while True:
+            try:
+                return self._setup(url, extra, schema)
+            except StoreUnavailable as exc:
+                if time.monotonic() + backoff > deadline:
+                    raise
+                log.warning("%s; trying again in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
     def _setup(self, url: str, extra: dict, schema: str) -> None:
-        """Create the namespace's schema and tables once (idempotent), or fail the start with one line."""
+        """Create the namespace's schema and tables once (idempotent), or fail the start with one line:
+        StoreUnavailable where the database did not answer (another try may succeed), else ConfigError
+        (a refused password, a database that does not exist: only a change of setting helps)."""
         try:
             with psycopg.connect(url, **extra) as conn, conn.transaction():
                 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
@@ -119,8 +154,9 @@ class PostgresStore:
                 if schema.strip():
                     conn.execute(schema)
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot open the state database {self.location} (EDA_DATABASE_URL): "
-                              f"{one_line(exc, self._password)}") from None
+            error = StoreUnavailable if unreachable(exc) else ConfigError
+            raise error(f"cannot open the state database {self.location} (EDA_DATABASE_URL): "
+                        f"{one_line(exc, self._password)}") from None
 
     def _configure(self, conn) -> None:
         conn.execute(pgsql.SQL("SET search_path TO {}, public").format(pgsql.Identifier(self.schema)))

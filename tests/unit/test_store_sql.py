@@ -1,5 +1,7 @@
 """The store's SQL as psycopg reads it, and the schema a namespace gets: pure functions of eda.store."""
 
+import pytest
+
 from eda.settings import Settings
 from eda.store import describe, schema_name
 from eda.store.postgres import to_psycopg
@@ -25,3 +27,22 @@ def test_describe_names_the_database_never_the_password(tmp_path):
     pg = describe(Settings(namespace="shop", database_url="postgresql://eda:s3cret@db.internal:6432/state"))
     assert pg == {"backend": "postgresql", "location": "db.internal:6432/state", "schema": "shop"}
     assert "s3cret" not in str(Settings(database_url="postgresql://eda:s3cret@db/x").safe_database_url)
+
+
+@pytest.mark.parametrize("message, transient", [
+    ('connection failed: connection to server at "db", port 5432 failed: Connection refused', True),
+    ('connection failed: connection to server at "db", port 5432 failed: timeout expired', True),
+    ("connection failed: server closed the connection unexpectedly", True),
+    ('connection failed: connection to server at "db", port 5432 failed: FATAL:  the database system is starting up',
+     True),
+    ('connection failed: ... failed: FATAL:  sorry, too many clients already', True),
+    ('connection failed: ... failed: FATAL:  password authentication failed for user "eda"', False),
+    ('connection failed: ... failed: FATAL:  role "eda" does not exist', False),
+    ('connection failed: ... failed: FATAL:  database "shop" does not exist', False),
+])
+def test_a_database_that_did_not_answer_or_is_not_ready_is_waited_for_one_that_refused_is_not(message, transient):
+    import psycopg
+
+    from eda.store.postgres import unreachable
+
+    assert unreachable(psycopg.OperationalError(message)) is transient
