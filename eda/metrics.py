@@ -37,7 +37,7 @@ from eda.middleware import DEAD_LETTERED, OK, REJECTED, REQUEUED, RETRIED, Middl
 log = logging.getLogger("eda.metrics")
 
 OUTCOMES = (OK, RETRIED, DEAD_LETTERED, REJECTED, REQUEUED)
-UNKNOWN_TYPE = "unknown"  # an event that could not be decoded has no type
+UNKNOWN_TYPE = "unknown"  # no type, or one the worker does not take (eda.runtime.settlement)
 BREAKER_STATES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
 
 # Set by the parent of `eda worker --processes N` for its worker processes: it serves their metrics.

@@ -19,10 +19,11 @@ def test_a_worker_counts_consumed_published_and_dead_lettered_events(eda, broker
     # Given payment and inventory serving metrics
     port = free_port()
     eda.worker("payment", "inventory", EDA_METRICS_PORT=port)
-    # When two orders and a poison order (invalid data) arrive
+    # When two orders, a poison order (invalid data) and a message that is no event at all arrive
     eda.publish("order-placed", make_order(), make_order())
     broker.publish("order.placed", {"specversion": "1.0", "id": "poison-1", "source": "test", "type": "order.placed",
                                     "data": {"orderId": "o-poison"}})
+    broker.publish("order.placed", b"\xff not json", message_id="poison-2")
 
     def settled():
         samples = scrape(port)
@@ -30,11 +31,14 @@ def test_a_worker_counts_consumed_published_and_dead_lettered_events(eda, broker
                        outcome="ok") == 2
                 and sample(samples, "eda_events_consumed_total", worker="inventory", event_type="payment.succeeded",
                            outcome="ok") == 2
-                and sample(samples, "eda_dead_letters_total", worker="payment") == 1)
+                and sample(samples, "eda_dead_letters_total", worker="payment") == 2)
         return samples if done else None
 
     # Then the scraped counters say what happened to them
-    samples = wait_until(settled, message="the metrics to count both orders and the poison one")
+    samples = wait_until(settled, message="the metrics to count both orders and the poison ones")
+    # the poison order under the type it says it has (one the worker takes), the undecodable one as unknown
+    assert sample(samples, "eda_events_consumed_total", worker="payment", event_type="order.placed",
+                  outcome="rejected") == 1
     assert sample(samples, "eda_events_consumed_total", worker="payment", event_type="unknown",
                   outcome="rejected") == 1
     assert sample(samples, "eda_events_consumed_total", worker="payment", event_type="order.placed",
@@ -46,8 +50,8 @@ def test_a_worker_counts_consumed_published_and_dead_lettered_events(eda, broker
     assert sample(samples, "eda_broker_connected", worker="inventory") == 1
     assert sample(samples, "eda_breaker_state", name="payment-gateway") == 0
     assert sample(samples, "eda_handlers_in_flight", worker="payment") is not None
-    # And the poison order is where the dead-letter counter says
-    assert broker.depth(f"{namespace}.payment.dlq") == 1
+    # And the poison messages are where the dead-letter counter says
+    assert broker.depth(f"{namespace}.payment.dlq") == 2
 
 
 def test_a_busy_metrics_port_is_a_one_line_error(eda):
