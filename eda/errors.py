@@ -102,6 +102,11 @@ class ScheduleError(ConfigError, PermanentError):
     dead-lettered at once, and a command exits 2."""
 
 
+class NoOutbox(EdaError):
+    """A command that only reads the outbox found none where the settings say (a SQLite file never made:
+    no application nor relay used it, or EDA_STATE_DIR is not theirs)."""
+
+
 class NotScheduled(EdaError):
     """No scheduled event with that id is waiting: it was published or cancelled already, or is unknown."""
 

@@ -32,7 +32,7 @@ def schedule_list(as_json, limit, settings):
     correlation id and source."""
     from eda.outbox import Outbox
 
-    outbox = Outbox(settings)
+    outbox = Outbox(settings, create=False)
     waiting = outbox.scheduled(limit)
     if as_json:
         for event in waiting:
@@ -84,7 +84,7 @@ def schedule_cancel(event_id, settings):
     from eda.outbox import Outbox
     from eda.due import rfc3339
 
-    outbox = Outbox(settings)
+    outbox = Outbox(settings, create=False)
     cancelled = outbox.cancel(event_id)
     found = outbox.find(event_id)
     if cancelled:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from eda import tracing
 from eda.contracts.envelope import Event, encode
 from eda.contracts.registry import EventRef
-from eda.errors import ConfigError
+from eda.errors import ConfigError, NoOutbox
 from eda.due import due_time, rfc3339
 from eda.outbox.tables import PostgresTable, SqliteTable, connect_postgres, connect_sqlite
 from eda.contracts.building import python_event
@@ -36,13 +36,16 @@ class Outbox:
     """The outbox of ``settings.namespace``: in EDA_DATABASE_URL's database (PostgreSQL), else in
     ``EDA_STATE_DIR/<namespace>.outbox.sqlite3``. Making one creates the table where it does not exist yet."""
 
-    def __init__(self, settings: Settings, source: str = "eda/outbox"):
+    def __init__(self, settings: Settings, source: str = "eda/outbox", *, create: bool = True):
         self.settings = settings
         self.source = source
         if settings.database_url:
             self.table = PostgresTable(settings.database_url, settings.namespace)
         else:
             self.table = SqliteTable(settings.state_dir, settings.namespace)
+            if not create and not self.table.path.exists():  # a reader makes no file where none is
+                raise NoOutbox(f"no outbox at {self.table.path}: no application nor `eda outbox relay` has "
+                               f"used it (is EDA_STATE_DIR={settings.state_dir} theirs?)")
         conn = self.open(autocommit=True)
         try:
             self.table.create(conn)

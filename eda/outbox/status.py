@@ -40,9 +40,14 @@ def check(settings, max_age: float, json_output: bool = False) -> tuple[str, str
     """What ``eda outbox status`` prints, and the problem that makes it exit 1 (None when healthy)."""
     import json
 
+    from eda.errors import NoOutbox
     from eda.outbox.outbox import Outbox
 
-    outbox = Outbox(settings)
+    try:
+        outbox = Outbox(settings, create=False)
+    except NoOutbox as exc:  # a monitoring check run where the outbox is not: unhealthy, not "nothing pending"
+        return (json.dumps({"outbox": None, "healthy": False, "problem": str(exc)}) if json_output else
+                "outbox: none"), str(exc)
     count, age = outbox.pending()
     later, overdue = outbox.later(), outbox.overdue()
     line, problem = describe(outbox.where, count, age, max_age, later, overdue)

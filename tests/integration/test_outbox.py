@@ -137,6 +137,22 @@ def test_a_broker_that_is_down_leaves_the_rows_pending_and_the_relay_retries(eda
         proxy.close()
 
 
+@pytest.mark.parametrize("command, shown", [
+    (("outbox", "status"), "unhealthy: no outbox at "),
+    (("schedule", "list"), "error: no outbox at "),
+    (("schedule", "cancel", "e-1"), "error: no outbox at "),
+])
+def test_a_command_reading_the_outbox_where_there_is_none_says_so_and_makes_none(eda, tmp_path, command, shown):
+    # Given a state folder that no application nor relay used (an admin's shell without their settings)
+    state = tmp_path / "elsewhere"
+    # When a command that only reads the outbox runs there
+    code, output = eda.run(*command, EDA_STATE_DIR=state)
+    # Then it says there is no outbox there, names the folder, exits 1 (a monitoring check fails), and makes nothing
+    assert code == 1, output
+    assert output.splitlines()[-1].startswith(shown) and f"EDA_STATE_DIR={state}" in output, output
+    assert not state.exists()
+
+
 @pytest.mark.parametrize("command", [("outbox", "relay"), ("outbox", "status")])
 def test_a_wrong_database_url_is_one_line_and_exit_2(eda, command):
     for url, expected in (("postgresql://postgres:s3cret-pw@127.0.0.1:5432/eda_no_such_db", "does not exist"),
