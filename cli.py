@@ -40,7 +40,7 @@ def main(app):
 @settings_options(*COMMON, *WORKER)
 @app_option
 def worker(names, settings, **own):
-    """Run the named workers until SIGTERM or SIGINT. The settings a worker declares itself are
+    """Run the named workers until SIGTERM, SIGINT or SIGHUP. The settings a worker declares itself are
     options too: `eda worker NAME --help` shows them."""
     from eda import discovery
     from eda.runtime.runner import Runner
@@ -165,7 +165,7 @@ def outbox():
 @app_option
 def outbox_relay(batch, retention, settings):
     """Publish committed outbox rows in the order they were added, confirmed and mandatory, and mark them
-    sent; runs until SIGTERM or SIGINT. Several relays may run at once on PostgreSQL."""
+    sent; runs until SIGTERM, SIGINT or SIGHUP. Several relays may run at once on PostgreSQL."""
     from eda.outbox.relay import Relay
 
     tracing.setup("eda-outbox-relay")  # a publish span per row, in the trace eda.stamp wrote into it

@@ -8,10 +8,17 @@ was written before (a stop).
 
 import os
 import select
+import signal
 import socket
 import weakref
 
 from eda import frame_reader
+
+
+# The signals that stop a worker, a --processes parent or the outbox relay gracefully: SIGTERM (a
+# supervisor), SIGINT (Ctrl-C), and SIGHUP (its terminal closed, or a supervisor's reload): what runs
+# finishes and is acked; a second one of any of them exits at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _close_fds(*fds) -> None:

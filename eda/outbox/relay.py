@@ -4,7 +4,7 @@ Rows go out in the order they were added, a batch at a time with pipelined confi
 sent only after the broker acked its event, so a relay killed between the two publishes it again later
 with the same event id (consumers' idempotency absorbs it), never loses it. A broker that is down or
 refuses an event leaves its rows pending and is retried with backoff; a database that goes away is
-reconnected. SIGTERM/SIGINT finish the batch under way, and end any wait at once; systemd hears
+reconnected. SIGTERM/SIGINT/SIGHUP finish the batch under way, and end any wait at once; systemd hears
 READY, WATCHDOG and STOPPING.
 
 Scheduled rows are published once due, earliest first, ahead of rows added for at once; between
@@ -28,7 +28,7 @@ from eda.outbox.sessions import open_session
 from eda.publishing.publisher import Publisher
 from eda.systemd import Notifier
 from eda.topology import Topology
-from eda.wakeup import WakeUp
+from eda.wakeup import STOP_SIGNALS, WakeUp
 
 log = logging.getLogger("eda.outbox")
 
@@ -78,8 +78,8 @@ class Relay:
     # The loop.
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
         # Tracing first (on only where OTEL_TRACES_EXPORTER asks), then EDA_MIDDLEWARE's: around each publish.
         self.publishing = publishing([*tracing.middleware("eda-outbox-relay"), *from_settings(self.settings)])
         if self.metrics:

@@ -2,12 +2,12 @@
 running, as Dramatiq's and Celery's prefork parents do (one process uses one core at most: the GIL).
 
 The parent connects to nothing. It starts the children (eda.runtime.children), restarts one that dies
-with a growing delay, passes SIGTERM/SIGINT on and exits once every child has drained, tells systemd
+with a growing delay, passes SIGTERM/SIGINT/SIGHUP on (as SIGTERM) and exits once every child has drained, tells systemd
 READY=1 once every child consumes and WATCHDOG=1 while it supervises them (a child that stops answering
 its own watchdog is killed and replaced), and serves the children's metrics, summed, on one port.
 
 Exit codes, from the children's:
-- 0: stopped by SIGTERM/SIGINT, every child drained and exited 0;
+- 0: stopped by SIGTERM/SIGINT/SIGHUP, every child drained and exited 0;
 - 1: a child had to be stopped unfinished (its shutdown timeout, or a second signal), or a child kept
   dying right after each restart (a crash loop: CRASH_LIMIT deaths in a row; a start the system refused,
   such as a fork without memory, counts as one);
@@ -30,7 +30,7 @@ import time
 from eda.errors import ConfigError
 from eda.runtime.children import Child, die_with_parent
 from eda.systemd import Notifier, watchdog_interval
-from eda.wakeup import WakeUp
+from eda.wakeup import STOP_SIGNALS, WakeUp
 
 log = logging.getLogger("eda.processes")
 
@@ -67,7 +67,7 @@ class Parent:
 
     def run(self) -> int:
         self._wakeup = WakeUp()  # signals (SIGCHLD among them) wake the loop
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that a child's exit wakes the loop
         signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)

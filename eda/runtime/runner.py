@@ -22,7 +22,7 @@ from eda.errors import BrokerUnavailable, ConfigError, EdaError, SetupFailed
 from eda.logs import cut
 from eda.middleware import checked, from_settings, unique
 from eda.topology import Topology
-from eda.wakeup import WakeUp
+from eda.wakeup import STOP_SIGNALS, WakeUp
 from eda.publishing.publisher import Publisher
 from eda.runtime.aio import DrivenLoop
 from eda.runtime.consumer import Outcome, WorkerConsumer
@@ -75,11 +75,11 @@ class Runner:
     # Lifecycle
 
     def run(self) -> int:
-        """Consume until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
+        """Consume until SIGTERM, SIGINT or SIGHUP (or ``stop``); return the process exit code."""
         self._owns_process = owns_process = threading.current_thread() is threading.main_thread()
         if owns_process:
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self._on_signal)
             signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)
         self._drive_handler_loops()
         self.setup()

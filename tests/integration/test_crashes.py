@@ -61,7 +61,9 @@ def test_kill_9_mid_batch_then_a_restart_processes_every_order_once(eda, broker,
     assert restarted.proc.poll() is None
 
 
-def test_sigterm_mid_batch_finishes_running_handlers_and_exits_0(eda, broker, gateway, namespace, make_order):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP (its terminal closed)"])
+def test_a_stop_signal_mid_batch_finishes_running_handlers_and_exits_0(eda, broker, gateway, namespace, make_order,
+                                                                       sig):
     # Given a payment worker busy with a batch on a slow gateway
     gateway.simulation.latency = 0.3
     env = {"EDA_PAYMENT_GATEWAY_URL": gateway.url, "EDA_CONCURRENCY": 4, "EDA_SHUTDOWN_TIMEOUT": 10}
@@ -70,10 +72,11 @@ def test_sigterm_mid_batch_finishes_running_handlers_and_exits_0(eda, broker, ga
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(20)))
     spy.wait_for("payment.succeeded", count=1, timeout=30)
     wait_until(lambda: gateway.simulation.in_flight > 0, message="charges under way")
-    # When it gets SIGTERM while charges are under way
-    worker.send(signal.SIGTERM)
+    # When it gets the signal while charges are under way
+    worker.send(sig)
     # Then it exits 0 after the running handlers finished and were acked
     assert worker.wait(timeout=10) == 0, worker.output
+    worker.wait_for_log(lambda r: str(r.get("message", "")).startswith(f"{sig.name} received"))
     worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("stopped"))
     # every charge it started was reported paid before it exited
     paid = {e["causationid"] for e in spy.of_type("payment.succeeded")}

@@ -110,7 +110,8 @@ def test_a_process_killed_mid_batch_is_restarted_and_every_order_is_charged_once
     assert parent.proc.poll() is None
 
 
-def test_sigterm_drains_every_process_and_leaves_none_behind(eda, broker, gateway, namespace, make_order):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_drains_every_process_and_leaves_none_behind(eda, broker, gateway, namespace, make_order, sig):
     # Given payment in two processes, both busy with charges on a slow gateway
     gateway.simulation.latency = 0.5
     parent, kids = start_parent(eda, "payment", EDA_PAYMENT_GATEWAY_URL=gateway.url, EDA_CONCURRENCY=4,
@@ -118,8 +119,8 @@ def test_sigterm_drains_every_process_and_leaves_none_behind(eda, broker, gatewa
     spy = broker.spy("payment.*")
     order_ids = eda.publish("order-placed", *(make_order() for _ in range(40)))
     wait_until(lambda: gateway.simulation.in_flight > 4, message="both processes charging")
-    # When the parent gets SIGTERM
-    parent.send(signal.SIGTERM)
+    # When the parent gets the signal
+    parent.send(sig)
     # Then it exits 0 once both processes finished their running handlers and acked them
     assert parent.wait(timeout=30) == 0, parent.output
     assert parent.count(lambda r: str(r.get("message", "")).startswith("stopped: every running handler")) == 2
