@@ -10,8 +10,10 @@ multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a fresh folder the parent made)
 serves them, summed (``serve_processes``); the gauges say how their processes' values combine.
 """
 
+import errno
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -122,8 +124,10 @@ def start_server(port: int, addr: str = "0.0.0.0", registry: CollectorRegistry =
     try:
         server = MetricsServer(make_wsgi_app(registry), addr, port).start()
     except OSError as exc:  # socket.gaierror for a host name that does not resolve is one too
-        raise ConfigError(f"--metrics-port (EDA_METRICS_PORT): cannot listen on {addr}:{port}: "
-                          f"{exc.strerror or exc}") from None
+        # The setting to change: the address where it is none of this host's, else the port (taken, privileged).
+        wrong = ("--metrics-address (EDA_METRICS_ADDRESS)" if isinstance(exc, socket.gaierror)
+                 or exc.errno == errno.EADDRNOTAVAIL else "--metrics-port (EDA_METRICS_PORT)")
+        raise ConfigError(f"{wrong}: cannot listen on {addr}:{port}: {exc.strerror or exc}") from None
     host, bound = server.server_address[:2]
     log.info("serving metrics on http://%s:%s/metrics", f"[{host}]" if ":" in host else host, bound,
              extra={"metrics_port": bound, "metrics_address": host})

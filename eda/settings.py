@@ -165,12 +165,14 @@ def broker_url_problem(url: str) -> str | None:
     return None
 
 
-def _check_broker_url(url: str) -> None:
-    """A URL kombu cannot use is a one-line error naming the setting (never echoing any of the URL)."""
-    problem = broker_url_problem(url)
+def _check_broker_url(url: str, file: str | None = None) -> None:
+    """A URL kombu cannot use is a one-line error naming the setting, or the file it was read from
+    (never echoing any of the URL)."""
+    problem = "the file is empty" if file and not url else broker_url_problem(url)
     if problem:
-        raise ConfigError(f"--broker-url (EDA_BROKER_URL): not a broker URL like amqp://user:password@host:5672/vhost "
-                          f"({problem}); {URL_HINT}")
+        where = f"--broker-url-file (EDA_BROKER_URL_FILE) {file}" if file else "--broker-url (EDA_BROKER_URL)"
+        hint = "" if problem == "the file is empty" else f"; {URL_HINT}"
+        raise ConfigError(f"{where}: not a broker URL like amqp://user:password@host:5672/vhost ({problem}){hint}")
 
 
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
@@ -309,7 +311,7 @@ class Settings:
                 raise ConfigError(f"{spec.option} ({spec.env}): {value!r} is not one of {', '.join(spec.choices)}")
         if self.broker_url_file:
             object.__setattr__(self, "broker_url", _read_secret(SPECS["broker_url_file"], self.broker_url_file))
-        _check_broker_url(self.broker_url)
+        _check_broker_url(self.broker_url, self.broker_url_file)
         if self.database_url_file:
             object.__setattr__(self, "database_url",
                                _read_secret(SPECS["database_url_file"], self.database_url_file) or None)

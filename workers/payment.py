@@ -12,10 +12,12 @@ cancellation) is refunded at once, and the order still fails as cancelled.
 """
 
 import logging
+from urllib.parse import urlsplit
 
 import pybreaker
 
 from eda import Breaker, PermanentError, Setting, Worker, handles, open_store
+from eda.errors import ConfigError
 from eda_shop.workers.gateway import HttpGateway, InProcessGateway, Simulation
 
 SCHEMA = """
@@ -138,10 +140,20 @@ class Payment(Worker):
         return Breaker(fail_max=self.breaker_fail_max, reset_timeout=self.breaker_reset_timeout,
                        listeners=[BreakerLog(self.log)], name="payment-gateway", exclude=[PermanentError])
 
+    def checked_gateway_url(self) -> str:
+        """The gateway's base URL, an http(s) one; else a ConfigError naming the option and variable (both
+        payment styles check it at start: the async client would fail only at the first charge)."""
+        url = urlsplit(self.gateway_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            setting = type(self).gateway_url
+            raise ConfigError(f"{setting.option} ({setting.variable(self.name)}): not an http(s) URL: "
+                              f"{self.gateway_url!r}")
+        return self.gateway_url
+
     def setup(self):
         if self.gateway_url:
             # a keep-alive connection per handler running at once
-            self.gateway = HttpGateway(self.gateway_url, timeout=self.gateway_timeout,
+            self.gateway = HttpGateway(self.checked_gateway_url(), timeout=self.gateway_timeout,
                                        pool_size=self.settings.concurrency)
         else:
             self.gateway = InProcessGateway(Simulation())

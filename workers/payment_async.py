@@ -89,7 +89,7 @@ class AsyncPayment(payment.Payment):
 
     async def setup(self):
         if self.gateway_url:
-            self.gateway = AsyncHttpGateway(self.gateway_url, self.gateway_timeout, self.settings.concurrency)
+            self.gateway = AsyncHttpGateway(self.checked_gateway_url(), self.gateway_timeout, self.settings.concurrency)
         else:
             self.gateway = InProcessAsyncGateway(gateways.Simulation())
         self.breaker = self.gateway_breaker()

@@ -109,10 +109,13 @@ def test_the_payment_worker_charges_over_no_more_connections_than_its_concurrenc
     assert 1 <= gateway.connections <= 4
 
 
-def test_a_gateway_url_that_is_not_http_is_a_config_error(eda):
+@pytest.mark.parametrize("style", [{}, {"EDA_APP": "eda_shop.workers.payment_async"}], ids=["threads", "async"])
+@pytest.mark.parametrize("url", ["ftp://gateway.example", "notaurl"])
+def test_a_gateway_url_that_is_not_http_is_a_config_error_naming_the_option(eda, style, url):
     # Given a payment worker whose gateway URL is not http(s), when it starts
-    code, output = eda.run("worker", "payment", EDA_PAYMENT_GATEWAY_URL="ftp://gateway.example")
-    # Then it says so in one line and exits 2
+    code, output = eda.run("worker", "payment", EDA_PAYMENT_GATEWAY_URL=url, **style)
+    # Then it says so in one line naming the option and variable, and exits 2
     assert code == 2, output
-    assert output.strip().splitlines()[-1] == "error: payment gateway URL: not an http(s) URL: 'ftp://gateway.example'"
+    assert output.strip().splitlines()[-1] == (f"error: --gateway-url (EDA_PAYMENT_GATEWAY_URL): not an http(s) URL: "
+                                               f"{url!r}")
     assert "Traceback" not in output

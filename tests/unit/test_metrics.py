@@ -61,3 +61,16 @@ def test_outcomes_count_by_worker_type_and_outcome():
     assert value("eda_dead_letters_total", worker=w) == 2  # dead-lettered and rejected
     assert value("eda_events_consumed_total", worker=w, event_type="unknown", outcome="rejected") == 1
     assert value("eda_events_published_total", worker=w, event_type="payment.succeeded") == 1
+
+
+@pytest.mark.parametrize("address, blamed", [
+    ("192.0.2.7", "--metrics-address (EDA_METRICS_ADDRESS)"),  # TEST-NET-1: none of this host's addresses
+    ("no-such-host.invalid", "--metrics-address (EDA_METRICS_ADDRESS)"),
+])
+def test_an_address_the_metrics_cannot_listen_on_blames_the_address_not_the_port(address, blamed):
+    from eda.errors import ConfigError
+    from eda.metrics import start_server
+
+    with pytest.raises(ConfigError) as refused:
+        start_server(19999, address)
+    assert str(refused.value).startswith(f"{blamed}: cannot listen on {address}:19999: ")

@@ -191,3 +191,17 @@ def test_a_database_password_is_masked_wherever_the_url_puts_it(url, shown):
     settings = Settings(database_url=url)
     assert settings.safe_database_url == shown
     assert "s3" not in repr(settings)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("", "(the file is empty)"),
+    ("s3cret garbage", "(it does not start with amqp://"),
+])
+def test_a_broker_url_file_without_a_url_names_the_file_not_the_variable(tmp_path, content, problem):
+    path = tmp_path / "broker-url"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as refused:
+        Settings(broker_url_file=str(path))
+    message = str(refused.value)
+    assert message.startswith(f"--broker-url-file (EDA_BROKER_URL_FILE) {path}: not a broker URL like ")
+    assert problem in message and "s3cret" not in message
