@@ -39,7 +39,12 @@ def open_connection(settings: Settings, *, heartbeat: int | None = None, timeout
                                                    # delivered without them, not fatal to the connection
                                                    "frame_handler": guarded_frame_handler})
         try:
-            conn.connect()
+            # One try: kombu's connect() tries again 2 s later, and every caller of this function has a
+            # retry of its own (the worker's reconnect backoff, publish's failover) or fails at once.
+            try:
+                conn.ensure_connection(max_retries=0)
+            except kombu.exceptions.OperationalError as wrapped:  # a socket error, wrapped by kombu
+                raise wrapped.__cause__ or wrapped from None
             frame_reader.install(conn.connection)  # frames read in large chunks, not three recvs each
             return conn
         except Exception as exc:  # kombu raises transport-specific errors: OSError, AccessRefused, ...

@@ -173,9 +173,11 @@ class Runner:
     def _run_sessions(self) -> int:
         lost_since = None
         backoff = 0.5
+        connected_once = False
         while True:
             try:
                 self._open_session()
+                connected_once = True
                 lost_since, backoff = None, 0.5
                 return self._loop()
             except ConfigError:
@@ -199,7 +201,10 @@ class Runner:
                 if time.monotonic() - lost_since > self.settings.reconnect_window:
                     raise BrokerUnavailable(f"the broker stayed unreachable for over "
                                             f"{self.settings.reconnect_window:.0f}s: {self._reason(exc)}") from None
-                log.warning("broker connection lost (%s); reconnecting in %.1fs", self._reason(exc), backoff)
+                if connected_once:
+                    log.warning("broker connection lost (%s); reconnecting in %.1fs", self._reason(exc), backoff)
+                else:  # at start: nothing was lost, the broker is not there (yet)
+                    log.warning("%s; trying again in %.1fs", self._reason(exc), backoff)
                 tell([m.on_connection_lost for m in self.observers], self, self._reason(exc))
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -8,7 +8,7 @@ without it; under CI=true they fail instead, so a CI run never counts a skip as 
 import shutil
 import signal
 import subprocess
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -115,6 +115,24 @@ def test_a_worker_whose_broker_stays_away_exits_non_zero(eda, broker_app):
     assert "error: the broker stayed unreachable for over 2s" in worker.output
     assert "Traceback" not in worker.output
     assert "guest:guest" not in worker.output
+
+
+def test_a_worker_started_where_no_broker_answers_says_so_and_tries_again_on_its_backoff(eda, broker_url):
+    from tests.monitoring import free_port
+
+    # Given a broker URL where nothing listens (the broker not started yet)
+    parts = urlsplit(broker_url)
+    nowhere = urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit('@', 1)[0]}@127.0.0.1:{free_port()}"))
+    # When a worker starts with a reconnect window of 3 s
+    worker = eda.start("worker", "shipping", EDA_BROKER_URL=nowhere, EDA_RECONNECT_WINDOW=3)
+    # Then it says it cannot reach the broker (nothing was lost), tries again after 0.5, 1 and 2 s (each
+    # try one attempt, not kombu's two 2 s apart), and exits 3 once the window is over
+    assert worker.wait(timeout=30) == 3, worker.output
+    tries = [r["message"] for r in worker.records if r.get("level") == "WARNING"]
+    assert len(tries) >= 3, tries
+    assert all(t.startswith("cannot reach the broker at ") for t in tries), tries
+    assert [t.rsplit("trying again in ", 1)[1] for t in tries[:3]] == ["0.5s", "1.0s", "2.0s"]
+    assert not worker.count(connection_lost)
 
 
 @pytest.fixture
