@@ -101,12 +101,25 @@ IN_FLIGHT = LiveGauge("eda_handlers_in_flight", "Handlers running now.", ["worke
 CONNECTED = Gauge("eda_broker_connected", "1 while connected to the broker and consuming, else 0.", ["worker"],
                   registry=REGISTRY, multiprocess_mode="livemin")
 # The outbox relay's (eda.outbox.relay): pending rows and their oldest's age as last counted (every few seconds).
-OUTBOX_PENDING = Gauge("eda_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY,
+# On the registry only in the relay's process (``serve_outbox``): a worker's endpoint would show them at 0.
+OUTBOX_PENDING = Gauge("eda_outbox_pending", "Outbox rows not yet published.", registry=None,
                        multiprocess_mode="livemax")
 OUTBOX_OLDEST = LiveGauge("eda_outbox_oldest_pending_seconds", "Age of the oldest pending outbox row (0: none).",
-                          registry=REGISTRY, multiprocess_mode="livemax")
+                          registry=None, multiprocess_mode="livemax")
 OUTBOX_PUBLISHED = Counter("eda_outbox_published", "Outbox rows this relay published and the broker confirmed.",
-                           registry=REGISTRY)
+                           registry=None)
+
+
+def serve_outbox(port: int, addr: str) -> "MetricsServer":
+    """The relay's metrics endpoint: the outbox's metrics with the process's."""
+    for metric in (OUTBOX_PENDING, OUTBOX_OLDEST, OUTBOX_PUBLISHED):
+        try:
+            REGISTRY.register(metric)
+        except ValueError:  # registered already: a second relay in this process (tests)
+            pass
+    server = start_server(port, addr)
+    outbox_pending(0, None)
+    return server
 
 
 def outbox_pending(count: int, age: float | None) -> None:

@@ -83,10 +83,9 @@ class Relay:
         # Tracing first (on only where OTEL_TRACES_EXPORTER asks), then EDA_MIDDLEWARE's: around each publish.
         self.publishing = publishing([*tracing.middleware("eda-outbox-relay"), *from_settings(self.settings)])
         if self.metrics:
-            from eda.metrics import outbox_pending, start_server
+            from eda.metrics import serve_outbox
 
-            start_server(self.settings.metrics_port, self.settings.metrics_address)
-            outbox_pending(0, None)
+            serve_outbox(self.settings.metrics_port, self.settings.metrics_address)
         self.session = open_session(self.outbox, self.poll)
         self.notifier.notify(READY=1, STATUS=f"relaying {self.outbox.where}")
         log.info("relaying the outbox in %s to exchange %s", self.outbox.where, self.exchange,
