@@ -1,6 +1,7 @@
 """Logging setup: python-json-logger lines on stdout, or plain text for people."""
 
 import logging
+import os
 import re
 import sys
 import time
@@ -136,9 +137,29 @@ def _cut_value(value):
     return value if len(text) <= MAX_VALUE else cut(text)
 
 
+# Set by the parent of `eda worker --processes N` for each worker process: its number, on each of its lines.
+PROCESS_NUMBER = "EDA_PROCESS_NUMBER"
+
+
+class ProcessNumber(logging.Filter):
+    """Adds ``process_number`` to each line of a worker process of a ``--processes`` parent: the parent's
+    lines name it, and two processes' "SIGTERM received" must be told apart."""
+
+    def __init__(self, number: int):
+        super().__init__()
+        self.number = number
+
+    def filter(self, record) -> bool:
+        record.process_number = self.number
+        return True
+
+
 def configure(log_format: str = "json", level: str = "INFO") -> None:
     """Send eda's logs (and kombu's warnings) to stdout in the chosen format."""
     handler = logging.StreamHandler(sys.stdout)
+    number = os.environ.get(PROCESS_NUMBER, "")
+    if number.isdigit():
+        handler.addFilter(ProcessNumber(int(number)))
     if log_format == "json":
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
                                            rename_fields={"levelname": "level", "asctime": "time", "name": "logger"}))

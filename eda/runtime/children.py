@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from eda.logs import PROCESS_NUMBER
 from eda.systemd import NotifyListener
 
 CODE = "from eda.cli import main; main(prog_name='eda')"  # -P: the current directory is not put on the path
@@ -53,7 +54,8 @@ class Child:
         self.number = number
         self.listener = NotifyListener(os.path.join(folder, f"notify-{number}.sock"))
         self.command = [sys.executable, "-P", "-c", CODE, *args]
-        self.env = {**env, "NOTIFY_SOCKET": self.listener.path}
+        # PROCESS_NUMBER: each of its log lines says which process wrote it (eda.logs), as the parent's do.
+        self.env = {**env, "NOTIFY_SOCKET": self.listener.path, PROCESS_NUMBER: str(number)}
         self.proc: subprocess.Popen | None = None
         self.started_at = self.ready_at = self.last_ping = None
         self.ready = False

@@ -123,7 +123,8 @@ def test_a_stop_signal_drains_every_process_and_leaves_none_behind(eda, broker, 
     parent.send(sig)
     # Then it exits 0 once both processes finished their running handlers and acked them
     assert parent.wait(timeout=30) == 0, parent.output
-    assert parent.count(lambda r: str(r.get("message", "")).startswith("stopped: every running handler")) == 2
+    stopped = [r for r in parent.records if str(r.get("message", "")).startswith("stopped: every running handler")]
+    assert sorted(r.get("process_number") for r in stopped) == [1, 2]  # each process's lines say which it is
     exits = [r for r in parent.records if r.get("message") == "worker process exited"]
     assert sorted(r["pid"] for r in exits) == sorted(kids) and all(r["exit_code"] == 0 for r in exits)
     assert not [p for p in [parent.proc.pid, *kids] if running(p)]
