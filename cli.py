@@ -244,7 +244,7 @@ def contracts_export(fmt, output, settings):
 @click.argument("pattern", default="#")
 @click.option("--json", "as_json", is_flag=True, help="Print each event as one line of JSON.")
 @click.option("--count", type=click.IntRange(min=1), help="Exit after this many events.")
-@click.option("--timeout", type=float, help="Exit after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Exit after this many seconds.")
 @click.option("--correlation-id", help="Follow one flow (e.g. an order): its events as a tree by causation, each "
                                        "with its worker and time, and the dead letters of known workers.")
 @settings_options(*COMMON)

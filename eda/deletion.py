@@ -139,7 +139,8 @@ def summary(deleted: list[Deleted], namespace: str) -> str:
     queues = [d for d in deleted if d.kind == "queue"]
     exchanges = len(deleted) - len(queues)
     messages = sum(d.messages for d in queues)
-    parts = [f"{_count(len(queues), 'queue')} ({_count(messages, 'message')} in them)"] if queues else []
+    parts = [f"{_count(len(queues), 'queue')} ({_count(messages, 'message')} in {'them' if len(queues) > 1 else 'it'})"] \
+        if queues else []
     parts += [_count(exchanges, "exchange")] if exchanges else []
     return f"deleted {' and '.join(parts)} of namespace {namespace}"
 

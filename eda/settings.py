@@ -82,7 +82,8 @@ SPECS = {
              "Seconds a worker keeps trying to reach a lost broker before it exits non-zero.",
              low=0, high=MAX_SECONDS, why="a year"),
         Spec("heartbeat", "EDA_HEARTBEAT", 30,
-             "Seconds between AMQP heartbeats; a broker silent for two of them counts as lost.",
+             "Seconds between AMQP heartbeats; a broker silent for two of them counts as lost (0: no heartbeats, "
+             "a silent broker found only by TCP).",
              low=0, high=65535, why="AMQP carries a 16-bit heartbeat"),
         Spec("queue_type", "EDA_QUEUE_TYPE", "classic",
              "RabbitMQ type of the work queues; quorum adds a delivery limit against crash loops.",

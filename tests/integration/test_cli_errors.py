@@ -86,6 +86,7 @@ def test_an_attribute_longer_than_amqp_carries_is_a_wrong_option(eda, broker, pa
     (["publish", "order-placed", "--data", "{}", "--bogus"], "No such option"),
     (["publish"], "Missing argument 'EVENT'"),
     (["dlq", "show", "payment", "--limit", "0"], "--limit"),
+    (["tail", "--timeout", "-1"], "--timeout"),
 ])
 def test_a_usage_error_is_one_line_exit_2(eda, args, message):
     code, output = eda.run(*args)
