@@ -62,7 +62,7 @@ class Partition:
         self.attempts = 0  # attempts of ``current`` retried in place
         self.due = None  # monotonic time of ``current``'s next attempt, while it is held
         self.scheduled = False  # held for an attempt of the retry schedule, not a pause (circuit open)
-        self.unchecked = False  # ``current`` is held because its processed-event record could not be read
+        self.unchecked = False  # ``current`` is held before it started (its record unread, or its move refused)
 
     def settled(self) -> None:
         self.current, self.attempts, self.due, self.scheduled, self.unchecked = None, 0, None, False, False
@@ -150,9 +150,10 @@ class PartitionedConsumer(WorkerConsumer):
         partition = self._partition_of(delivery)
         if partition is None:
             return
-        if partition.current is not delivery:  # failed before it started: its record could not be read
-            # Held at the head like any retry (a partition holds one delivery at a time: prefetch 1), and
-            # its record read again when due: it may be the copy of an event processed already.
+        if partition.current is not delivery:  # failed before it started: its record could not be read,
+            # or it is no event and the DLQ refused its copy. Held at the head like any retry (a partition
+            # holds one delivery at a time: prefetch 1), and taken from the top again when due: its record
+            # read again (it may be the copy of an event processed already), or its move tried again.
             partition.current, partition.unchecked = delivery, True
         partition.attempts += 1 if counted else 0
         partition.due = self.clock() + delay_ms / 1000
@@ -176,10 +177,13 @@ class PartitionedConsumer(WorkerConsumer):
             partition = self.partitions[(self._turn + i) % count]
             if partition.due is not None and partition.due <= now and self._may_start():
                 partition.due = None
-                if partition.unchecked:  # back through the record's check, then started (or acked)
+                if partition.unchecked:  # failed before it started: from the top again
                     delivery, partition.current, partition.unchecked = partition.current, None, False
-                    partition.attempts = 0  # a record away is not the event's failure: none counted
-                    self.check_and_admit(delivery)
+                    partition.attempts = 0  # a record away, or a DLQ refusing a copy, is not the event's failure
+                    if delivery.event is None:  # no event (a poison message whose move failed): failed, moved again
+                        self.on_message(delivery.message)
+                    else:  # the record's check again, then started (or acked)
+                        self.check_and_admit(delivery)
                 else:
                     self._start(partition.current)
             self._next(partition)

@@ -111,3 +111,33 @@ def test_an_event_whose_record_cannot_be_read_waits_at_its_partitions_head_and_i
         assert answers == []
         assert shipments.handled == ([] if processed_before else [("f-1", 1)])
         assert bus.dead_letters() == []
+
+
+def test_a_poison_message_whose_dead_letter_copy_was_refused_once_is_dead_lettered_and_its_flow_goes_on(shipments):
+    from eda.contracts.building import python_event
+    from eda.memory import open_connection
+    from eda.publishing.publisher import Publisher
+
+    shipments.record_processed = True
+    with TestBus(shipments) as bus:
+        # Given an ordered worker whose DLQ refuses one copy (deleted, and declared again)
+        settlement, refusals = bus.runner.settlement, [RuntimeError("the DLQ refused the copy")]
+        send_copy = settlement._send_copy
+
+        def refusing_once(exchange, routing_key, message, headers, callback, keep_expiration=False):
+            if exchange == bus.runner.topology.dlx.name and refusals:
+                return callback(refusals.pop())
+            return send_copy(exchange, routing_key, message, headers, callback, keep_expiration)
+
+        settlement._send_copy = refusing_once
+        # When a message of a flow that is no event arrives (its body not JSON), then an event of the same flow
+        poison, _ = python_event("parcel.packed", {"parcel_id": "p", "warehouse_id": "w", "step": 1}, "t", "f-1")
+        with bus.expect_dead_letters():
+            other_client = open_connection(bus.broker)  # as another program would send it, on the bus's broker
+            Publisher(other_client).publish_encoded([(poison, b"\xff not json")], bus.runner.topology.events.name)
+            other_client.release()
+            bus.publish("parcel.packed", {"parcel_id": "p", "warehouse_id": "w", "step": 2}, correlation_id="f-1")
+            bus.advance(5)
+        # Then the poison message is dead-lettered once the DLQ takes its copy, and the flow's event after it runs
+        assert refusals == [] and len(bus.dead_letters()) == 1
+        assert shipments.handled == [("f-1", 2)]
