@@ -76,7 +76,7 @@ SPECS = {
         Spec("retry_delays", "EDA_RETRY_DELAYS", "1s,5s,30s,2m,10m",
              "Delays between attempts of a failing event, comma-separated; empty: no retries."),
         Spec("shutdown_timeout", "EDA_SHUTDOWN_TIMEOUT", 30.0,
-             "Seconds running handlers get to finish after SIGTERM or SIGINT.",
+             "Seconds running handlers get to finish after SIGTERM, SIGINT or SIGHUP.",
              low=0, high=MAX_SECONDS, why="a year"),
         Spec("reconnect_window", "EDA_RECONNECT_WINDOW", 60.0,
              "Seconds a worker keeps trying to reach a lost broker before it exits non-zero.",

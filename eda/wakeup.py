@@ -16,9 +16,18 @@ from eda import frame_reader
 
 
 # The signals that stop a worker, a --processes parent or the outbox relay gracefully: SIGTERM (a
-# supervisor), SIGINT (Ctrl-C), and SIGHUP (its terminal closed, or a supervisor's reload): what runs
-# finishes and is acked; a second one of any of them exits at once.
+# supervisor), SIGINT (Ctrl-C), and SIGHUP (its terminal closed): what runs finishes and is acked; a
+# second one of any of them exits at once.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def on_stop_signals(handler) -> None:
+    """``handler`` for each of STOP_SIGNALS, but a SIGHUP the process was told to ignore stays ignored
+    (`nohup eda worker ...`: the terminal's closing must not stop it)."""
+    for sig in STOP_SIGNALS:
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue
+        signal.signal(sig, handler)
 
 
 def _close_fds(*fds) -> None:

@@ -28,7 +28,7 @@ from eda.outbox.sessions import open_session
 from eda.publishing.publisher import Publisher
 from eda.systemd import Notifier
 from eda.topology import Topology
-from eda.wakeup import STOP_SIGNALS, WakeUp
+from eda.wakeup import WakeUp, on_stop_signals
 
 log = logging.getLogger("eda.outbox")
 
@@ -78,8 +78,7 @@ class Relay:
     # The loop.
 
     def run(self) -> int:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+        on_stop_signals(self._on_signal)
         # Tracing first (on only where OTEL_TRACES_EXPORTER asks), then EDA_MIDDLEWARE's: around each publish.
         self.publishing = publishing([*tracing.middleware("eda-outbox-relay"), *from_settings(self.settings)])
         if self.metrics:

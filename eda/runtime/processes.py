@@ -30,7 +30,7 @@ import time
 from eda.errors import ConfigError
 from eda.runtime.children import Child, die_with_parent
 from eda.systemd import Notifier, watchdog_interval
-from eda.wakeup import STOP_SIGNALS, WakeUp
+from eda.wakeup import WakeUp, on_stop_signals
 
 log = logging.getLogger("eda.processes")
 
@@ -67,8 +67,7 @@ class Parent:
 
     def run(self) -> int:
         self._wakeup = WakeUp()  # signals (SIGCHLD among them) wake the loop
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+        on_stop_signals(self._on_signal)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that a child's exit wakes the loop
         signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)
         folder = tempfile.mkdtemp(prefix="eda-processes-")  # mode 0700: the notify sockets and metrics files

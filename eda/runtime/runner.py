@@ -22,7 +22,7 @@ from eda.errors import BrokerUnavailable, ConfigError, EdaError, SetupFailed
 from eda.logs import cut
 from eda.middleware import checked, from_settings, unique
 from eda.topology import Topology
-from eda.wakeup import STOP_SIGNALS, WakeUp
+from eda.wakeup import WakeUp, on_stop_signals
 from eda.publishing.publisher import Publisher
 from eda.runtime.aio import DrivenLoop
 from eda.runtime.consumer import Outcome, WorkerConsumer
@@ -78,8 +78,7 @@ class Runner:
         """Consume until SIGTERM, SIGINT or SIGHUP (or ``stop``); return the process exit code."""
         self._owns_process = owns_process = threading.current_thread() is threading.main_thread()
         if owns_process:
-            for sig in STOP_SIGNALS:
-                signal.signal(sig, self._on_signal)
+            on_stop_signals(self._on_signal)
             signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)
         self._drive_handler_loops()
         self.setup()

@@ -115,6 +115,21 @@ def finish_after_restart(eda, broker, gateway, namespace, order_ids):
     assert gateway.simulation.charges == len(order_ids)
 
 
+def test_a_worker_started_with_nohup_keeps_running_through_sighup(eda):
+    from tests.support import eda_command
+
+    # Given a worker started as `nohup eda worker shipping` (SIGHUP ignored: its terminal may close)
+    eda.command = ["nohup", *eda_command()]
+    worker = eda.worker("shipping")
+    # When SIGHUP comes
+    worker.send(signal.SIGHUP)
+    time.sleep(1)
+    # Then it goes on consuming; SIGTERM still stops it
+    assert worker.proc.poll() is None and not worker.count(lambda r: "SIGHUP" in str(r.get("message", "")))
+    worker.send(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+
+
 def test_a_second_signal_exits_at_once_and_loses_nothing(eda, broker, gateway, namespace, make_order):
     # Given handlers that will not finish for a long time, and a generous shutdown timeout
     worker, order_ids = stuck_worker(eda, broker, gateway, namespace, make_order, EDA_SHUTDOWN_TIMEOUT=120)

@@ -250,7 +250,7 @@ def forks_failing(monkeypatch, after: int, times: int):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(children.subprocess, "Popen", popen)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)}
     try:
         yield
     finally:
