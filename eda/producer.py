@@ -111,15 +111,23 @@ class Producer(Requests):
                     positions[id(event)] = index
                     yield event, body
 
+        callers = []  # what the caller's on_confirmed raised: its own, whatever its type
+
         def confirmed(event):
             progress.confirm(positions.pop(id(event)))
             if on_confirmed:
-                on_confirmed(event)
+                try:
+                    on_confirmed(event)
+                except Exception as exc:
+                    callers.append(exc)
+                    raise
 
         try:
             publisher.publish_encoded(unconfirmed(), self.exchange, mandatory=self.mandatory, timeout=self.timeout,
                                       on_confirmed=confirmed, middleware=self._publishing)
         except (OSError, *self._conn.connection_errors) as exc:  # the socket died under a publish
+            if callers and exc is callers[0]:  # an OSError of the caller's (a closed pipe): not a lost connection
+                raise
             self._reset()
             raise BrokerUnavailable(f"lost the broker connection: {describe_connection_error(exc)}") from None
         except Exception:

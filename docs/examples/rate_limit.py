@@ -51,5 +51,7 @@ class RateLimit(Middleware):
         """The worker's store, opened on first use (once, whichever handler thread comes first)."""
         with self._lock:
             if worker.name not in self._stores:
-                self._stores[worker.name] = open_store(worker.settings, worker.name, SCHEMA)
+                # patience=0: in a handler, a database away fails the event at once (retried later),
+                # instead of holding every handler thread while it waits for the database
+                self._stores[worker.name] = open_store(worker.settings, worker.name, SCHEMA, patience=0)
             return self._stores[worker.name]

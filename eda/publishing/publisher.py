@@ -144,7 +144,7 @@ class Publisher:
                 elif on_confirmed is not None and not failed_callback:
                     try:
                         on_confirmed(item)
-                    except Exception as exc:  # noqa: BLE001 - the caller's, raised below: not a lost connection
+                    except Exception as exc:  # noqa: BLE001 - the caller's, raised below as it is
                         failed_callback.append(exc)
             return settled
 
@@ -155,9 +155,8 @@ class Publisher:
             if (errors and stop_at_error) or failed_callback:
                 break
         self.wait(timeout)
-        if failed_callback:  # raised from within a read of the socket, it would pass for the connection's loss
-            exc = failed_callback[0]
-            raise RuntimeError(f"on_confirmed raised {type(exc).__name__}: {exc}") from exc
+        if failed_callback:  # raised here, once what was sent is settled: not from within a read of the socket
+            raise failed_callback[0]
         return errors
 
     def publish_events(self, events, exchange: str, *, mandatory=True, timeout: float = 30.0,

@@ -214,8 +214,10 @@ class Parent:
 
     def _restart_due(self, now: float) -> None:
         for child in self.children:
+            first = child.proc is None  # its first start had failed
             if child.restart_at is not None and now >= child.restart_at and self._start(child, now):
-                log.info("worker process restarted", extra={"pid": child.pid, "process_number": child.number})
+                log.info("worker process started" if first else "worker process restarted",
+                         extra={"pid": child.pid, "process_number": child.number})
                 self._running_changed()
 
     def _start(self, child: Child, now: float) -> bool:

@@ -192,7 +192,7 @@ class Runner:
                 self._drop_session()
                 if self._stopping:  # no reconnecting to finish a stop: what was not acked comes back
                     if unfinished:
-                        log.warning("broker connection lost while stopping (%s), with handlers unfinished: "
+                        log.warning("stopping without the broker's connection (%s), with handlers unfinished: "
                                     "their events will be redelivered", self._reason(exc))
                         return EXIT_FORCED
                     return EXIT_OK

@@ -76,22 +76,27 @@ class PgTransaction:
         return cur.rowcount == 1
 
 
-# What a server says, in a connection's failure, when another try may be let in (libpq gives these as
-# text only: a failed connection carries no SQLSTATE).
-NOT_READY = ("the database system is starting up", "the database system is shutting down",
-             "the database system is in recovery mode", "the database system is not yet accepting connections",
-             "too many clients already", "remaining connection slots are reserved")
+# What a failed connection says when another try may get in (libpq gives these as text only: a failed
+# connection carries no SQLSTATE): no server there (yet), its name not resolved (yet: a compose service
+# still starting), the network, or a server starting up or full. Anything else (a password, a role or
+# database that does not exist, an sslmode it cannot have) only a change of settings mends.
+NOT_THERE_YET = ("Connection refused", "timeout expired", "Connection timed out", "No route to host",
+                 "Network is unreachable", "Connection reset", "server closed the connection unexpectedly",
+                 "failed to resolve host", "could not translate host name", "Name or service not known",
+                 "Temporary failure in name resolution", "No such file or directory",  # a socket not made yet
+                 "the database system is starting up", "the database system is shutting down",
+                 "the database system is in recovery mode", "the database system is not yet accepting connections",
+                 "too many clients already", "remaining connection slots are reserved")
 
 
 def unreachable(exc: psycopg.Error) -> bool:
-    """Whether an error opening a connection says the database could not be reached or is not ready
-    (no answer, a server starting up or full), rather than refusing what it was asked (a password, a
-    role or database that does not exist): only the first may go away by itself."""
+    """Whether an error opening a connection says the database could not be reached or is not ready,
+    rather than refusing what it was asked: only the first may go away by itself."""
     state = getattr(exc, "sqlstate", None)
     if state is not None:
         return state.startswith(("08", "57", "53300"))
     text = str(exc)
-    return "FATAL:" not in text or any(phrase in text for phrase in NOT_READY)
+    return any(phrase in text for phrase in NOT_THERE_YET)
 
 
 class PostgresStore:

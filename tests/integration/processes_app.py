@@ -2,7 +2,8 @@
 
 - ``chores``: appends ``pid event_id`` to the file ``CHORES_RECORD`` for each chore it handled (one
   ``write``), after sleeping ``CHORES_SLEEP`` seconds (``CHORES_SLOW`` for a chore whose id begins
-  with ``slow``): which process handled what.
+  with ``slow``): which process handled what. With ``CHORES_STARTED``, the same line goes to that file
+  as each chore starts.
 - ``crasher``: kills its own process with SIGKILL as it starts, every time (a crash loop).
 """
 
@@ -27,12 +28,18 @@ class Chores(Worker):
         self.fd = os.open(os.environ["CHORES_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.sleep = float(os.environ.get("CHORES_SLEEP", "0"))
         self.slow = float(os.environ.get("CHORES_SLOW", self.sleep))
+        started = os.environ.get("CHORES_STARTED")
+        self.started = os.open(started, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if started else None
 
     def teardown(self):
         os.close(self.fd)
+        if self.started is not None:
+            os.close(self.started)
 
     @handles("chore.requested")
     def do(self, event, ctx):
+        if self.started is not None:
+            os.write(self.started, f"{os.getpid()} {event.id}\n".encode())
         time.sleep(self.slow if event.data["chore_id"].startswith("slow") else self.sleep)
         os.write(self.fd, f"{os.getpid()} {event.id}\n".encode())
 

@@ -157,13 +157,12 @@ def test_events_finished_during_the_stop_behind_a_stuck_one_are_acked_before_the
         eda, broker, namespace, app_queues, tmp_path):
     # Given a worker at concurrency 4 running one chore that is stuck and three that take a second
     app_queues("chores")
-    record, app = tmp_path / "record", {"EDA_APP": "tests.integration.processes_app"}
-    worker = eda.worker("chores", CHORES_RECORD=record, CHORES_SLEEP=1.5, CHORES_SLOW=60, EDA_CONCURRENCY=4,
-                        EDA_SHUTDOWN_TIMEOUT=4, **app)
+    record, started, app = tmp_path / "record", tmp_path / "started", {"EDA_APP": "tests.integration.processes_app"}
+    worker = eda.worker("chores", CHORES_RECORD=record, CHORES_STARTED=started, CHORES_SLEEP=1.5, CHORES_SLOW=60,
+                        EDA_CONCURRENCY=4, EDA_SHUTDOWN_TIMEOUT=4, **app)
     [stuck] = eda.publish("chore-requested", {"choreId": "slow-1"}, **app)
     done = eda.publish("chore-requested", *({"choreId": f"quick-{i}"} for i in range(3)), **app)
-    wait_until(lambda: broker.depth(f"{namespace}.chores") == 0, message="the four chores taken")
-    time.sleep(0.3)  # handed to the handler threads
+    wait_until(lambda: started.exists() and len(started.read_text().splitlines()) == 4, message="four chores started")
     # When SIGTERM stops the worker: the three finish during the stop, the stuck one never does
     worker.send(signal.SIGTERM)
     assert worker.wait(timeout=15) == 1

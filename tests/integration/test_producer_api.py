@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from eda import ContractError, Producer, Settings
+from eda.contracts.building import python_event
 from eda.contracts.registry import get
 from eda.errors import Unroutable
 
@@ -46,6 +47,27 @@ def test_an_event_no_queue_takes_raises_unroutable(producer):
     # inventory.depleted is the shop's one event no worker consumes (a notice for people, not workers)
     with pytest.raises(Unroutable, match="routed to no queue"):
         producer.publish("inventory-depleted", {"sku": "SKU-1", "remaining": 0})
+
+
+@pytest.mark.parametrize("raised", [BrokenPipeError(32, "Broken pipe"), ValueError("the caller's own")])
+def test_an_on_confirmed_that_raises_gets_its_own_error_back_and_nothing_is_sent_twice(producer, broker, namespace,
+                                                                                       make_order, raised):
+    # Given an on_confirmed that fails at the second confirm (a closed pipe it prints to, say)
+    seen = []
+
+    def on_confirmed(event):
+        seen.append(event.id)
+        if len(seen) == 2:
+            raise raised
+
+    # When 10 orders are published
+    orders = [python_event("order-placed", python(make_order()), "shop/web")[0] for _ in range(10)]
+    with pytest.raises(type(raised)) as came:
+        producer.publish_events(orders, on_confirmed=on_confirmed)
+    # Then the caller's own error comes back as it is, and no order was sent twice (not taken for a lost connection)
+    assert came.value is raised
+    published = broker.depth(f"{namespace}.payment")
+    assert 2 <= published <= 10 and len(seen) == 2
 
 
 def test_threads_can_share_one_producer(producer, broker, namespace, make_order):

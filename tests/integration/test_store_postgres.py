@@ -92,7 +92,7 @@ def test_a_worker_started_before_its_database_waits_for_it_then_consumes(eda, da
     # Given a database reached through a proxy that answers nothing yet (the database's host still booting)
     proxy = TcpProxy("127.0.0.1", free_port())
     try:
-        url = urlunsplit(urlsplit(database)._replace(netloc=f"{urlsplit(database).username}@127.0.0.1:{proxy.port}"))
+        url = proxy.url(database)  # the same user and password, the proxy's address
         # When a worker with its state there starts
         worker = eda.start("worker", "shipping", EDA_DATABASE_URL=url)
         worker.wait_for_log(lambda r: "trying again" in str(r.get("message", "")), what="a try of the database")
@@ -107,8 +107,9 @@ def test_a_worker_started_before_its_database_waits_for_it_then_consumes(eda, da
 @pytest.mark.parametrize("wrong", ["role", "database"])
 def test_a_database_that_refuses_the_worker_is_a_one_line_error_at_once(eda, database, wrong):
     parts = urlsplit(database)
-    url = urlunsplit(parts._replace(netloc=f"no_such_role@{parts.hostname}:{parts.port or 5432}")) if wrong == "role" \
-        else urlunsplit(parts._replace(path="/no_such_database"))
+    password = f":{parts.password}" if parts.password else ""
+    url = urlunsplit(parts._replace(netloc=f"no_such_role{password}@{parts.hostname}:{parts.port or 5432}")) \
+        if wrong == "role" else urlunsplit(parts._replace(path="/no_such_database"))
     code, output = eda.run("worker", "shipping", EDA_DATABASE_URL=url, timeout=20)
     assert code == 2 and output.splitlines()[-1].startswith("error: cannot open the state database "), output
     assert f'{wrong} "no_such_' in output.splitlines()[-1] and "does not exist" in output.splitlines()[-1]

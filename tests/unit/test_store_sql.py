@@ -39,6 +39,13 @@ def test_describe_names_the_database_never_the_password(tmp_path):
     ('connection failed: ... failed: FATAL:  password authentication failed for user "eda"', False),
     ('connection failed: ... failed: FATAL:  role "eda" does not exist', False),
     ('connection failed: ... failed: FATAL:  database "shop" does not exist', False),
+    ("failed to resolve host 'db': [Errno -3] Temporary failure in name resolution", True),  # compose: not up yet
+    ('connection is bad: connection to server on socket "/run/postgresql/.s.PGSQL.5432" failed: No such file or '
+     'directory', True),
+    ('connection is bad: invalid sslmode value: "bogus"', False),
+    ('connection failed: ... failed: server does not support SSL, but SSL was required', False),
+    ('invalid integer value "notaport" for connection option "port"', False),
+    ("connection failed: fe_sendauth: no password supplied", False),
 ])
 def test_a_database_that_did_not_answer_or_is_not_ready_is_waited_for_one_that_refused_is_not(message, transient):
     import psycopg
