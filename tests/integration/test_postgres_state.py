@@ -159,7 +159,6 @@ def test_the_processed_event_record_is_shared_by_instances(eda, broker, database
 
 @pytest.mark.parametrize("url, says", [
     ("postgresql://eda:s3cret@127.0.0.1:5432/eda_no_such_database", "does not exist"),
-    ("postgresql://eda:s3cret@127.0.0.1:1/postgres", "127.0.0.1:1/postgres"),
     ("mysql://eda:s3cret@127.0.0.1/shop", "not a postgresql:// URL"),
     ("postgresql://eda:s3cret@127.0.0.1:notaport/shop", "invalid integer value \"notaport\""),
 ])
@@ -169,6 +168,18 @@ def test_a_wrong_database_url_is_one_line_and_exit_2(eda, url, says):
     lines = output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], output
     assert "s3cret" not in output
+
+
+def test_a_database_that_never_answers_is_waited_for_the_reconnect_window_then_exit_1(eda):
+    # Given a database URL where nothing listens, when inventory starts with a reconnect window of 2 s
+    code, output = eda.run("worker", "inventory", EDA_DATABASE_URL="postgresql://eda:s3cret@127.0.0.1:1/postgres",
+                           EDA_RECONNECT_WINDOW=2)
+    # Then it tried again meanwhile, and then stops with one error line and exit 1 (its supervisor restarts it)
+    assert code == 1, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: worker 'inventory' could not start: setup raised StoreUnavailable: cannot open "
+                           "the state database 127.0.0.1:1/postgres"), output
+    assert "trying again in" in output and "Traceback" not in output and "s3cret" not in output
 
 
 def test_status_shows_the_database_without_its_password(eda, env, database):
