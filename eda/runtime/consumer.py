@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 
-from eda.contracts.binary import decode_message
+from eda.contracts.binary import claimed_identity, decode_message
 from eda.contracts.envelope import clip
 from eda.errors import ContractError, StoreUnavailable
 from eda.middleware import Chains
@@ -24,6 +24,11 @@ from eda.worker import Worker, dispatch, dispatch_async, is_async
 
 log = logging.getLogger("eda.worker")
 ACK_INTERVAL = 0.005  # seconds a busy worker may hold the acks of finished events (see flush_acks)
+
+
+def mismatch(event_type: str, routed: str) -> str:
+    """The reason an event published under another type's routing key is refused."""
+    return f"event type {clip(event_type)} does not match the routing key {clip(routed)} it was published with"
 
 
 class Delivery:
@@ -157,17 +162,21 @@ class WorkerConsumer:
         undecodable = getattr(message, "undecodable", None)
         if undecodable:
             raise ContractError(f"message refused: {undecodable}")
+        routed = failures.routed_as(message.headers, message.delivery_info)
         try:
             event = decode_message(message.body, message.content_type, message.headers, self.accepted)
         except ContractError:
+            # A type this worker does not take, under another type's routing key: the mismatch is the reason,
+            # as every worker it reached says (not "not handled here" from some and a mismatch from others).
+            _, claimed = claimed_identity(message.body, message.properties, message.headers)
+            if routed is not None and isinstance(claimed, str) and claimed != routed:
+                raise ContractError(mismatch(claimed, routed)) from None
             raise
         except Exception as exc:  # noqa: BLE001 - decoding is deterministic: retrying cannot help
             raise ContractError(f"body cannot be decoded: {type(exc).__name__}: {clip(str(exc), 200)}") from exc
-        routed = failures.routed_as(message.headers, message.delivery_info)
         if routed is not None and routed != event.type:
             # A publisher allowed to send only one routing key must not pass for another event type.
-            raise ContractError(f"event type {clip(event.type)} does not match the routing key "
-                                f"{clip(routed)} it was published with")
+            raise ContractError(mismatch(event.type, routed))
         return event
 
     def _seen(self, delivery: Delivery) -> bool:

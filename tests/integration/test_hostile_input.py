@@ -211,6 +211,18 @@ def test_an_event_whose_type_is_not_its_routing_key_is_dead_lettered_and_refunds
     assert refund["causationid"] == cancelled and refund["data"]["orderId"] == order["orderId"]
 
 
+def test_a_type_a_worker_does_not_take_under_another_types_routing_key_is_refused_for_the_mismatch(eda, broker):
+    # Given a payment worker, which does not take payment.failed
+    eda.worker("payment")
+    # When a payment.failed is published under order.placed's routing key (another client's mistake)
+    wrong = cloud_event("payment.failed", {"orderId": "o-1", "reason": "declined"})
+    broker.publish("order.placed", wrong, message_id=wrong["id"], content_type=CLOUDEVENTS)
+    # Then its dead letter gives the mismatch as the reason, as a worker that takes payment.failed does
+    dead = dead_letter_of(broker, "payment", wrong["id"])
+    assert dead.headers["eda-exception-message"] == ("event type 'payment.failed' does not match the routing key "
+                                                     "'order.placed' it was published with"), dead.headers
+
+
 def test_an_order_sent_under_a_cancellations_routing_key_is_not_charged(eda, broker, make_order):
     # Given a payment worker
     worker = eda.worker("payment")
