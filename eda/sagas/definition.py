@@ -87,7 +87,26 @@ def _hook(function, opening: bool):
     return hook
 
 
-class Saga(Worker):
+class _Body(dict):
+    """A saga class's body as it runs: a name given to a state field and to something else too (a handler
+    of the same name) would keep only the last, and the field would be gone without a word."""
+
+    def __setitem__(self, name, value):
+        before = self.get(name, value)
+        field = marshmallow_fields.Field
+        if before is not value and (isinstance(before, field) or isinstance(value, field)):
+            raise DefinitionError(f"{self.get('__qualname__', 'a saga')}: {name!r} names a state field and something "
+                                  f"else too (a handler?): give them two names")
+        super().__setitem__(name, value)
+
+
+class _SagaType(type):
+    @classmethod
+    def __prepare__(mcs, name, bases, **kwargs):
+        return _Body()
+
+
+class Saga(Worker, metaclass=_SagaType):
     """Base of every saga: subclasses set ``name`` and ``correlation``, declare their state as marshmallow
     fields and mark handlers with ``@starts`` or ``@handles`` (plain ``def``: they run in the store's
     transaction, so they decide and publish; calls to remote services belong in other workers)."""

@@ -105,6 +105,7 @@ class Running:
             values[name] = state[name] if name in state else None if default is missing else \
                 default() if callable(default) else default
         values.update(_eda_key=key, _eda_ctx=ctx, _eda_completed=False)
+        values["_eda_known"] = frozenset(values)  # what the handler set beyond these is not kept: refused
         return instance
 
     def _loaded(self, row, key: str, event) -> dict:
@@ -115,7 +116,13 @@ class Running:
                                  f"({describe(exc.messages)}); {event.type} {event.id} cannot be applied") from None
 
     def _state_of(self, instance, key: str, event) -> str:
-        """The instance's fields as JSON, checked as the next event will load them (None: not stored)."""
+        """The instance's fields as JSON, checked as the next event will load them (None: not stored). An
+        attribute the handler set that is no field would be lost without a word (a typo: self.stauts)."""
+        known = instance.__dict__.get("_eda_known", ())
+        undeclared = sorted(n for n in instance.__dict__ if n not in known and not n.startswith("_"))
+        if undeclared:
+            raise SagaStateError(f"saga {self.name} {key}: {event.type} set {', '.join(map(repr, undeclared))}, "
+                                 f"not a field of its state, which would not be kept (declare it as a field)")
         present = {name: instance.__dict__.get(name) for name in self.fields}
         present = {name: value for name, value in present.items() if value is not None}
         try:

@@ -66,3 +66,26 @@ def test_a_saga_s_handlers_are_plain_def(trips):
 def test_a_state_field_cannot_hide_what_an_instance_has(trips, field):
     with pytest.raises(DefinitionError, match=f"a state field cannot be named '{field}'"):
         type("Bad", (Saga,), {"name": "bad", "correlation": "trip_id", field: fields.String()})
+
+
+@pytest.mark.parametrize("handler_first", [False, True], ids=["field, then handler", "handler, then field"])
+def test_a_handler_named_as_a_state_field_is_refused(trips, handler_first):
+    # A second binding of one name in a class body replaces the first: the field, or the handler, was gone
+    with pytest.raises(DefinitionError, match=r"'paid' names a state field and something else too"):
+        if handler_first:
+            class Handler(trips):
+                name = "handler-first"
+
+                @handles("trip.paid")
+                def paid(self, event, ctx):
+                    pass
+
+                paid = fields.Boolean(load_default=False)
+        else:
+            class Field(trips):
+                name = "field-first"
+                paid = fields.Boolean(load_default=False)
+
+                @handles("trip.paid")
+                def paid(self, event, ctx):
+                    pass

@@ -191,6 +191,28 @@ def test_a_handler_that_puts_what_is_no_text_in_a_string_field_dead_letters_the_
         assert instances.get("t-1").version == 1
 
 
+def test_a_handler_that_sets_an_attribute_that_is_no_field_dead_letters_the_event(trips, settings):
+    # Given a saga whose handler sets an attribute its state does not declare (a typo of status)
+    class Typo(trips):
+        name = "typo"
+
+        @handles("trip.paid")
+        def paid(self, event, ctx):
+            self.stauts = "paid"
+
+    # When the handler runs, then the event is dead-lettered naming the attribute, and nothing saved:
+    # the attribute would have been lost without a word
+    with TestBus(Typo, settings=settings) as bus:
+        bus.publish("trip.booked", booked("t-1"))
+        with bus.expect_dead_letters():
+            bus.publish("trip.paid", {"trip_id": "t-1"})
+        [dead] = bus.dead_letters("typo")
+        assert dead.exception_type == "SagaStateError"
+        assert "trip.paid set 'stauts', not a field of its state, which would not be kept" in dead.reason
+    with Instances(settings, "typo") as instances:
+        assert instances.get("t-1").version == 1
+
+
 def test_a_handler_that_fails_rolls_the_instance_back_and_is_retried(trips, settings):
     failures = [RuntimeError("the first attempt fails")]
 
