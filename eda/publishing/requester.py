@@ -37,7 +37,7 @@ log = logging.getLogger("eda.requests")
 
 def timeout_message(request: Event, timeout: float) -> str:
     return (f"{request.type}: no reply within {names.format_delay(round(timeout * 1000))} (request {request.id}; "
-            f"is a worker that handles it running?)")
+            f"is a worker that handles it running, and not failing and retrying it? its log says)")
 
 
 class Requester:
