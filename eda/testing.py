@@ -34,6 +34,7 @@ from eda.outbox.relay import row_event
 from eda.publishing.partitioning import partition_headers
 from eda.producer import python_event
 from eda.publishing.publisher import Publisher
+from eda.publishing.requester import timeout_message
 from eda.contracts.envelope import event_properties
 from eda.runtime import failures
 from eda.runtime.runner import Runner
@@ -216,12 +217,13 @@ class TestBus:
         return event
 
     def request(self, event_type: registry.EventRef, data: dict | None = None, *, source: str = "eda/testbus",
-                correlation_id: str | None = None) -> Event:
+                correlation_id: str | None = None, timeout: float | None = None) -> Event:
         """Publish a request as ``Producer.request`` does (``reply_to`` direct reply-to), run everything
         it causes, and return the reply a handler gave, validated as a requester reads it.
         ``RequestFailed`` when a worker dead-lettered the request (its dead letter then does not fail
-        the test: the requester is told), ``RequestTimeout`` when no handler replied, ``Unroutable``
-        when no worker takes it."""
+        the test: the requester is told), ``RequestTimeout`` when no handler replied (with ``timeout``:
+        within that many seconds of the bus's clock, as a requester waits; retries due later still run
+        on the bus, as they do on a broker), ``Unroutable`` when no worker takes it."""
         self._check_started()
         contract = registry.get(event_type)
         reply_type = contract.reply_contract().type  # ConfigError: not a request
@@ -239,10 +241,10 @@ class TestBus:
             raise Unroutable(f"{request.type}: routed to no queue: no worker takes this request (request {request.id})")
         if settled[0] is not None:
             raise settled[0]
-        self._settle(excused={request.id})
-        return self._reply_of(request, reply_type)
+        self._settle(excused={request.id}, until=None if timeout is None else self.broker.clock() + timeout)
+        return self._reply_of(request, reply_type, timeout)
 
-    def _reply_of(self, request: Event, reply_type: str) -> Event:
+    def _reply_of(self, request: Event, reply_type: str, timeout: float | None = None) -> Event:
         """The reply that answers ``request``, read as ``eda.publishing.requester`` reads it."""
         for message in list(self._replies):
             properties = message.properties or {}
@@ -257,6 +259,8 @@ class TestBus:
                 return decode_message(message.body, properties.get("content_type"), headers, frozenset((reply_type,)))
             except ContractError as exc:
                 raise ContractError(f"{request.type}: its reply is invalid: {exc}") from None
+        if timeout is not None:
+            raise RequestTimeout(timeout_message(request, timeout))
         raise RequestTimeout(f"{request.type}: no handler on the bus replied to the request (request {request.id})")
 
     def advance(self, seconds: float) -> None:

@@ -371,3 +371,28 @@ def test_eda_events_notes_a_requests_reply_beside_its_fields(estimates, own_cont
     assert lines["estimate-requested"].endswith("sku*, quantity*; reply estimate.given")
     assert lines["estimate-given"].endswith("sku*, price*")  # a reply is no request
     assert lines["refund-requested"].endswith("orderId*; reply refund.decided (no such contract)")
+
+
+def test_a_test_bus_request_with_a_timeout_times_out_as_a_requester_does_while_the_worker_retries(estimates):
+    # Given a responder that fails twice (its database away, say), then answers
+    failures, answered = [RuntimeError("the database is away"), RuntimeError("still away")], []
+
+    class Flaky(Worker):
+        name = "flaky"
+
+        @handles("estimate.requested")
+        def estimate(self, event, ctx):
+            if failures:
+                raise failures.pop(0)
+            answered.append(event.id)
+            return {"sku": event.data["sku"], "price": "1.00"}
+
+    with TestBus(Flaky) as bus:  # retries 1s, 5s, ...
+        # When a requester waits 2 s for the reply
+        with pytest.raises(RequestTimeout, match=r"^estimate.requested: no reply within 2s \(request "):
+            bus.request("estimate.requested", {"sku": "B", "quantity": 1}, timeout=2)
+        # Then it timed out as it would in production (two attempts failed meanwhile, nothing answered)
+        assert failures == [] and answered == []
+        # and the worker, still retrying, answers at its next attempt (to nobody, as on a broker)
+        bus.advance(10)
+        assert len(answered) == 1
