@@ -27,7 +27,10 @@ class PostgresSession:
     def __init__(self, outbox):
         import psycopg
 
-        self.errors = (psycopg.OperationalError, psycopg.InterfaceError)
+        # What ends the session (the relay opens a new one): the database gone, or its ending a batch's
+        # transaction idle past idle_in_transaction_session_timeout while the broker's confirms came slowly.
+        self.errors = (psycopg.OperationalError, psycopg.InterfaceError,
+                       psycopg.errors.IdleInTransactionSessionTimeout)
         self.table = outbox.table
         self.conn = connect_postgres(self.table.url, application_name="eda-outbox-relay", relay=True)
         self.conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # SKIP LOCKED re-checks rows committed meanwhile

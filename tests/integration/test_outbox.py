@@ -399,3 +399,30 @@ def test_sigterm_ends_a_standing_by_relays_wait_at_once(broker, env):
     finally:
         holder.stop()
         standby.stop()
+
+
+def test_a_batch_the_database_ends_for_idling_is_a_lost_session_the_relay_reopens(env, database):
+    import time as clock
+
+    from eda.outbox.sessions import PostgresSession
+    from eda.settings import Settings
+    from eda import Outbox
+
+    # Given a PostgreSQL outbox whose server ends transactions idle for over 1 s, with one row pending
+    url = f"{database}?options=-c%20idle_in_transaction_session_timeout%3D1s"
+    outbox = Outbox(Settings(database_url=url, namespace=env["EDA_NAMESPACE"]))
+    with outbox.connect() as conn:
+        outbox.add(conn, STOCK, {"sku": "SKU-1", "quantity": 1})
+        conn.commit()
+    session = PostgresSession(outbox)
+    try:
+        # When the relay's batch waits longer than that for the broker's confirms before marking its rows
+        with pytest.raises(Exception) as ended:
+            with session.claimed(10, clock.time()) as (rows, mark):
+                assert len(rows) == 1
+                clock.sleep(2.5)
+                mark([row[0] for row in rows])
+        # Then what the database raised is one of the errors the relay reopens its session for (not a crash)
+        assert isinstance(ended.value, session.errors), repr(ended.value)
+    finally:
+        session.close()
