@@ -88,7 +88,9 @@ def schedule_cancel(event_id, settings):
     cancelled = outbox.cancel(event_id)
     found = outbox.find(event_id)
     if cancelled:
-        click.echo(f"cancelled {event_id} ({found.type}, due {rfc3339(found.due)}): it will not be published")
+        # found is None where a relay's pruning took the cancelled row meanwhile
+        what = f" ({found.type}, due {rfc3339(found.due)})" if found is not None else ""
+        click.echo(f"cancelled {event_id}{what}: it will not be published")
         return
     if found is None:
         raise NotScheduled(f"no scheduled event has id {event_id!r} in {outbox.where} (a published one is "

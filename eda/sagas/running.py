@@ -124,10 +124,13 @@ class Running:
             raise SagaStateError(f"saga {self.name} {key}: {event.type} set {', '.join(map(repr, undeclared))}, "
                                  f"not a field of its state, which would not be kept (declare it as a field)")
         present = {name: instance.__dict__.get(name) for name in self.fields}
-        present = {name: value for name, value in present.items() if value is not None}
+        # None is not stored (the next event reads the field's load_default), except in a field that
+        # allows it: a None set there is the state, and must not turn back into the default.
+        present = {name: value for name, value in present.items()
+                   if value is not None or self.fields[name].allow_none}
         try:
             texts = {name: ["Not a valid string."] for name in self.text_fields
-                     if name in present and not isinstance(present[name], str)}
+                     if present.get(name) is not None and not isinstance(present[name], str)}
             if texts:
                 raise ValidationError(texts)
             dumped = self.schema.dump(present)

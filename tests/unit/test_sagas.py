@@ -6,6 +6,7 @@ test_saga_definitions.py."""
 import json
 
 import pytest
+from marshmallow import fields
 
 from eda import Settings, handles
 from eda.errors import SagaConflict
@@ -326,3 +327,25 @@ def test_a_timeout_fires_on_the_bus_once_its_time_passes(trips, settings):
         assert [e.data for e in bus.published("trip.released")] == [{"trip_id": "t-1"}]
         assert bus.scheduled() == []
         assert instance(settings, "t-1").state["status"] == "released"
+
+
+def test_a_none_set_in_a_field_that_allows_it_stays_none_and_does_not_turn_back_into_the_default(trips, settings):
+    seen = []
+
+    class Owners(trips):
+        name = "owners"
+        owner = fields.String(load_default="nobody", allow_none=True)
+
+        @handles("trip.paid")
+        def paid(self, event, ctx):
+            self.owner = None
+
+        @handles("trip.payment-due")
+        def due(self, event, ctx):
+            seen.append(self.owner)
+
+    with TestBus(Owners, settings=settings) as bus:
+        bus.publish("trip.booked", booked("t-1"))
+        bus.publish("trip.paid", {"trip_id": "t-1"})
+        bus.publish("trip.payment-due", {"trip_id": "t-1"})
+    assert seen == [None]
