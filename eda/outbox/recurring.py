@@ -167,3 +167,10 @@ class Ticker:
     def written(self, ticks) -> None:
         for recurring, tick in ticks:
             self._last[recurring.name] = max(self._last[recurring.name], tick)
+
+    def resume(self, now: float) -> None:
+        """Write from ``now`` on: this relay took the outbox over (a standby), or came back to it (a lost
+        database). The ticks before were written by it or by another relay, and may be published and
+        deleted since: written again, their unique ids would no longer stop them. The one tick written
+        ahead covers the first that fell due meanwhile; the others are skipped (README)."""
+        self._last = {s.name: max(self._last[s.name], now) for s in self.schedules}

@@ -99,6 +99,10 @@ class Relay:
                         waiting_logged = True
                     self._sleep(TICK)
                     continue
+                if waiting_logged:  # taken over from the relay that held it
+                    waiting_logged = False
+                    if self.ticker is not None:
+                        self.ticker.resume(time.time())
                 self._step()
         finally:
             self._close_broker()
@@ -252,6 +256,8 @@ class Relay:
             try:
                 self.session = open_session(self.outbox, self.poll)
                 log.info("reconnected to the database")
+                if self.ticker is not None:
+                    self.ticker.resume(time.time())
                 return
             except Exception as again:  # ConfigError from connecting, or the LISTEN that followed
                 self._retry(" ".join(str(again).split())[:300])

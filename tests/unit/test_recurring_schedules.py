@@ -93,3 +93,16 @@ def test_the_relays_ticker_writes_the_next_tick_ahead_and_those_a_slow_loop_pass
     assert look(104.2) == [103.0, 104.0, 105.0]  # a slow loop: the ticks it passed, and the next
     stalled = look(100_000.0)  # a relay that stalled for a day: at most 100 passed ticks written, then the next
     assert len(stalled) == 101 and stalled[:2] == [106.0, 107.0] and stalled[-1] == 100_001.0
+
+
+def test_a_relay_that_takes_over_or_comes_back_writes_from_then_on_never_the_ticks_before(declare):
+    from eda.outbox.recurring import Ticker
+
+    # Given a relay that started at 100.5 and stood by (another relay wrote and published the ticks since,
+    # and their rows may be deleted by now: their unique ids would not stop them again)
+    every = declare("* * * * * *", "stock-replenished", STOCK, name="every-second")
+    standby = Ticker([every], 100.5)
+    # When it takes the outbox over at 200.2
+    standby.resume(200.2)
+    # Then it writes the next tick ahead only (the one written ahead before covers 200.0's), none before
+    assert [tick for _, tick in standby.due(200.2)] == [201.0]
