@@ -48,6 +48,10 @@ class Outbox:
                                f"used it (is EDA_STATE_DIR={settings.state_dir} theirs?)")
         conn = self.open(autocommit=True)
         try:
+            if not create and self.engine == "postgresql" and \
+                    conn.execute("SELECT to_regclass(%s)", (self.table.table,)).fetchone()[0] is None:
+                raise NoOutbox(f"no outbox in {self.where}: no application nor `eda outbox relay` has used it "
+                               f"(is EDA_DATABASE_URL theirs, and EDA_NAMESPACE={settings.namespace}?)")
             self.table.create(conn)
         except self._errors() as exc:  # say, a user without the CREATE privilege
             reason = " ".join(str(exc).split())[:300]

@@ -153,6 +153,19 @@ def test_a_command_reading_the_outbox_where_there_is_none_says_so_and_makes_none
     assert not state.exists()
 
 
+def test_a_command_reading_a_postgresql_outbox_where_there_is_none_says_so_and_makes_none(eda, database):
+    import psycopg
+
+    # Given a PostgreSQL database that no application nor relay of this namespace used
+    # When eda outbox status runs on it
+    code, output = eda.run("outbox", "status", EDA_DATABASE_URL=database)
+    # Then it says there is no outbox there, exits 1, and creates no table
+    assert code == 1 and output.splitlines()[-1].startswith("unhealthy: no outbox in "), output
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'outbox'"
+                            ).fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("command", [("outbox", "relay"), ("outbox", "status")])
 def test_a_wrong_database_url_is_one_line_and_exit_2(eda, command):
     for url, expected in (("postgresql://postgres:s3cret-pw@127.0.0.1:5432/eda_no_such_db", "does not exist"),
