@@ -206,8 +206,7 @@ class Parent:
                              f"row, each soon after it started (last: {ended}); stopping")
             log.error("worker processes crash in a loop: stopping", extra={**how, "deaths": child.strikes})
             return self._stop("crash loop")
-        delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (child.strikes - 1))
-        child.restart_at = now + delay
+        delay = self._restart_later(child, now)
         if self.server is not None:
             self.server.restarts.inc()
         log.warning("worker process exited: restarting it", extra={**how, "restart_in_seconds": delay})
@@ -237,10 +236,16 @@ class Parent:
                 log.error("worker process cannot be started: stopping", extra=fields)
                 self._stop("cannot start a worker process")
             else:
-                delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (child.strikes - 1))
-                child.restart_at = now + delay
+                delay = self._restart_later(child, now)
                 log.warning("cannot start a worker process: trying again", extra={**fields, "restart_in_seconds": delay})
             return False
+
+    @staticmethod
+    def _restart_later(child: Child, now: float) -> float:
+        """Its next start, after a delay doubling with each death (or failed start) in a row; the delay."""
+        delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (child.strikes - 1))
+        child.restart_at = now + delay
+        return delay
 
     def _end_children(self) -> None:
         """Nothing is left behind, whatever ended the loop: children still running (the loop ended by an
