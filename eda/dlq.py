@@ -12,7 +12,7 @@ from datetime import datetime
 
 import click
 
-from eda import names
+from eda import names, replies
 from eda.cli_support import columns
 from eda.connection import open_connection
 from eda.contracts.binary import claimed_identity
@@ -29,9 +29,11 @@ def replay_headers(headers) -> dict:
     """A replayed copy's headers: eda's failure record and attempt count gone, and the broker's own
     dead-letter history too (a quorum queue's delivery limit leaves only that). Where the event was
     first published stays (from ``x-death`` when the broker dead-lettered it): the worker checks the
-    event's type against that routing key."""
+    event's type against that routing key. A request's ``eda-expires-at`` goes too: whoever replays it
+    wants it handled, though its requester is long gone (its reply finds nobody)."""
     headers = headers or {}
-    replayed = {k: v for k, v in failures.cleaned_headers(headers).items() if not k.startswith(BROKER_DEATH_HEADERS)}
+    replayed = {k: v for k, v in failures.cleaned_headers(headers).items()
+                if not k.startswith(BROKER_DEATH_HEADERS) and k != replies.EXPIRES_AT}
     if failures.ORIGINAL_ROUTING_KEY not in replayed:
         death = _first_death(headers)
         keys = death.get("routing-keys") if death else None

@@ -96,6 +96,11 @@ class PermanentError(HandlerError):
     """Raised by a handler when retrying cannot help: the event goes to the DLQ at once."""
 
 
+class Expired(PermanentError):
+    """An event past its ``eda-expires-at`` (a request whose requester stopped waiting): dead-lettered
+    unhandled, since whoever wanted it handled gave up on it."""
+
+
 class ScheduleError(ConfigError, PermanentError):
     """A due time eda cannot take (a naive datetime, both ``at`` and ``delay``), or a recurring schedule
     defined wrongly (a bad cron expression): the same every time, so a handler's event that raises it is

@@ -4,7 +4,10 @@ A request is an event published with the AMQP properties ``reply_to`` (RabbitMQ'
 ``amq.rabbitmq.reply-to``, which the broker rewrites into the requester channel's own address) and
 ``correlation_id``. Its reply is a CloudEvent of the contract the request's contract names
 (``@contract(..., reply=...)``), with the request's correlation id and the request's id as its
-causation id, sent through the default exchange with ``reply_to`` as routing key. When a worker
+causation id, sent through the default exchange with ``reply_to`` as routing key. A request expires
+with its requester's timeout: its AMQP ``expiration`` has the broker dead-letter it while it waits in
+a queue, and its ``eda-expires-at`` header has the worker dead-letter it unhandled when it comes later
+(delivered before, or retried). When a worker
 dead-letters a request, it tells the requester so with a failure reply: a CloudEvent of type
 ``eda.request.failed`` (no contract: its data is eda's own) naming the worker and the reason.
 
@@ -12,14 +15,45 @@ Pure functions, shared by the requester (``eda.publishing.requester``) and the w
 """
 
 import uuid
+from datetime import datetime, timezone
 
 import orjson
 
 from eda.contracts.binary import PREFIX
 from eda.contracts.envelope import (CONTENT_TYPE, DATA_CONTENT_TYPE, SPECVERSION, Event, clip, event_properties,
                                     now_rfc3339)
-from eda.errors import ContractError, RequestFailed
+from eda.errors import ContractError, Expired, RequestFailed
 from eda.names import DIRECT_REPLY_TO, REQUEST_FAILED as FAILED  # noqa: F401 (eda.replies.DIRECT_REPLY_TO)
+
+
+EXPIRES_AT = "eda-expires-at"  # header: RFC 3339 UTC time past which nobody wants the event handled
+
+
+def expiry(timeout: float, now: float) -> tuple[str, dict]:
+    """The AMQP ``expiration`` (whole milliseconds, at least 1) and the ``eda-expires-at`` header of a
+    request sent at ``now`` (seconds since the epoch) whose requester waits ``timeout`` seconds."""
+    at = datetime.fromtimestamp(now + timeout, timezone.utc).isoformat(timespec="milliseconds")
+    return str(max(1, round(timeout * 1000))), {EXPIRES_AT: at.replace("+00:00", "Z")}
+
+
+def check_expiry(headers, now: float) -> None:
+    """Raise ``Expired`` when ``headers`` carry an ``eda-expires-at`` that ``now`` (seconds since the
+    epoch) is past. A value that is no RFC 3339 time with a zone is ignored: it cannot be told."""
+    value = headers.get(EXPIRES_AT) if isinstance(headers, dict) else None
+    if value is None:
+        return
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) and len(value) < 64 else None
+    except ValueError:
+        return
+    if at is None or at.tzinfo is None:
+        return
+    late = now - at.timestamp()
+    if late > 0:
+        raise Expired(f"expired {late:.3f}s before a handler could take it ({EXPIRES_AT} {value}: its "
+                      f"requester stopped waiting then): not handled")
 
 
 def is_direct(reply_to: str) -> bool:

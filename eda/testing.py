@@ -131,6 +131,7 @@ class TestBus:
         self._held: set[int] = set()  # ordered workers' deliveries held by a pause, recorded as given back
         self._replies: list = []  # messages to the bus's direct reply-to address, not yet matched to a request
         self._advanced = 0.0  # seconds advance() let pass: scheduled events are due by real time plus these
+        self._started_at = self.broker.clock()
         self._connection = None
 
     # Lifecycle
@@ -141,7 +142,7 @@ class TestBus:
         # Everything eda worker checks at start happens here: unknown event types, ordered workers
         # whose contracts name no key, the workers' own settings, the queues' declarations.
         try:
-            self.runner = Runner(self.worker_classes, self.settings, clock=self.broker.clock,
+            self.runner = Runner(self.worker_classes, self.settings, clock=self.broker.clock, wall_clock=self._now,
                                  connect=lambda _: open_connection(self.broker), middleware=self.middleware)
         except BaseException:
             self._close()
@@ -231,9 +232,11 @@ class TestBus:
         request = new_event(contract, loaded, source, **({"correlation_id": correlation_id} if correlation_id else {}))
         body = encode(request, wire)
         settled = []
-        self._publisher.send(self._events_exchange, request.type, body,
-                             {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO},
-                             headers=partition_headers(request, body) or None, mandatory=True,
+        properties, headers = {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO}, {}
+        if timeout is not None:  # it expires as a Producer's request does (eda.replies.expiry)
+            properties["expiration"], headers = replies.expiry(timeout, self._now())
+        self._publisher.send(self._events_exchange, request.type, body, properties,
+                             headers={**partition_headers(request, body), **headers} or None, mandatory=True,
                              label=f"{request.type} {request.id}", callback=settled.append,
                              middleware=self._publishing, event=request)
         self._publisher.wait(self.timeout)
@@ -262,6 +265,11 @@ class TestBus:
         if timeout is not None:
             raise RequestTimeout(timeout_message(request, timeout))
         raise RequestTimeout(f"{request.type}: no handler on the bus replied to the request (request {request.id})")
+
+    def _now(self) -> float:
+        """Seconds since the epoch on the bus: real time, plus the time its clock was moved on (retries
+        and ``advance``), with which the workers tell a request past its ``eda-expires-at``."""
+        return time.time() + self.broker.clock() - self._started_at
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass on the bus's clock: retries, circuit pauses and ordered workers' holds

@@ -67,10 +67,11 @@ class Requester:
 
     # Callers' side (any thread)
 
-    def submit(self, request: Event, body: bytes, reply_type: str) -> Future:
-        """Hand a validated, encoded request to the I/O thread; the future gets its reply."""
+    def submit(self, request: Event, body: bytes, reply_type: str, timeout: float) -> Future:
+        """Hand a validated, encoded request to the I/O thread; the future gets its reply. The request
+        expires when its caller stops waiting, ``timeout`` seconds from now (``eda.replies.expiry``)."""
         future = self.pending.add(request, reply_type)
-        self._outbox.append((request, body))
+        self._outbox.append((request, body, time.time() + timeout))
         if not self.alive:  # the I/O thread ended meanwhile: nobody would send it
             self.pending.settle(request.id, error=BrokerUnavailable("lost the broker connection; try again"))
         else:
@@ -78,7 +79,7 @@ class Requester:
         return future
 
     def call(self, request: Event, body: bytes, reply_type: str, timeout: float) -> Event:
-        future = self.submit(request, body, reply_type)
+        future = self.submit(request, body, reply_type, timeout)
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -86,7 +87,7 @@ class Requester:
             raise RequestTimeout(timeout_message(request, timeout)) from None
 
     async def call_async(self, request: Event, body: bytes, reply_type: str, timeout: float) -> Event:
-        future = self.submit(request, body, reply_type)
+        future = self.submit(request, body, reply_type, timeout)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except asyncio.TimeoutError:
@@ -136,11 +137,11 @@ class Requester:
 
     def _send_handed_over(self) -> None:
         while self._outbox:
-            request, body = self._outbox.popleft()
+            request, body, expires = self._outbox.popleft()
             if request.id in self.pending:  # else its caller stopped waiting before it could be sent
-                self._send(request, body)
+                self._send(request, body, expires)
 
-    def _send(self, request: Event, body: bytes) -> None:
+    def _send(self, request: Event, body: bytes, expires: float) -> None:
         def settled(error, request_id=request.id, request_type=request.type):
             if isinstance(error, Unroutable):
                 error = Unroutable(f"{request_type}: routed to no queue: no worker takes this request "
@@ -148,10 +149,12 @@ class Requester:
             if error is not None:
                 self.pending.settle(request_id, error=error)
 
-        properties = {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO}
+        now = time.time()
+        expiration, expiry_headers = replies.expiry(expires - now, now)
+        properties = {**event_properties(request), "reply_to": replies.DIRECT_REPLY_TO, "expiration": expiration}
         try:
             self._publisher.send(self.exchange, request.type, body, properties,
-                                 headers=partition_headers(request, body) or None, mandatory=True,
+                                 headers={**partition_headers(request, body), **expiry_headers}, mandatory=True,
                                  label=f"{request.type} {request.id}", callback=settled,
                                  middleware=self.middleware, event=request)
         except self._conn.connection_errors:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 
+from eda import replies
 from eda.contracts.binary import claimed_identity, decode_message
 from eda.contracts.envelope import clip
 from eda.errors import ContractError, StoreUnavailable
@@ -233,6 +234,7 @@ class WorkerConsumer:
     def _execute(self, delivery: Delivery) -> Outcome:
         started = time.perf_counter()
         try:
+            replies.check_expiry(delivery.message.headers, self.runner.wall_clock())  # checked when it starts
             ctx = dispatch(self.worker, delivery.event, self.handling)
             if ctx.scheduled:  # delayed reactions: in the outbox before the ack, once whatever the redeliveries
                 self.scheduled_reactions().write(ctx.scheduled)
@@ -248,6 +250,7 @@ class WorkerConsumer:
             return  # started before its connection was lost: the broker redelivers it, do not run it
         started = time.perf_counter()
         try:
+            replies.check_expiry(delivery.message.headers, self.runner.wall_clock())
             ctx = await dispatch_async(self.worker, delivery.event, self.handling)
             if ctx.scheduled:  # the outbox opened (its table made, on first use) and written off the loop
                 await asyncio.get_running_loop().run_in_executor(None, self._write_scheduled, ctx.scheduled)

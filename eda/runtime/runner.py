@@ -41,13 +41,15 @@ class Runner:
     instances, the first outermost) is process-wide: it wraps every worker's own, after that of
     ``EDA_MIDDLEWARE``."""
 
-    def __init__(self, worker_classes, settings, *, connect=open_connection, middleware=(), clock=time.monotonic):
+    def __init__(self, worker_classes, settings, *, connect=open_connection, middleware=(), clock=time.monotonic,
+                 wall_clock=time.time):
         self.settings = settings
         self.middleware = [*checked(middleware, "Runner"), *from_settings(settings)]
         self.connect = connect
         # Seconds of circuit pauses and of ordered workers' retries in place (eda.testing's bus runs a
         # clock of its own, which it moves on instead of waiting).
         self.clock = clock
+        self.wall_clock = wall_clock  # seconds since the epoch: what an event's eda-expires-at is compared with
         self.topology = Topology.from_settings(settings)
         worker_classes = list(worker_classes)
         check_workers(worker_classes, settings)  # a definition error is a start error, before anything consumes

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -151,7 +152,7 @@ def test_200_concurrent_async_requests_each_get_their_own_answer(eda, producer, 
     assert len({r.causation_id for r in replies}) == 200
 
 
-def test_a_request_nobody_answers_times_out_in_one_line_and_waits_for_a_worker(eda, broker, namespace):
+def test_a_request_nobody_answers_times_out_in_one_line_and_expires_in_the_queue(eda, broker, namespace):
     # Given the worker's queue, but the worker stopped
     worker = eda.worker("quotes", EDA_APP=APP)
     worker.send(signal.SIGTERM)
@@ -163,14 +164,43 @@ def test_a_request_nobody_answers_times_out_in_one_line_and_waits_for_a_worker(e
     [line] = lines
     assert line.startswith("error: quote.requested: no reply within 1s (request ")
     assert 1 <= seconds < 10
-    # and the request waits in the worker's queue; the worker handles it once back, though its
-    # requester is gone: the reply is dropped by the broker, the request acked, nothing dead-lettered
-    assert broker.depth(f"{namespace}.quotes") == 1
+    # and the request expired with its requester's timeout: the broker dead-lettered it from the queue
+    wait_until(lambda: broker.depth(f"{namespace}.quotes.dlq") == 1, message="the request dead-lettered")
+    assert broker.depth(f"{namespace}.quotes") == 0
+    [dead] = broker.dead_letters("quotes")
+    assert dead.headers["x-death"][0]["reason"] == "expired" and "expiration" not in dead.properties
+    assert dead.headers["eda-expires-at"].endswith("Z")
+    # so a worker back later never handles it; `eda dlq show` says why it is there
     worker = eda.worker("quotes", EDA_APP=APP)
-    worker.wait_for_log(handled("quote.requested", "quotes"))
-    wait_until(lambda: broker.depth(f"{namespace}.quotes") == 0, message="the request acked")
-    assert broker.depth(f"{namespace}.quotes.dlq") == 0
-    assert worker.count(lambda r: r.get("level") in ("WARNING", "ERROR")) == 0, worker.output
+    worker.wait_ready()
+    code, output = eda.run("dlq", "show", "quotes", EDA_APP=APP)
+    assert code == 0 and f"expired in {namespace}.quotes" in output, output
+    time.sleep(0.5)
+    assert worker.count(handled("quote.requested", "quotes")) == 0, worker.output
+
+
+def test_a_request_delivered_in_time_but_reached_past_its_deadline_is_dead_lettered_unhandled(
+        eda, broker, namespace, producer):
+    # Given an inline worker (one event at a time) busy for 2 s with a first request
+    worker = eda.worker("quotes-inline", EDA_APP=APP)
+    worker.wait_ready()
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(producer.request, "quote.requested",
+                           {"request_no": 1, "sku": "A", "quantity": 1, "delay_ms": 2000}, timeout=30)
+        time.sleep(0.5)  # the first one is in the handler
+        # When a second request, delivered to it meanwhile (prefetched), gives up after 500 ms
+        with pytest.raises(RequestTimeout):
+            producer.request("quote.requested", {"request_no": 2, "sku": "B", "quantity": 1}, timeout=0.5)
+        # Then the first is answered
+        assert slow.result(timeout=30).data["request_no"] == 1
+    # and the second is not handled once the worker comes to it: dead-lettered with the reason, the worker goes on
+    record = worker.wait_for_log(lambda r: str(r.get("message", "")).startswith("dead-lettered"), timeout=10)
+    assert record["error"].startswith("Expired: expired ") and "its requester stopped waiting" in record["error"]
+    [dead] = broker.dead_letters("quotes-inline")
+    assert json.loads(dead.body)["data"]["requestNo"] == 2 and dead.headers["eda-exception-type"] == "Expired"
+    assert worker.count(handled("quote.requested", "quotes-inline")) == 1
+    assert producer.request("quote.requested", {"request_no": 3, "sku": "C", "quantity": 1},
+                            timeout=10).data["request_no"] == 3
 
 
 @pytest.mark.parametrize("option", ["--correlation-id", "--source"])

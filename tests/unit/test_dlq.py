@@ -68,6 +68,15 @@ def test_a_copy_the_broker_dead_lettered_is_replayed_with_the_routing_key_of_its
                                        "eda-original-routing-key": "order.placed"}
 
 
+def test_a_replayed_request_loses_its_deadline_so_that_a_worker_handles_it():
+    # Given a request that expired in its queue (its requester gave up), dead-lettered by the broker
+    headers = {"eda-expires-at": "2026-12-06T12:00:01.500Z", "x-death": [
+        {"reason": "expired", "exchange": "shop.events", "routing-keys": ["quote.requested"], "queue": "shop.quotes"}]}
+    # When it is replayed, whoever replays it wants it handled: it carries no deadline any more
+    assert replay_headers(headers) == {"eda-original-exchange": "shop.events",
+                                       "eda-original-routing-key": "quote.requested"}
+
+
 def test_the_depth_table_aligns_columns_and_says_when_a_dlq_is_not_declared():
     assert depth_table([("inventory", "shop.inventory.dlq", None), ("payment", "shop.payment.dlq", 12)]) == [
         "WORKER     QUEUE               DEPTH",

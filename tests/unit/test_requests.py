@@ -18,7 +18,7 @@ from eda import replies
 from eda.contracts.envelope import Event, decode, new_event
 from eda.contracts.export import asyncapi_document, event_schema
 from eda.contracts.registry import get
-from eda.errors import ConfigError, DefinitionError, RequestFailed, RequestTimeout, UnknownEvent
+from eda.errors import ConfigError, DefinitionError, Expired, RequestFailed, RequestTimeout, UnknownEvent
 from eda.fields import Id, Money
 from eda.publishing.pending import PendingRequests
 from eda.publishing.requester import timeout_message
@@ -393,6 +393,57 @@ def test_a_test_bus_request_with_a_timeout_times_out_as_a_requester_does_while_t
             bus.request("estimate.requested", {"sku": "B", "quantity": 1}, timeout=2)
         # Then it timed out as it would in production (two attempts failed meanwhile, nothing answered)
         assert failures == [] and answered == []
-        # and the worker, still retrying, answers at its next attempt (to nobody, as on a broker)
-        bus.advance(10)
-        assert len(answered) == 1
+        # and the worker's next attempt, past the request's deadline, does not run the handler: the
+        # request expired with its requester's timeout, and is dead-lettered saying so
+        with bus.expect_dead_letters():
+            bus.advance(10)
+        assert answered == []
+        [dead] = bus.dead_letters("flaky")
+        assert dead.headers["eda-exception-type"] == "Expired" and dead.headers["eda-failure-category"] == "permanent"
+        assert "before a handler could take it (eda-expires-at 20" in dead.headers["eda-exception-message"]
+
+
+def test_a_test_bus_request_without_a_timeout_never_expires(estimates):
+    # Given a responder that fails once, then answers
+    failures = [RuntimeError("the database is away")]
+
+    class Flaky(Worker):
+        name = "flaky"
+
+        @handles("estimate.requested")
+        def estimate(self, event, ctx):
+            if failures:
+                raise failures.pop(0)
+            return {"sku": event.data["sku"], "price": "1.00"}
+
+    with TestBus(Flaky) as bus:
+        # When a request waits for as long as it takes
+        # Then its retry is answered (no deadline: it carries no eda-expires-at)
+        assert bus.request("estimate.requested", {"sku": "B", "quantity": 1}).data["sku"] == "B"
+
+
+# A request's deadline (eda-expires-at), without a broker
+
+def test_a_request_expires_with_its_requesters_timeout_on_the_broker_and_at_the_worker():
+    # Given a request sent at 12:00:00.000 UTC whose requester waits 1.5 s
+    now = 1_796_558_400.0  # 2026-12-06T12:00:00Z
+    expiration, headers = replies.expiry(1.5, now)
+    # Then the broker drops it after 1500 ms in a queue, and a worker refuses it after 12:00:01.500
+    assert expiration == "1500" and headers == {"eda-expires-at": "2026-12-06T12:00:01.500Z"}
+    replies.check_expiry(headers, now + 1.5)  # not past it yet
+    with pytest.raises(Expired, match=r"^expired 0.250s before a handler could take it \(eda-expires-at "
+                                      r"2026-12-06T12:00:01.500Z: its requester stopped waiting then\): not handled$"):
+        replies.check_expiry(headers, now + 1.75)
+    assert replies.expiry(0.0001, now)[0] == "1"  # the broker takes no 0 ms TTL as "expires now": at least 1
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "2026-12-06T12:00:00", 1_796_558_400, b"\xff", "9" * 100])
+def test_an_expiry_that_cannot_be_told_is_no_expiry(value):
+    # A header another client set, that is no RFC 3339 time with a zone, never fails the event
+    replies.check_expiry({"eda-expires-at": value}, 2_000_000_000.0)
+    replies.check_expiry(None, 2_000_000_000.0)
+
+
+def test_an_expiry_sent_as_bytes_by_another_client_is_read():
+    with pytest.raises(Expired):
+        replies.check_expiry({"eda-expires-at": b"2026-12-06T12:00:00+01:00"}, 1_796_558_400.0)
